@@ -450,14 +450,14 @@ async fn read_response_head(
     }
 }
 
-enum HeadParse {
+pub enum HeadParse {
     Partial,
     Interim(usize),
     Final(ResponsePlan),
 }
 
 /// Parses the upstream response head and writes the client's version of it into `out`.
-fn build_response_head(
+pub fn build_response_head(
     rbuf: &[u8],
     out: &mut Vec<u8>,
     plan: &Plan,

@@ -16,9 +16,9 @@ pub fn match_order(plan: &Plan) -> Vec<&RoutePlan> {
     let mut routes: Vec<&RoutePlan> = plan.routes.iter().collect();
     routes.sort_by_key(|r| {
         let group = match &r.host {
-            HostMatch::Exact(_) => (0, 0),
-            HostMatch::Suffix(s) => (1, usize::MAX - s.len()),
-            HostMatch::Any => (2, 0),
+            HostMatch::Exact(h) => (0, 0, h.clone()),
+            HostMatch::Suffix(s) => (1, usize::MAX - s.len(), s.clone()),
+            HostMatch::Any => (2, 0, String::new()),
         };
         (group, usize::MAX - r.key.len(), r.number)
     });
