@@ -116,6 +116,7 @@ Content-Length: 29\r\n\r\n";
         client_keep_alive: true,
         client_http10: false,
         request_host: Some("example.com".into()),
+        upgrade: false,
     };
     let mut out = Vec::with_capacity(4096);
     c.bench_function("response head rewrite (Location + Set-Cookie mapped)", |b| {

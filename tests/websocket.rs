@@ -108,16 +108,13 @@ fn ws_echo_server() -> SocketAddr {
                     return;
                 };
                 while let Ok(msg) = ws.read() {
-                    match msg {
-                        Message::Text(_) | Message::Binary(_) => {
-                            if ws.send(msg).is_err() {
-                                return;
-                            }
-                        }
-                        Message::Close(_) => {
-                            let _ = ws.flush();
-                        }
-                        _ => {}
+                    let echo = matches!(msg, Message::Text(_) | Message::Binary(_));
+                    if echo && ws.send(msg).is_err() {
+                        return;
+                    }
+                    if !echo {
+                        // Pongs and the close reply are queued by tungstenite: send them.
+                        let _ = ws.flush();
                     }
                 }
             });
