@@ -106,8 +106,8 @@ pub async fn exchange<C: AsyncReadRent + AsyncWriteRent>(
         cbuf.clear();
     }
 
-    let mut rbuf = ctx.bufs.get();
-    let mut resp_out = ctx.bufs.get();
+    let mut rbuf = ctx.bodies.get();
+    let mut resp_out = ctx.heads.get();
     let result = run(
         ctx,
         client,
@@ -123,9 +123,9 @@ pub async fn exchange<C: AsyncReadRent + AsyncWriteRent>(
         decoded,
     )
     .await;
-    ctx.bufs.put(rbuf);
-    ctx.bufs.put(resp_out);
-    ctx.bufs.put(out);
+    ctx.bodies.put(rbuf);
+    ctx.heads.put(resp_out);
+    ctx.heads.put(out);
     match result {
         Ok(Done::Tunnel(upstream)) => (Next::Tunnel(upstream), cbuf),
         Ok(Done::Http {
@@ -175,7 +175,7 @@ async fn refuse_body<C: AsyncWriteRent>(
     status: u16,
     why: &'static str,
 ) -> (Next, Vec<u8>) {
-    ctx.bufs.put(out);
+    ctx.heads.put(out);
     let r = Reply {
         status,
         route: None,
@@ -355,7 +355,7 @@ async fn stream_request_body<C: AsyncReadRent, U: AsyncWriteRent>(
     decoder: Option<ChunkedDecoder>,
     mut decoded: u64,
 ) -> Result<(), BodyAbort> {
-    let mut bbuf = ctx.bufs.get();
+    let mut bbuf = ctx.bodies.get();
     let result = async {
         match decoder {
             None => {
@@ -422,7 +422,7 @@ async fn stream_request_body<C: AsyncReadRent, U: AsyncWriteRent>(
         Ok(())
     }
     .await;
-    ctx.bufs.put(bbuf);
+    ctx.bodies.put(bbuf);
     result
 }
 

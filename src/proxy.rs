@@ -31,7 +31,11 @@ pub struct WorkerCtx {
     pub plan: Arc<Plan>,
     pub pool: ConnPool,
     pub balancer: Balancer,
-    pub bufs: BufPool,
+    /// Head-sized buffers: the upstream request head (with a small body) and the client's
+    /// response head (with the start of the body).
+    pub heads: BufPool,
+    /// Body-sized buffers for reading the upstream response and streaming request bodies.
+    pub bodies: BufPool,
     /// Pipes lent to splice tunnels while bytes are in flight.
     pub pipes: PipePool,
 }
@@ -41,7 +45,8 @@ impl WorkerCtx {
         WorkerCtx {
             pool: ConnPool::new(&plan),
             balancer: Balancer::new(&plan),
-            bufs: BufPool::new(64 * 1024, 256),
+            heads: BufPool::new(16 * 1024, 128 * 1024, 32),
+            bodies: BufPool::new(64 * 1024, 64 * 1024, 16),
             pipes: PipePool::new(DEFAULT_PIPE_SIZE, DEFAULT_MAX_IDLE_PIPES),
             plan,
         }
@@ -107,7 +112,14 @@ impl ClientStream for TcpStream {
     }
 }
 
-pub async fn serve<C: ClientStream>(ctx: Rc<WorkerCtx>, mut client: C, info: ClientInfo) {
+/// Serves one client connection. `guard` lives as long as the connection, including a tunnel it
+/// may become (it counts open connections for `max_connections`).
+pub async fn serve<C: ClientStream + 'static, G: 'static>(
+    ctx: Rc<WorkerCtx>,
+    mut client: C,
+    info: ClientInfo,
+    guard: G,
+) {
     let plan = ctx.plan.clone();
     let limits = &plan.server;
     let mut cbuf: Vec<u8> = Vec::with_capacity(4096);
@@ -143,11 +155,11 @@ pub async fn serve<C: ClientStream>(ctx: Rc<WorkerCtx>, mut client: C, info: Cli
                 return;
             }
         };
-        let mut out = ctx.bufs.get();
+        let mut out = ctx.heads.get();
         let decision = decide(&plan, &ctx.balancer, &info, &cbuf[..head_len], &mut out);
         let keep = match decision {
             Decision::Reply(r) => {
-                ctx.bufs.put(out);
+                ctx.heads.put(out);
                 let close = r.close;
                 if reply(&mut client, r, limits.header_timeout).await.is_err() || close {
                     return;
@@ -158,15 +170,23 @@ pub async fn serve<C: ClientStream>(ctx: Rc<WorkerCtx>, mut client: C, info: Cli
             Decision::Forward(outgoing) => {
                 let route = &plan.routes[outgoing.route];
                 idle = route.idle_timeout;
-                let (next, buf) = forward::exchange(&ctx, &mut client, cbuf, head_len, out, outgoing).await;
+                // Boxed: a connection that becomes a long-lived tunnel should not carry the
+                // exchange's (large) state machine in its task for the tunnel's whole life.
+                let (next, buf) = Box::pin(forward::exchange(&ctx, &mut client, cbuf, head_len, out, outgoing)).await;
                 cbuf = buf;
                 match next {
                     Next::KeepAlive => true,
                     Next::Close => false,
                     Next::Tunnel(upstream) => {
-                        // The connection is no longer HTTP: from here on, bytes only.
-                        drop(cbuf);
-                        let _stats = client.tunnel(upstream, &ctx, &route.tunnel).await;
+                        // The connection is no longer HTTP: from here on, bytes only. The relay
+                        // runs as its own small task so that an idle tunnel does not keep this
+                        // (much larger) HTTP state machine allocated for hours.
+                        let limits = route.tunnel.clone();
+                        let ctx = ctx.clone();
+                        monoio::spawn(async move {
+                            let _guard = guard;
+                            let _stats = client.tunnel(upstream, &ctx, &limits).await;
+                        });
                         return;
                     }
                 }

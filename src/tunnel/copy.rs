@@ -53,7 +53,7 @@ where
         &to_client,
         &activity,
     );
-    let end = run_both(c2u, u2c, limits, &activity).await;
+    let end = run_both(std::pin::pin!(c2u), std::pin::pin!(u2c), limits, &activity).await;
     TunnelStats {
         client_to_upstream: to_upstream.get(),
         upstream_to_client: to_client.get(),

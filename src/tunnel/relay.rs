@@ -3,10 +3,10 @@
 
 use std::cell::Cell;
 use std::future::{poll_fn, Future};
-use std::pin::pin;
+use std::pin::Pin;
 use std::task::Poll;
 
-use monoio::time::{sleep_until, Instant};
+use monoio::time::{sleep_until, Instant, Sleep};
 
 use super::{TunnelEnd, TunnelLimits};
 
@@ -59,9 +59,13 @@ impl Activity {
 /// Runs both directions until both have ended cleanly (`BothClosed`), one fails, or the timer
 /// fires. The timer is re-armed lazily: bytes only touch a `Cell`, and the sleep is moved forward
 /// when it fires early.
+///
+/// The legs are pinned by the caller where they are created (passing them by value would let
+/// the state machine keep a second slot for each), and the timer lives in its own allocation:
+/// this future is held for the whole life of a mostly idle tunnel, so its size is its cost.
 pub(crate) async fn run_both<A, B>(
-    client_to_upstream: A,
-    upstream_to_client: B,
+    mut c2u: Pin<&mut A>,
+    mut u2c: Pin<&mut B>,
     limits: &TunnelLimits,
     activity: &Activity,
 ) -> TunnelEnd
@@ -69,10 +73,8 @@ where
     A: Future<Output = Result<(), TunnelEnd>>,
     B: Future<Output = Result<(), TunnelEnd>>,
 {
-    let mut c2u = pin!(client_to_upstream);
-    let mut u2c = pin!(upstream_to_client);
     let (mut c2u_done, mut u2c_done) = (false, false);
-    let mut timer = pin!(activity.next_deadline(limits).map(sleep_until));
+    let mut timer: Option<Pin<Box<Sleep>>> = activity.next_deadline(limits).map(|d| Box::pin(sleep_until(d)));
     poll_fn(|cx| {
         if !c2u_done {
             if let Poll::Ready(result) = c2u.as_mut().poll(cx) {
@@ -93,7 +95,7 @@ where
         if c2u_done && u2c_done {
             return Poll::Ready(TunnelEnd::BothClosed);
         }
-        while let Some(mut sleep) = timer.as_mut().as_pin_mut() {
+        while let Some(sleep) = timer.as_mut() {
             if sleep.as_mut().poll(cx).is_pending() {
                 break;
             }
@@ -102,7 +104,7 @@ where
             }
             match activity.next_deadline(limits) {
                 Some(deadline) => sleep.as_mut().reset(deadline),
-                None => timer.set(None),
+                None => timer = None,
             }
         }
         Poll::Pending

@@ -64,7 +64,9 @@ async fn relay(
         moved: to_client,
         activity: &activity,
     };
-    run_both(c2u.pump(pool), u2c.pump(pool), limits, &activity).await
+    let c2u = std::pin::pin!(c2u.pump(pool));
+    let u2c = std::pin::pin!(u2c.pump(pool));
+    run_both(c2u, u2c, limits, &activity).await
 }
 
 /// One direction of the tunnel, and which side to blame when a syscall on either end fails.
@@ -101,7 +103,9 @@ impl Leg<'_> {
                     }
                     Ok(n) => {
                         pipe.filled = n;
-                        self.drain(&mut pipe).await?;
+                        // Boxed: the drain state exists only while bytes are in flight, so an
+                        // idle tunnel's task stays small (its future is held for hours).
+                        Box::pin(self.drain(&mut pipe)).await?;
                         budget.spend().await;
                         // A partial fill means the socket is (almost surely) empty: skip the
                         // splice that would only say EAGAIN and go back to waiting.
