@@ -20,6 +20,7 @@ mod pool;
 mod relay;
 mod splice;
 mod sys;
+mod timer;
 
 use std::fmt;
 use std::io;
@@ -68,7 +69,10 @@ pub enum TunnelEnd {
 impl TunnelEnd {
     /// Whether the tunnel ended in an orderly way (not an error).
     pub fn is_clean(&self) -> bool {
-        !matches!(self, TunnelEnd::ClientError(_) | TunnelEnd::UpstreamError(_))
+        !matches!(
+            self,
+            TunnelEnd::ClientError(_) | TunnelEnd::UpstreamError(_)
+        )
     }
 }
 
