@@ -631,9 +631,9 @@ async fn idle_timeout(relay: Relay) {
     };
     let proxy = Proxy::start(relay, limits);
     let (mut client, mut upstream) = proxy.open().await;
-    // Traffic every 100 ms, alternating directions, for three idle periods: the tunnel lives.
+    // Traffic every 50 ms, alternating directions, for three idle periods: the tunnel lives.
     let mut quiet_since = Instant::now();
-    for i in 0..9 {
+    for i in 0..18 {
         if i % 2 == 0 {
             write_all(&mut client, vec![b'c']).await;
             read_exact(&mut upstream, 1).await;
@@ -642,7 +642,7 @@ async fn idle_timeout(relay: Relay) {
             read_exact(&mut client, 1).await;
         }
         quiet_since = Instant::now();
-        monoio::time::sleep(Duration::from_millis(100)).await;
+        monoio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(
         proxy.ended_count(),
@@ -655,7 +655,8 @@ async fn idle_timeout(relay: Relay) {
     assert!(matches!(stats.end, TunnelEnd::IdleTimeout), "{stats:?}");
     let quiet = at - quiet_since;
     assert!(
-        quiet + Duration::from_millis(10) >= idle && quiet < idle + Duration::from_millis(500),
+        // The relay saw the last byte a little before this task did; the machine may be busy.
+        quiet + Duration::from_millis(50) >= idle && quiet < idle + Duration::from_secs(1),
         "{relay:?}: ended after {quiet:?} of silence, idle timeout {idle:?}"
     );
     eprintln!("{relay:?}: idle timeout {idle:?} fired after {quiet:?} of silence");
@@ -685,7 +686,7 @@ async fn max_lifetime(relay: Relay) {
     assert!(matches!(stats.end, TunnelEnd::MaxLifetime), "{stats:?}");
     let lived = at - opened;
     assert!(
-        lived >= max && lived < max + Duration::from_millis(500),
+        lived >= max && lived < max + Duration::from_secs(1),
         "{relay:?}: lived {lived:?}, max lifetime {max:?}"
     );
     assert!(closed_within(&mut client, Duration::from_secs(3)).await);

@@ -12,7 +12,7 @@ use std::pin::pin;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split, Splitable};
 use monoio::time::Sleep;
 
-use super::relay::{drive, Activity, Budget};
+use super::relay::{drive, Activity, Budget, Side};
 use super::{TunnelEnd, TunnelLimits, TunnelStats};
 
 /// Buffer a direction starts with and returns to when traffic is light (one TLS record).
@@ -38,20 +38,14 @@ where
     let c2u = pin!(copy_one_way(
         client_read,
         upstream_write,
-        Blame {
-            reader: TunnelEnd::ClientError,
-            writer: TunnelEnd::UpstreamError,
-        },
+        Side::Client,
         &to_upstream,
         &activity,
     ));
     let u2c = pin!(copy_one_way(
         upstream_read,
         client_write,
-        Blame {
-            reader: TunnelEnd::UpstreamError,
-            writer: TunnelEnd::ClientError,
-        },
+        Side::Upstream,
         &to_client,
         &activity,
     ));
@@ -64,17 +58,11 @@ where
     }
 }
 
-/// Which side a failed read or write is reported against.
-struct Blame {
-    reader: fn(std::io::Error) -> TunnelEnd,
-    writer: fn(std::io::Error) -> TunnelEnd,
-}
-
 /// Owns its halves: when this direction ends, dropping them releases its share of the streams.
 async fn copy_one_way<R, W>(
     mut from: R,
     mut to: W,
-    blame: Blame,
+    from_side: Side,
     moved: &Cell<u64>,
     activity: &Activity,
 ) -> Result<(), TunnelEnd>
@@ -86,14 +74,16 @@ where
     let mut budget = Budget::new();
     loop {
         let (read, filled) = from.read(buf).await;
-        let n = read.map_err(blame.reader)?;
+        let n = read.map_err(|e| from_side.failed(e))?;
         if n == 0 {
-            to.shutdown().await.map_err(blame.writer)?;
+            to.shutdown()
+                .await
+                .map_err(|e| from_side.other().failed(e))?;
             return Ok(());
         }
         let (written, sent) = to.write_all(filled).await;
-        written.map_err(blame.writer)?;
-        to.flush().await.map_err(blame.writer)?;
+        written.map_err(|e| from_side.other().failed(e))?;
+        to.flush().await.map_err(|e| from_side.other().failed(e))?;
         moved.set(moved.get() + n as u64);
         activity.touch();
         buf = resize(sent, n);

@@ -190,6 +190,15 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_size_falls_back_to_the_pipe_the_kernel_gave() {
+        // Above fs.pipe-max-size (1 MiB here) an unprivileged F_SETPIPE_SZ fails with EPERM, as
+        // it does once the user's pipe budget is spent: the pipe is still usable.
+        let pool = PipePool::new(64 * 1024 * 1024, 1);
+        let pipe = pool.lend().unwrap();
+        assert!(pipe.capacity() >= 4096);
+    }
+
+    #[test]
     fn a_pipe_with_bytes_in_it_is_not_returned() {
         let pool = PipePool::new(DEFAULT_PIPE_SIZE, 8);
         let mut pipe = pool.lend().unwrap();

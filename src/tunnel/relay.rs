@@ -3,14 +3,37 @@
 
 use std::cell::Cell;
 use std::future::{poll_fn, Future};
+use std::io;
 use std::pin::Pin;
 use std::task::Poll;
 
 use monoio::time::Instant;
 
 use super::timer::RelayTimer;
-
 use super::{TunnelEnd, TunnelLimits};
+
+/// The two ends of a tunnel, to report a failure against the right one.
+#[derive(Clone, Copy)]
+pub(crate) enum Side {
+    Client,
+    Upstream,
+}
+
+impl Side {
+    pub(crate) fn failed(self, e: io::Error) -> TunnelEnd {
+        match self {
+            Side::Client => TunnelEnd::ClientError(e),
+            Side::Upstream => TunnelEnd::UpstreamError(e),
+        }
+    }
+
+    pub(crate) fn other(self) -> Side {
+        match self {
+            Side::Client => Side::Upstream,
+            Side::Upstream => Side::Client,
+        }
+    }
+}
 
 /// When the tunnel started and when a byte last moved either way.
 pub(crate) struct Activity {

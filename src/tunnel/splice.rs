@@ -9,7 +9,7 @@ use std::pin::pin;
 use monoio::net::TcpStream;
 
 use super::pool::{LentPipe, PipePool};
-use super::relay::{drive, Activity, Budget};
+use super::relay::{drive, Activity, Budget, Side};
 use super::timer::SharedDeadline;
 use super::{sys, TunnelEnd, TunnelLimits, TunnelStats};
 
@@ -61,28 +61,6 @@ pub async fn splice_relay(
         client_to_upstream: to_upstream.get(),
         upstream_to_client: to_client.get(),
         end,
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Side {
-    Client,
-    Upstream,
-}
-
-impl Side {
-    fn failed(self, e: io::Error) -> TunnelEnd {
-        match self {
-            Side::Client => TunnelEnd::ClientError(e),
-            Side::Upstream => TunnelEnd::UpstreamError(e),
-        }
-    }
-
-    fn other(self) -> Side {
-        match self {
-            Side::Client => Side::Upstream,
-            Side::Upstream => Side::Client,
-        }
     }
 }
 

@@ -104,7 +104,9 @@ async fn ticker(timers: Rc<SharedTimers>) {
             timers.ticker.borrow_mut().take();
             return Poll::Ready(());
         };
-        if sleep.deadline() != next {
+        // Every entry left is in the future; re-arming an elapsed sleep too means a sleep that
+        // fired early can never spin this loop.
+        if sleep.deadline() != next || sleep.is_elapsed() {
             sleep.as_mut().reset(next);
         }
         *timers.ticker.borrow_mut() = Some(cx.waker().clone());
@@ -171,5 +173,79 @@ impl RelayTimer for SharedDeadline<'_> {
 impl Drop for SharedDeadline<'_> {
     fn drop(&mut self) {
         self.unpark();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn runtime() -> monoio::FusionRuntime<
+        monoio::time::TimeDriver<monoio::IoUringDriver>,
+        monoio::time::TimeDriver<monoio::LegacyDriver>,
+    > {
+        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap()
+    }
+
+    async fn fire_at(timers: &Rc<SharedTimers>, at: Instant) {
+        let mut deadline = pin!(SharedDeadline::new(timers));
+        deadline.as_mut().arm(at);
+        poll_fn(|cx| deadline.as_mut().poll_fire(cx)).await;
+    }
+
+    #[test]
+    fn an_earlier_deadline_wakes_the_sleeping_ticker() {
+        runtime().block_on(async {
+            let timers = Rc::new(SharedTimers::default());
+            let start = Instant::now();
+            {
+                // A late deadline first: the ticker goes to sleep until it.
+                let mut late = pin!(SharedDeadline::new(&timers));
+                late.as_mut().arm(start + Duration::from_secs(5));
+                poll_fn(|cx| {
+                    assert!(late.as_mut().poll_fire(cx).is_pending());
+                    Poll::Ready(())
+                })
+                .await;
+                monoio::time::sleep(Duration::from_millis(10)).await;
+                assert_eq!(timers.pending(), 1);
+
+                fire_at(&timers, start + Duration::from_millis(100)).await;
+                let waited = start.elapsed();
+                assert!(waited >= Duration::from_millis(100), "{waited:?}");
+                assert!(waited < Duration::from_millis(400), "{waited:?}");
+                assert_eq!(timers.pending(), 1, "the late deadline is still parked");
+            }
+            assert_eq!(timers.pending(), 0, "a dropped deadline leaves no entry");
+        });
+    }
+
+    #[test]
+    fn rearming_moves_the_deadline_and_past_deadlines_fire_at_once() {
+        runtime().block_on(async {
+            let timers = Rc::new(SharedTimers::default());
+            let start = Instant::now();
+            let mut deadline = pin!(SharedDeadline::new(&timers));
+            deadline.as_mut().arm(start + Duration::from_millis(50));
+            poll_fn(|cx| {
+                assert!(deadline.as_mut().poll_fire(cx).is_pending());
+                Poll::Ready(())
+            })
+            .await;
+            // Activity moved the deadline: the relay re-arms when the old one fires.
+            poll_fn(|cx| deadline.as_mut().poll_fire(cx)).await;
+            assert!(start.elapsed() >= Duration::from_millis(50));
+            deadline.as_mut().arm(start + Duration::from_millis(120));
+            poll_fn(|cx| deadline.as_mut().poll_fire(cx)).await;
+            assert!(start.elapsed() >= Duration::from_millis(120));
+            assert_eq!(timers.pending(), 0);
+
+            fire_at(&timers, start).await;
+        });
     }
 }
