@@ -1108,6 +1108,8 @@ impl Scripted {
                                 nreq += 1;
                                 thread::sleep(step.delay);
                                 if s.write_all(&step.bytes).is_err() {
+                                    // the proxy closed (or reset) while we were still answering
+                                    conns.lock().unwrap()[idx].closed_by_peer = true;
                                     break;
                                 }
                                 if step.close {
