@@ -280,10 +280,17 @@ fn upstream_connection_is_not_reused_when_the_client_left_mid_response() {
     assert!(n > 0 && buf.starts_with(b"HTTP/1.1 200"));
     drop(c);
     assert!(
-        wait_until(Duration::from_secs(5), || up.conns().first().is_some_and(|c| c.closed_by_peer)),
+        wait_until(Duration::from_secs(5), || up
+            .conns()
+            .first()
+            .is_some_and(|c| c.closed_by_peer)),
         "the upstream connection with an unread response body was kept"
     );
     let r = raw_roundtrip(p.addr(), &get_req("/next", "h.test", &[]));
     assert_eq!(r.body, b"ok");
-    assert_eq!(up.conns()[0].requests.len(), 1, "a half-read upstream connection was reused");
+    assert_eq!(
+        up.conns()[0].requests.len(),
+        1,
+        "a half-read upstream connection was reused"
+    );
 }
