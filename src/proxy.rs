@@ -15,7 +15,7 @@ use crate::http::{has_bare_cr_or_lf, Framing, RequestError};
 use crate::io_util::{read_append, write_from, BufPool};
 use crate::rewrite::{check_path, upstream_path};
 use crate::route::normalize_host;
-use crate::upstream::{Balancer, ConnPool};
+use crate::upstream::{affinity, Board, ConnPool, Upstreams};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -27,15 +27,16 @@ use std::time::Duration;
 pub struct WorkerCtx {
     pub plan: Arc<Plan>,
     pub pool: ConnPool,
-    pub balancer: Balancer,
+    /// Server choice: this worker's balancing state over the process-wide health board.
+    pub upstreams: Upstreams,
     pub bufs: BufPool,
 }
 
 impl WorkerCtx {
-    pub fn new(plan: Arc<Plan>) -> Self {
+    pub fn new(plan: Arc<Plan>, board: Arc<Board>) -> Self {
         WorkerCtx {
             pool: ConnPool::new(&plan),
-            balancer: Balancer::new(&plan),
+            upstreams: Upstreams::new(&plan, board),
             bufs: BufPool::new(64 * 1024, 256),
             plan,
         }
@@ -127,7 +128,7 @@ pub async fn serve<C: AsyncReadRent + AsyncWriteRent>(ctx: Rc<WorkerCtx>, mut cl
             }
         };
         let mut out = ctx.bufs.get();
-        let decision = decide(&plan, &ctx.balancer, &info, &cbuf[..head_len], &mut out);
+        let decision = decide(&plan, &info, &cbuf[..head_len], &mut out);
         let keep = match decision {
             Decision::Reply(r) => {
                 ctx.bufs.put(out);
@@ -248,8 +249,9 @@ pub async fn reply<C: AsyncWriteRent>(client: &mut C, r: Reply, t: Duration) -> 
 }
 
 /// Parses and checks a complete head, picks the route, and writes the upstream request head into
-/// `out`. Pure computation: everything that can be refused is refused here, before any I/O.
-pub fn decide(plan: &Plan, balancer: &Balancer, info: &ClientInfo, head: &[u8], out: &mut Vec<u8>) -> Decision {
+/// `out`. Pure computation: everything that can be refused is refused here, before any I/O. The
+/// server is chosen later, in the exchange, so a failed attempt can move to another one.
+pub fn decide(plan: &Plan, info: &ClientInfo, head: &[u8], out: &mut Vec<u8>) -> Decision {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(head) {
@@ -315,11 +317,9 @@ pub fn decide(plan: &Plan, balancer: &Balancer, info: &ClientInfo, head: &[u8], 
             return Decision::Reply(Reply::refused(RequestError::BodyTooLarge));
         }
     }
-    let server = balancer.pick(plan, route.upstream);
-    write_upstream_head(
+    let host_at = write_upstream_head(
         plan,
         route,
-        server,
         info,
         method,
         &facts,
@@ -334,7 +334,10 @@ pub fn decide(plan: &Plan, balancer: &Balancer, info: &ClientInfo, head: &[u8], 
     Decision::Forward(Outgoing {
         route: hit.route,
         upstream: route.upstream,
-        server,
+        server: 0,
+        affinity: affinity(&plan.upstreams[route.upstream], info.peer.ip(), req.headers),
+        idempotent: matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"),
+        host_at,
         framing: facts.framing,
         expect_continue: facts.expect_continue,
         is_head: facts.is_head,
@@ -344,11 +347,12 @@ pub fn decide(plan: &Plan, balancer: &Balancer, info: &ClientInfo, head: &[u8], 
     })
 }
 
+/// Writes the upstream request head; returns where the Host value sits when it names the server
+/// (a route with `preserve_host = false`), so the exchange can put in the server it chose.
 #[allow(clippy::too_many_arguments)]
 fn write_upstream_head(
     plan: &Plan,
     route: &RoutePlan,
-    server: usize,
     info: &ClientInfo,
     method: &str,
     facts: &RequestFacts<'_>,
@@ -356,7 +360,7 @@ fn write_upstream_head(
     matched: usize,
     headers: &[httparse::Header<'_>],
     out: &mut Vec<u8>,
-) {
+) -> Option<(usize, usize)> {
     let fwd = route.forwarding;
     let upstream = &plan.upstreams[route.upstream];
     out.extend_from_slice(method.as_bytes());
@@ -364,11 +368,13 @@ fn write_upstream_head(
     upstream_path(route, path, matched, out);
     out.extend_from_slice(facts.target.query);
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let host_value: &[u8] = match facts.host {
-        Some(h) if route.preserve_host => h,
-        _ => upstream.servers[server].authority.as_bytes(),
+    let (host_value, names_server): (&[u8], bool) = match facts.host {
+        Some(h) if route.preserve_host => (h, false),
+        _ => (upstream.servers[0].authority.as_bytes(), true),
     };
+    let host_start = out.len() + b"Host: ".len();
     header(out, b"Host", host_value);
+    let host_at = names_server.then_some((host_start, host_start + host_value.len()));
 
     let mut client_xff = false;
     let prefix_header = fwd.x_forwarded_prefix && route.rewrites_path();
@@ -436,4 +442,5 @@ fn write_upstream_head(
         }
     }
     out.extend_from_slice(b"\r\n");
+    host_at
 }
