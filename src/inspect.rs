@@ -7,9 +7,9 @@ use crate::config::units::format_duration;
 use crate::config::{Balance, HostMatch, PathRewrite, Plan, RoutePlan, UpstreamPlan};
 use crate::proxy::{decide, ClientInfo, Decision};
 use crate::upstream::{Board, Tried, Upstreams};
-use std::sync::Arc;
 use std::fmt::Write;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// Routes in the order a lookup considers them: exact hosts, wildcards (longest first), then
 /// host-less routes; longest prefix first within each.
@@ -220,7 +220,9 @@ pub fn explain(plan: &Plan, method: &str, url: &str, headers: &[String]) -> Resu
             let _ = writeln!(s, "route: {}", route_line(route));
             // The server a fresh worker would choose first, every server assumed healthy.
             let fresh = Upstreams::new(plan, Arc::new(Board::new(plan)));
-            let server = fresh.try_pick(up, o.upstream, o.affinity, &Tried::default()).unwrap_or(0);
+            let server = fresh
+                .try_pick(up, o.upstream, o.affinity, &Tried::default())
+                .unwrap_or(0);
             let _ = writeln!(s, "upstream: {} {}", up.name, up.servers[server].authority);
             if let Some((a, b)) = o.host_at {
                 let authority = up.servers[server].authority.as_bytes();

@@ -317,17 +317,7 @@ pub fn decide(plan: &Plan, info: &ClientInfo, head: &[u8], out: &mut Vec<u8>) ->
             return Decision::Reply(Reply::refused(RequestError::BodyTooLarge));
         }
     }
-    let host_at = write_upstream_head(
-        plan,
-        route,
-        info,
-        method,
-        &facts,
-        &path,
-        hit.matched,
-        req.headers,
-        out,
-    );
+    let host_at = write_upstream_head(plan, route, info, method, &facts, &path, hit.matched, req.headers, out);
     let request_host = (route.rewrites_path())
         .then(|| facts.host.map(|h| String::from_utf8_lossy(h).into_owned()))
         .flatten();

@@ -347,7 +347,12 @@ impl Compiler<'_> {
             }
             (None, b) => b,
         };
-        let max_conns = self.count(&raw.max_connections_per_server, &k("max_connections_per_server"), 0..=1_000_000, 0);
+        let max_conns = self.count(
+            &raw.max_connections_per_server,
+            &k("max_connections_per_server"),
+            0..=1_000_000,
+            0,
+        );
         let queue_timeout = self.duration(&raw.queue_timeout, &k("queue_timeout"), Duration::from_secs(1));
         let retries = self.count(&raw.retries, &k("retries"), 0..=16, 1);
         let health = raw.health.as_ref().map(|h| self.health(name, h));
@@ -402,7 +407,11 @@ impl Compiler<'_> {
                 p.get_ref().clone()
             }
             Some(p) => {
-                self.error(p, &k("path"), format!("`{}` must be a path starting with `/`, without spaces", p.get_ref()));
+                self.error(
+                    p,
+                    &k("path"),
+                    format!("`{}` must be a path starting with `/`, without spaces", p.get_ref()),
+                );
                 "/".to_string()
             }
         };
@@ -436,8 +445,16 @@ impl Compiler<'_> {
         };
         HealthPlan {
             path,
-            interval: if interval.is_zero() { Duration::from_secs(2) } else { interval },
-            timeout: if timeout.is_zero() { Duration::from_secs(1) } else { timeout },
+            interval: if interval.is_zero() {
+                Duration::from_secs(2)
+            } else {
+                interval
+            },
+            timeout: if timeout.is_zero() {
+                Duration::from_secs(1)
+            } else {
+                timeout
+            },
             rise,
             fall,
             expect,

@@ -223,7 +223,9 @@ mod tests {
         }
         // The same names give the same ring, whatever else changes.
         let again = HashRing::build(&["a:1", "b:1", "c:1"], &[1, 1, 1]);
-        assert!(keys.iter().all(|&k| ring.lookup(k, |_| true) == again.lookup(k, |_| true)));
+        assert!(keys
+            .iter()
+            .all(|&k| ring.lookup(k, |_| true) == again.lookup(k, |_| true)));
     }
 
     #[test]

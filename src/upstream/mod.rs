@@ -159,7 +159,10 @@ fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 #[cfg(test)]
 #[test]
 fn cookie_lookup() {
-    assert_eq!(cookie_value(b"a=1; grafana_session=xyz ;b=2", b"grafana_session"), Some(&b"xyz"[..]));
+    assert_eq!(
+        cookie_value(b"a=1; grafana_session=xyz ;b=2", b"grafana_session"),
+        Some(&b"xyz"[..])
+    );
     assert_eq!(cookie_value(b"grafana_session_expiry=5", b"grafana_session"), None);
 }
 

@@ -117,7 +117,13 @@ impl Upstreams {
     }
 
     /// Chooses a server now, without waiting. `affinity` is the request's hash key (hash only).
-    pub fn try_pick(&self, up: &UpstreamPlan, u: usize, affinity: Option<u64>, tried: &Tried) -> Result<usize, Unavailable> {
+    pub fn try_pick(
+        &self,
+        up: &UpstreamPlan,
+        u: usize,
+        affinity: Option<u64>,
+        tried: &Tried,
+    ) -> Result<usize, Unavailable> {
         let g = &self.groups[u];
         let cap = up.max_conns_per_worker;
         let ok = |s: usize| !tried.contains(s) && (cap == 0 || g.inflight[s].get() < cap) && self.is_up(u, s);
