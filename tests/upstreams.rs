@@ -509,9 +509,10 @@ upstream = "hasty"
     assert_eq!((ok, refused.len()), (1, 2), "{r:?}");
     for (_, body, t) in refused {
         assert!(body.contains("max_connections_per_server"), "{body}");
+        // It waited its queue_timeout (the 1-of-3 count above shows it did not get the slot).
         assert!(
-            *t >= Duration::from_millis(180) && *t < Duration::from_millis(590),
-            "{t:?}"
+            *t >= Duration::from_millis(180),
+            "answered 503 before queue_timeout: {t:?}"
         );
     }
 }

@@ -720,3 +720,65 @@ fn resolve_server(text: &str) -> Result<(SocketAddr, String), String> {
         .ok_or_else(|| format!("`{text}` resolved to no address"))?;
     Ok((addr, authority.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(upstream: &str) -> Vec<String> {
+        let text =
+            format!("[[listener]]\nbind = \"127.0.0.1:0\"\n[[route]]\nupstream = \"app\"\n[upstream.app]\n{upstream}");
+        match load_str(&text, Path::new("t.toml")) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn upstream_group_keys() {
+        let ok = "servers = [\"127.0.0.1:1\", { addr = \"127.0.0.1:2\", weight = 2 }]\nbalance = \"hash\"\n\
+                  hash_key = \"cookie:grafana_session\"\nmax_connections_per_server = 512\nqueue_timeout = \"2s\"\n\
+                  retries = 1\n[upstream.app.health]\npath = \"/api/health\"\ninterval = \"2s\"\ntimeout = \"1s\"\n\
+                  rise = 2\nfall = 3\nexpect_status = \"200-399\"\n[upstream.app.passive]\nmax_fails = 3\ncooldown = \"10s\"\n";
+        assert!(errors(ok).is_empty(), "{:?}", errors(ok));
+
+        let e = errors("servers = [\"127.0.0.1:1\", \"no-such-host.invalid:3000\"]\n");
+        assert!(
+            e[0].starts_with("t.toml:6: upstream.app.servers: `no-such-host.invalid:3000` does not resolve"),
+            "{e:?}"
+        );
+        let e = errors("servers = [\"127.0.0.1:1\"]\nbalance = \"random\"\n");
+        assert!(e[0].starts_with("t.toml:7: upstream.app.balance: `random`"), "{e:?}");
+        let e = errors("servers = [\"127.0.0.1:1\"]\nhash_key = \"client_ip\"\n");
+        assert!(e[0].contains("upstream.app.hash_key: only used with balance"), "{e:?}");
+        let e = errors("servers = [\"127.0.0.1:1\"]\nbalance = \"hash\"\nhash_key = \"ip\"\n");
+        assert!(e[0].contains("`ip` is not a hash key"), "{e:?}");
+        let e = errors("servers = [{ addr = \"127.0.0.1:1\", weight = 0 }]\n");
+        assert!(e[0].contains("weight 0 must be from 1"), "{e:?}");
+        let e = errors("servers = [\"127.0.0.1:1\"]\n[upstream.app.health]\nexpect_status = \"2xx\"\nfall = 0\n");
+        assert_eq!(e.len(), 2, "{e:?}");
+        let e = errors("servers = [\"127.0.0.1:1\"]\n[upstream.app.health]\nintervall = \"1s\"\n");
+        assert!(e[0].contains("unknown field `intervall`"), "{e:?}");
+    }
+
+    #[test]
+    fn passive_ejection_defaults_on_only_for_groups() {
+        let one = load_str(
+            "[[listener]]\nbind = \"127.0.0.1:0\"\n[[route]]\nupstream = \"a\"\n[upstream.a]\nservers = [\"127.0.0.1:1\"]\n",
+            Path::new("t.toml"),
+        )
+        .ok()
+        .unwrap();
+        assert!(one.upstreams[0].passive.is_none());
+        let two = load_str(
+            "[[listener]]\nbind = \"127.0.0.1:0\"\n[server]\nworkers = 2\n[[route]]\nupstream = \"a\"\n[upstream.a]\n\
+             servers = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\nmax_connections_per_server = 5\n",
+            Path::new("t.toml"),
+        )
+        .ok()
+        .unwrap();
+        let up = &two.upstreams[0];
+        assert_eq!(up.passive.as_ref().map(|p| p.max_fails), Some(3));
+        assert_eq!((up.max_connections_per_server, up.max_conns_per_worker), (5, 3));
+    }
+}
