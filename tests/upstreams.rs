@@ -597,3 +597,50 @@ upstream = "app"
     );
     assert!(proxy.log.lock().unwrap().contains("retrying on another server"));
 }
+
+/// least_conn and p2c read live in-flight counts: with one server answering in 150 ms and one at
+/// once, four busy clients end up mostly on the fast one (round-robin would split evenly).
+#[test]
+fn least_conn_and_p2c_favour_the_idle_server() {
+    for balance in ["least_conn", "p2c"] {
+        let slow = Backend::start("slow", 0);
+        slow.state.delay_ms.store(150, Ordering::SeqCst);
+        let fast = Backend::start("fast", 0);
+        let proxy = start_proxy(&format!(
+            r#"
+[server]
+workers = 1
+[[listener]]
+bind = "127.0.0.1:0"
+[upstream.app]
+servers = ["{}", "{}"]
+balance = "{balance}"
+[[route]]
+upstream = "app"
+"#,
+            slow.addr(),
+            fast.addr()
+        ));
+        let url = format!("http://{}/l", proxy.addr);
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let url = url.clone();
+                std::thread::spawn(move || {
+                    let agent = agent();
+                    let end = Instant::now() + Duration::from_millis(800);
+                    while Instant::now() < end {
+                        assert_eq!(get(&agent, &url, &[]).0, 200);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let (s, f) = (
+            slow.state.hits.load(Ordering::SeqCst),
+            fast.state.hits.load(Ordering::SeqCst),
+        );
+        assert!(f > 5 * s, "{balance}: slow {s}, fast {f}");
+    }
+}
