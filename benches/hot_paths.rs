@@ -8,7 +8,6 @@ use ringway::forward::{build_response_head, Outgoing};
 use ringway::http::Framing;
 use ringway::proxy::{decide, ClientInfo, Decision};
 use ringway::route::normalize_host;
-use ringway::upstream::Balancer;
 use std::path::Path;
 
 const BASE: &str = "[[listener]]\nbind = \"127.0.0.1:0\"\n[upstream.grafana]\nservers = [\"127.0.0.1:3000\"]\n";
@@ -28,7 +27,6 @@ fn subpath_plan() -> ringway::config::Plan {
 
 fn bench_decide(c: &mut Criterion) {
     let plan = subpath_plan();
-    let balancer = Balancer::new(&plan);
     let info = ClientInfo::new(
         "10.1.2.3:40000".parse().unwrap(),
         Some("127.0.0.1:8080".parse().unwrap()),
@@ -38,7 +36,7 @@ fn bench_decide(c: &mut Criterion) {
     c.bench_function("request head: parse + check + route + upstream head", |b| {
         b.iter(|| {
             out.clear();
-            match decide(&plan, &balancer, &info, black_box(GRAFANA_REQUEST), &mut out) {
+            match decide(&plan, &info, black_box(GRAFANA_REQUEST), &mut out) {
                 Decision::Forward(o) => black_box(o.route),
                 Decision::Reply(_) => unreachable!(),
             }
@@ -117,6 +115,9 @@ Content-Length: 29\r\n\r\n";
         client_http10: false,
         request_host: Some("example.com".into()),
         upgrade: false,
+        affinity: None,
+        idempotent: true,
+        host_at: None,
     };
     let mut out = Vec::with_capacity(4096);
     c.bench_function("response head rewrite (Location + Set-Cookie mapped)", |b| {

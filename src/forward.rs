@@ -2,6 +2,11 @@
 //! and body, read the response head, rewrite it for the client, and relay the body, streaming
 //! every body in bounded buffers. Steps: send → (100-continue) → stream request body →
 //! response head → response body → return the connection to the pool when both ends are clean.
+//!
+//! The server is chosen here, not in `decide`: a failed connect moves to another server (nothing
+//! was sent), and an idempotent request that failed before any response byte is retried up to
+//! the upstream's `retries`, but only while the whole request is still in hand (never once a body
+//! was streamed from the client).
 
 use crate::config::{Plan, RoutePlan};
 use crate::http::chunked::{write_chunk_header, ChunkedDecoder, Step, LAST_CHUNK};
@@ -12,7 +17,7 @@ use crate::http::Framing;
 use crate::io_util::{read_append, write_from, write_static};
 use crate::proxy::{reply, Reply, WorkerCtx};
 use crate::rewrite::{map_cookie_path, map_location};
-use crate::upstream::{connect, FailureKind, UpstreamError};
+use crate::upstream::{connect, FailureKind, Tried, UpstreamError};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 use std::io;
@@ -22,7 +27,14 @@ use std::time::{Duration, Instant};
 pub struct Outgoing {
     pub route: usize,
     pub upstream: usize,
+    /// The server of the current attempt, chosen in the exchange.
     pub server: usize,
+    /// Hash key for `balance = "hash"`.
+    pub affinity: Option<u64>,
+    /// GET, HEAD, OPTIONS, TRACE, PUT, DELETE: safe to send again.
+    pub idempotent: bool,
+    /// Where the Host value naming the server sits in the upstream head (`preserve_host = false`).
+    pub host_at: Option<(usize, usize)>,
     pub framing: Framing,
     pub expect_continue: bool,
     pub is_head: bool,
@@ -60,7 +72,7 @@ pub async fn exchange<C: AsyncReadRent + AsyncWriteRent>(
     mut cbuf: Vec<u8>,
     head_len: usize,
     mut out: Vec<u8>,
-    o: Outgoing,
+    mut o: Outgoing,
 ) -> (Next, Vec<u8>) {
     let plan = &*ctx.plan;
     let route = &plan.routes[o.route];
@@ -111,7 +123,7 @@ pub async fn exchange<C: AsyncReadRent + AsyncWriteRent>(
     let result = run(
         ctx,
         client,
-        &o,
+        &mut o,
         route,
         &mut cbuf,
         &mut out,
@@ -230,7 +242,7 @@ enum Done {
 async fn run<C: AsyncReadRent + AsyncWriteRent>(
     ctx: &WorkerCtx,
     client: &mut C,
-    o: &Outgoing,
+    o: &mut Outgoing,
     route: &RoutePlan,
     cbuf: &mut Vec<u8>,
     out: &mut Vec<u8>,
@@ -246,10 +258,31 @@ async fn run<C: AsyncReadRent + AsyncWriteRent>(
     let mut decoder = decoder;
     let mut request_whole = body_done;
 
-    // Send, retrying once on a fresh connection when a pooled one turns out stale and the whole
-    // request is still in `out` (nothing is lost by sending it again).
+    // Choose a server, send, read the response head. A stale pooled connection is retried once
+    // on a fresh one to the same server; other failures move on to another server when allowed.
+    let mut tried = Tried::default();
+    let mut retries_left = up.retries;
+    let mut last_err: Option<UpstreamError> = None;
+    let mut lease = None;
     let mut fresh_only = false;
     let (mut upstream, resp) = loop {
+        if lease.is_none() {
+            let l = match ctx.upstreams.acquire(plan, o.upstream, o.affinity, &tried).await {
+                Ok(l) => l,
+                // Every server failed this request: the last failure says more than "none left".
+                Err(e) => {
+                    let e = match (last_err.take(), &e.kind) {
+                        (Some(last), FailureKind::NoHealthyServer) => last,
+                        _ => e,
+                    };
+                    return Err((Abort::Upstream(e), body_done));
+                }
+            };
+            o.server = l.server;
+            retarget_host(out, o, &up.servers[l.server].authority);
+            lease = Some(l);
+            fresh_only = false;
+        }
         let pooled = if fresh_only {
             None
         } else {
@@ -258,21 +291,39 @@ async fn run<C: AsyncReadRent + AsyncWriteRent>(
         let reused = pooled.is_some();
         let mut stream = match pooled {
             Some(s) => s,
-            None => connect(up, o.server)
-                .await
-                .map_err(|e| (Abort::Upstream(e), body_done))?,
+            None => match connect(up, o.server).await {
+                Ok(s) => s,
+                Err(e) => {
+                    // Nothing was sent: any request may move to another server.
+                    ctx.upstreams.failed(plan, o.upstream, o.server);
+                    eprintln!("ringway: {} {}; trying another server", route_label(route), e);
+                    tried.add(o.server);
+                    lease = None;
+                    last_err = Some(e);
+                    continue;
+                }
+            },
         };
         let (res, b) = write_from(&mut stream, std::mem::take(out), 0, route.send_timeout).await;
         *out = b;
+        // The request can be sent again only while all of it is still in `out` (a write that
+        // timed out loses its buffer).
+        let resendable = body_done && !out.is_empty();
         if let Err(e) = res {
-            if reused && body_done {
+            if reused && resendable {
                 fresh_only = true;
                 continue;
             }
-            return Err((
-                Abort::Upstream(UpstreamError::new(up, o.server, FailureKind::Io(e))),
-                body_done,
-            ));
+            let e = UpstreamError::new(up, o.server, FailureKind::Io(e));
+            if resendable && o.idempotent && retries_left > 0 {
+                retries_left -= 1;
+                eprintln!("ringway: {} {}; retrying on another server", route_label(route), e);
+                tried.add(o.server);
+                lease = None;
+                last_err = Some(e);
+                continue;
+            }
+            return Err((Abort::Upstream(e), body_done));
         }
         if !body_done {
             if o.expect_continue {
@@ -301,12 +352,34 @@ async fn run<C: AsyncReadRent + AsyncWriteRent>(
             })?;
             request_whole = true;
         }
+        if rbuf.capacity() == 0 {
+            // A timed-out read kept its buffer; take a fresh one for the next attempt.
+            *rbuf = ctx.bodies.get();
+        }
         rbuf.clear();
         resp_out.clear();
-        match read_response_head(&mut stream, rbuf, resp_out, plan, route, o).await {
-            Ok(resp) => break (stream, resp),
-            Err(FailureKind::ClosedEarly) if reused && body_done => fresh_only = true,
-            Err(kind) => return Err((Abort::Upstream(UpstreamError::new(up, o.server, kind)), request_whole)),
+        let mut any_byte = false;
+        match read_response_head(&mut stream, rbuf, resp_out, plan, route, o, &mut any_byte).await {
+            Ok(resp) => {
+                ctx.upstreams.answered(o.upstream, o.server);
+                break (stream, resp);
+            }
+            Err(FailureKind::ClosedEarly) if reused && resendable => fresh_only = true,
+            Err(kind) => {
+                if kind.counts_against_server() {
+                    ctx.upstreams.failed(plan, o.upstream, o.server);
+                }
+                let e = UpstreamError::new(up, o.server, kind);
+                if resendable && !any_byte && o.idempotent && retries_left > 0 {
+                    retries_left -= 1;
+                    eprintln!("ringway: {} {}; retrying on another server", route_label(route), e);
+                    tried.add(o.server);
+                    lease = None;
+                    last_err = Some(e);
+                    continue;
+                }
+                return Err((Abort::Upstream(e), request_whole));
+            }
         }
     };
 
@@ -330,11 +403,22 @@ async fn run<C: AsyncReadRent + AsyncWriteRent>(
         .await
         .map_err(|a| (a, request_whole))?;
     let keep = o.client_keep_alive && !resp.close_client;
+    drop(lease);
     Ok(Done::Http {
         keep,
         upstream,
         reusable: complete && resp.reusable && request_whole,
     })
+}
+
+/// With `preserve_host = false` the Host header names the server: make it the chosen one.
+fn retarget_host(out: &mut Vec<u8>, o: &mut Outgoing, authority: &str) {
+    if let Some((a, b)) = o.host_at {
+        if b <= out.len() && &out[a..b] != authority.as_bytes() {
+            out.splice(a..b, authority.bytes());
+            o.host_at = Some((a, a + authority.len()));
+        }
+    }
 }
 
 enum BodyAbort {
@@ -447,6 +531,7 @@ async fn read_response_head(
     plan: &Plan,
     route: &RoutePlan,
     o: &Outgoing,
+    any_byte: &mut bool,
 ) -> Result<ResponsePlan, FailureKind> {
     let deadline = Instant::now() + route.response_timeout;
     loop {
@@ -465,7 +550,7 @@ async fn read_response_head(
                     FailureKind::BadResponse("connection closed inside the response head")
                 })
             }
-            Ok(_) => {}
+            Ok(_) => *any_byte = true,
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                 return Err(FailureKind::ResponseTimeout(route.response_timeout))
             }

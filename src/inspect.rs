@@ -4,11 +4,12 @@
 //! 404 assets) without touching the network.
 
 use crate::config::units::format_duration;
-use crate::config::{HostMatch, PathRewrite, Plan, RoutePlan};
+use crate::config::{Balance, HostMatch, PathRewrite, Plan, RoutePlan, UpstreamPlan};
 use crate::proxy::{decide, ClientInfo, Decision};
-use crate::upstream::Balancer;
+use crate::upstream::{Board, Tried, Upstreams};
 use std::fmt::Write;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// Routes in the order a lookup considers them: exact hosts, wildcards (longest first), then
 /// host-less routes; longest prefix first within each.
@@ -74,6 +75,9 @@ pub fn describe(plan: &Plan) -> String {
             format_duration(u.connect_timeout),
             u.keepalive
         );
+        for line in upstream_lines(u) {
+            let _ = writeln!(s, "    {line}");
+        }
     }
     let _ = writeln!(s, "routes (in match order):");
     for r in match_order(plan) {
@@ -89,6 +93,52 @@ pub fn describe(plan: &Plan) -> String {
         );
     }
     s
+}
+
+/// The balancing, limits and health settings of one upstream, one fact per line, then every
+/// server with its resolved address and weight.
+pub fn upstream_lines(u: &UpstreamPlan) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut first = format!("balance {}", u.balance.name());
+    if let Balance::Hash(key) = &u.balance {
+        let _ = write!(first, " (hash_key {key}, consistent)");
+    }
+    let _ = write!(first, ", retries {}", u.retries);
+    if u.max_connections_per_server > 0 {
+        let _ = write!(
+            first,
+            ", max_connections_per_server {} ({} per worker), queue_timeout {}",
+            u.max_connections_per_server,
+            u.max_conns_per_worker,
+            format_duration(u.queue_timeout)
+        );
+    }
+    lines.push(first);
+    for sv in &u.servers {
+        lines.push(format!("server {} -> {} weight {}", sv.authority, sv.addr, sv.weight));
+    }
+    match &u.health {
+        Some(h) => lines.push(format!(
+            "health GET {} every {}, timeout {}, rise {}, fall {}, expect_status {}-{}",
+            h.path,
+            format_duration(h.interval),
+            format_duration(h.timeout),
+            h.rise,
+            h.fall,
+            h.expect.0,
+            h.expect.1
+        )),
+        None => lines.push("health: no active checks".into()),
+    }
+    match &u.passive {
+        Some(p) => lines.push(format!(
+            "passive: eject after {} failures in a row for {}",
+            p.max_fails,
+            format_duration(p.cooldown)
+        )),
+        None => lines.push("passive: off".into()),
+    }
+    lines
 }
 
 /// Explains a request given as a URL (`http://host/path?q`) or a path (with `-H 'Host: …'`).
@@ -142,10 +192,9 @@ pub fn explain(plan: &Plan, method: &str, url: &str, headers: &[String]) -> Resu
     let peer: SocketAddr = "192.0.2.10:50000".parse().unwrap();
     let local: SocketAddr = SocketAddr::from(([127, 0, 0, 1], port));
     let info = ClientInfo::new(peer, Some(local), tls);
-    let balancer = Balancer::new(plan);
     let mut out = Vec::new();
     let mut s = String::new();
-    match decide(plan, &balancer, &info, head.as_bytes(), &mut out) {
+    match decide(plan, &info, head.as_bytes(), &mut out) {
         Decision::Reply(r) => {
             match r.route {
                 Some(i) => {
@@ -169,7 +218,16 @@ pub fn explain(plan: &Plan, method: &str, url: &str, headers: &[String]) -> Resu
             let route = &plan.routes[o.route];
             let up = &plan.upstreams[o.upstream];
             let _ = writeln!(s, "route: {}", route_line(route));
-            let _ = writeln!(s, "upstream: {} {}", up.name, up.servers[o.server].authority);
+            // The server a fresh worker would choose first, every server assumed healthy.
+            let fresh = Upstreams::new(plan, Arc::new(Board::new(plan)));
+            let server = fresh
+                .try_pick(up, o.upstream, o.affinity, &Tried::default())
+                .unwrap_or(0);
+            let _ = writeln!(s, "upstream: {} {}", up.name, up.servers[server].authority);
+            if let Some((a, b)) = o.host_at {
+                let authority = up.servers[server].authority.as_bytes();
+                out.splice(a..b, authority.iter().copied());
+            }
             let mut sent = [httparse::EMPTY_HEADER; 160];
             let mut req = httparse::Request::new(&mut sent);
             let _ = req.parse(&out);

@@ -16,7 +16,7 @@ use crate::io_util::{read_append, write_from, BufPool};
 use crate::rewrite::{check_path, upstream_path};
 use crate::route::normalize_host;
 use crate::tunnel::{splice_relay, PipePool, TunnelLimits, TunnelStats, DEFAULT_MAX_IDLE_PIPES, DEFAULT_PIPE_SIZE};
-use crate::upstream::{Balancer, ConnPool};
+use crate::upstream::{affinity, Board, ConnPool, Upstreams};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 use std::borrow::Cow;
@@ -30,7 +30,8 @@ use std::time::Duration;
 pub struct WorkerCtx {
     pub plan: Arc<Plan>,
     pub pool: ConnPool,
-    pub balancer: Balancer,
+    /// Server choice: this worker's balancing state over the process-wide health board.
+    pub upstreams: Upstreams,
     /// Head-sized buffers: the upstream request head (with a small body) and the client's
     /// response head (with the start of the body).
     pub heads: BufPool,
@@ -41,10 +42,10 @@ pub struct WorkerCtx {
 }
 
 impl WorkerCtx {
-    pub fn new(plan: Arc<Plan>) -> Self {
+    pub fn new(plan: Arc<Plan>, board: Arc<Board>) -> Self {
         WorkerCtx {
             pool: ConnPool::new(&plan),
-            balancer: Balancer::new(&plan),
+            upstreams: Upstreams::new(&plan, board),
             heads: BufPool::new(16 * 1024, 128 * 1024, 32),
             bodies: BufPool::new(64 * 1024, 64 * 1024, 16),
             pipes: PipePool::new(DEFAULT_PIPE_SIZE, DEFAULT_MAX_IDLE_PIPES),
@@ -156,7 +157,7 @@ pub async fn serve<C: ClientStream + 'static, G: 'static>(
             }
         };
         let mut out = ctx.heads.get();
-        let decision = decide(&plan, &ctx.balancer, &info, &cbuf[..head_len], &mut out);
+        let decision = decide(&plan, &info, &cbuf[..head_len], &mut out);
         let keep = match decision {
             Decision::Reply(r) => {
                 ctx.heads.put(out);
@@ -294,8 +295,9 @@ pub async fn reply<C: AsyncWriteRent>(client: &mut C, r: Reply, t: Duration) -> 
 }
 
 /// Parses and checks a complete head, picks the route, and writes the upstream request head into
-/// `out`. Pure computation: everything that can be refused is refused here, before any I/O.
-pub fn decide(plan: &Plan, balancer: &Balancer, info: &ClientInfo, head: &[u8], out: &mut Vec<u8>) -> Decision {
+/// `out`. Pure computation: everything that can be refused is refused here, before any I/O. The
+/// server is chosen later, in the exchange, so a failed attempt can move to another one.
+pub fn decide(plan: &Plan, info: &ClientInfo, head: &[u8], out: &mut Vec<u8>) -> Decision {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(head) {
@@ -361,13 +363,11 @@ pub fn decide(plan: &Plan, balancer: &Balancer, info: &ClientInfo, head: &[u8], 
             return Decision::Reply(Reply::refused(RequestError::BodyTooLarge));
         }
     }
-    let server = balancer.pick(plan, route.upstream);
     // Upgrade is forwarded only for protocols the route allows, and never for HTTP/1.0.
     let upgrade = facts.upgrade.filter(|u| version == 1 && route.allows_upgrade(u));
-    write_upstream_head(
+    let host_at = write_upstream_head(
         plan,
         route,
-        server,
         info,
         method,
         &facts,
@@ -383,7 +383,10 @@ pub fn decide(plan: &Plan, balancer: &Balancer, info: &ClientInfo, head: &[u8], 
     Decision::Forward(Outgoing {
         route: hit.route,
         upstream: route.upstream,
-        server,
+        server: 0,
+        affinity: affinity(&plan.upstreams[route.upstream], info.peer.ip(), req.headers),
+        idempotent: matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"),
+        host_at,
         framing: facts.framing,
         expect_continue: facts.expect_continue,
         is_head: facts.is_head,
@@ -394,11 +397,12 @@ pub fn decide(plan: &Plan, balancer: &Balancer, info: &ClientInfo, head: &[u8], 
     })
 }
 
+/// Writes the upstream request head; returns where the Host value sits when it names the server
+/// (a route with `preserve_host = false`), so the exchange can put in the server it chose.
 #[allow(clippy::too_many_arguments)]
 fn write_upstream_head(
     plan: &Plan,
     route: &RoutePlan,
-    server: usize,
     info: &ClientInfo,
     method: &str,
     facts: &RequestFacts<'_>,
@@ -407,7 +411,7 @@ fn write_upstream_head(
     matched: usize,
     headers: &[httparse::Header<'_>],
     out: &mut Vec<u8>,
-) {
+) -> Option<(usize, usize)> {
     let fwd = route.forwarding;
     let upstream = &plan.upstreams[route.upstream];
     out.extend_from_slice(method.as_bytes());
@@ -415,11 +419,13 @@ fn write_upstream_head(
     upstream_path(route, path, matched, out);
     out.extend_from_slice(facts.target.query);
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let host_value: &[u8] = match facts.host {
-        Some(h) if route.preserve_host => h,
-        _ => upstream.servers[server].authority.as_bytes(),
+    let (host_value, names_server): (&[u8], bool) = match facts.host {
+        Some(h) if route.preserve_host => (h, false),
+        _ => (upstream.servers[0].authority.as_bytes(), true),
     };
+    let host_start = out.len() + b"Host: ".len();
     header(out, b"Host", host_value);
+    let host_at = names_server.then_some((host_start, host_start + host_value.len()));
 
     let mut client_xff = false;
     let prefix_header = fwd.x_forwarded_prefix && route.rewrites_path();
@@ -491,4 +497,5 @@ fn write_upstream_head(
         }
     }
     out.extend_from_slice(b"\r\n");
+    host_at
 }

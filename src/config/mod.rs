@@ -167,7 +167,7 @@ impl Compiler<'_> {
         let mut upstreams = Vec::new();
         for (name, up) in &raw.upstream {
             upstream_ids.insert(name.clone(), upstreams.len());
-            upstreams.push(self.upstream(name, up));
+            upstreams.push(self.upstream(name, up, server.workers));
         }
 
         let mut routes: Vec<RoutePlan> = Vec::new();
@@ -252,7 +252,22 @@ impl Compiler<'_> {
         }
     }
 
-    fn upstream(&mut self, name: &str, up: &S<RawUpstream>) -> UpstreamPlan {
+    fn count(&mut self, v: &Option<S<i64>>, key: &str, range: std::ops::RangeInclusive<i64>, default: u32) -> u32 {
+        match v {
+            None => default,
+            Some(n) if range.contains(n.get_ref()) => *n.get_ref() as u32,
+            Some(n) => {
+                self.error(
+                    n,
+                    key,
+                    format!("must be a whole number from {} to {}", range.start(), range.end()),
+                );
+                default
+            }
+        }
+    }
+
+    fn upstream(&mut self, name: &str, up: &S<RawUpstream>, workers: usize) -> UpstreamPlan {
         let raw = up.get_ref();
         let key = format!("upstream.{name}.servers");
         let mut servers = Vec::new();
@@ -264,6 +279,15 @@ impl Compiler<'_> {
                 RawServerEntry::Addr(a) => (a.as_str(), 1),
                 RawServerEntry::Detailed(d) => (d.addr.as_str(), d.weight.unwrap_or(1)),
             };
+            if !(1..=MAX_WEIGHT).contains(&weight) {
+                self.error(
+                    &raw.servers,
+                    &key,
+                    format!("`{addr}`: weight {weight} must be from 1 to {MAX_WEIGHT}"),
+                );
+                continue;
+            }
+            let weight = weight as u32;
             match resolve_server(addr) {
                 Ok((sock, authority)) => servers.push(ServerPlan {
                     addr: sock,
@@ -291,12 +315,149 @@ impl Compiler<'_> {
                 0
             }
         };
+        let k = |s: &str| format!("upstream.{name}.{s}");
+        let balance = match &raw.balance {
+            None => Balance::RoundRobin,
+            Some(b) => match b.get_ref().as_str() {
+                "round_robin" => Balance::RoundRobin,
+                "least_conn" => Balance::LeastConn,
+                "p2c" => Balance::P2c,
+                "hash" => Balance::Hash(HashKey::ClientIp),
+                other => {
+                    self.error(
+                        b,
+                        &k("balance"),
+                        format!("`{other}` is not an algorithm (use round_robin, least_conn, p2c or hash)"),
+                    );
+                    Balance::RoundRobin
+                }
+            },
+        };
+        let balance = match (&raw.hash_key, balance) {
+            (Some(h), Balance::Hash(_)) => match parse_hash_key(h.get_ref()) {
+                Ok(key) => Balance::Hash(key),
+                Err(m) => {
+                    self.error(h, &k("hash_key"), m);
+                    Balance::Hash(HashKey::ClientIp)
+                }
+            },
+            (Some(h), other) => {
+                self.error(h, &k("hash_key"), "only used with balance = \"hash\"");
+                other
+            }
+            (None, b) => b,
+        };
+        let max_conns = self.count(
+            &raw.max_connections_per_server,
+            &k("max_connections_per_server"),
+            0..=1_000_000,
+            0,
+        );
+        let queue_timeout = self.duration(&raw.queue_timeout, &k("queue_timeout"), Duration::from_secs(1));
+        let retries = self.count(&raw.retries, &k("retries"), 0..=16, 1);
+        let health = raw.health.as_ref().map(|h| self.health(name, h));
+        // Passive ejection is on by default only where another server can take the traffic: a
+        // lone server that is ejected would turn a short outage into `cooldown` of 503s.
+        let passive = match &raw.passive {
+            Some(p) => {
+                let p = p.get_ref();
+                let max_fails = self.count(&p.max_fails, &k("passive.max_fails"), 0..=1000, 3);
+                let cooldown = self.duration(&p.cooldown, &k("passive.cooldown"), Duration::from_secs(10));
+                (max_fails > 0).then_some(PassivePlan { max_fails, cooldown })
+            }
+            None if servers.len() > 1 => Some(PassivePlan {
+                max_fails: 3,
+                cooldown: Duration::from_secs(10),
+            }),
+            None => None,
+        };
+        let weights: Vec<u32> = servers.iter().map(|s| s.weight).collect();
+        let ring = matches!(balance, Balance::Hash(_)).then(|| {
+            let names: Vec<&str> = servers.iter().map(|s| s.authority.as_str()).collect();
+            HashRing::build(&names, &weights)
+        });
         UpstreamPlan {
             name: name.to_string(),
             servers,
             connect_timeout,
             keepalive,
             keepalive_timeout,
+            balance,
+            weights,
+            ring,
+            max_conns_per_worker: if max_conns == 0 {
+                0
+            } else {
+                max_conns.div_ceil(workers.max(1) as u32)
+            },
+            max_connections_per_server: max_conns,
+            queue_timeout,
+            retries,
+            health,
+            passive,
+        }
+    }
+
+    fn health(&mut self, name: &str, h: &S<RawHealth>) -> HealthPlan {
+        let k = |s: &str| format!("upstream.{name}.health.{s}");
+        let raw = h.get_ref();
+        let path = match &raw.path {
+            None => "/".to_string(),
+            Some(p) if p.get_ref().starts_with('/') && !p.get_ref().bytes().any(|b| !(0x21..0x7f).contains(&b)) => {
+                p.get_ref().clone()
+            }
+            Some(p) => {
+                self.error(
+                    p,
+                    &k("path"),
+                    format!("`{}` must be a path starting with `/`, without spaces", p.get_ref()),
+                );
+                "/".to_string()
+            }
+        };
+        let interval = self.duration(&raw.interval, &k("interval"), Duration::from_secs(2));
+        let timeout = self.duration(&raw.timeout, &k("timeout"), Duration::from_secs(1));
+        if let Some(i) = &raw.interval {
+            if interval.is_zero() {
+                self.error(i, &k("interval"), "must be longer than 0");
+            }
+        }
+        if let Some(t) = &raw.timeout {
+            if timeout.is_zero() {
+                self.error(t, &k("timeout"), "must be longer than 0");
+            }
+        }
+        let rise = self.count(&raw.rise, &k("rise"), 1..=100, 2);
+        let fall = self.count(&raw.fall, &k("fall"), 1..=100, 3);
+        let expect = match &raw.expect_status {
+            None => (200, 399),
+            Some(e) => match parse_status_range(e.get_ref()) {
+                Some(r) => r,
+                None => {
+                    self.error(
+                        e,
+                        &k("expect_status"),
+                        format!("`{}` is not a status or range like \"200\" or \"200-399\"", e.get_ref()),
+                    );
+                    (200, 399)
+                }
+            },
+        };
+        HealthPlan {
+            path,
+            interval: if interval.is_zero() {
+                Duration::from_secs(2)
+            } else {
+                interval
+            },
+            timeout: if timeout.is_zero() {
+                Duration::from_secs(1)
+            } else {
+                timeout
+            },
+            rise,
+            fall,
+            expect,
         }
     }
 
@@ -523,6 +684,35 @@ fn parse_host_pattern(h: &str) -> Result<HostMatch, String> {
     })
 }
 
+const MAX_WEIGHT: i64 = 1000;
+
+fn parse_hash_key(text: &str) -> Result<HashKey, String> {
+    if text == "client_ip" {
+        return Ok(HashKey::ClientIp);
+    }
+    let bad = || format!("`{text}` is not a hash key (use client_ip, header:NAME or cookie:NAME)");
+    let (kind, name) = text.split_once(':').ok_or_else(bad)?;
+    let name = name.trim();
+    if !is_token(name) {
+        return Err(bad());
+    }
+    match kind {
+        "header" => Ok(HashKey::Header(name.to_ascii_lowercase())),
+        "cookie" => Ok(HashKey::Cookie(name.to_string())),
+        _ => Err(bad()),
+    }
+}
+
+/// `200` or `200-399`, within 100..=599.
+fn parse_status_range(text: &str) -> Option<(u16, u16)> {
+    let (a, b) = match text.trim().split_once('-') {
+        Some((a, b)) => (a.trim(), b.trim()),
+        None => (text.trim(), text.trim()),
+    };
+    let (a, b): (u16, u16) = (a.parse().ok()?, b.parse().ok()?);
+    ((100..=599).contains(&a) && (100..=599).contains(&b) && a <= b).then_some((a, b))
+}
+
 /// Resolves `host:port` or `http://host:port` once at start-up.
 fn resolve_server(text: &str) -> Result<(SocketAddr, String), String> {
     let rest = if let Some(r) = text.strip_prefix("http://") {
@@ -556,4 +746,66 @@ fn resolve_server(text: &str) -> Result<(SocketAddr, String), String> {
         .copied()
         .ok_or_else(|| format!("`{text}` resolved to no address"))?;
     Ok((addr, authority.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(upstream: &str) -> Vec<String> {
+        let text =
+            format!("[[listener]]\nbind = \"127.0.0.1:0\"\n[[route]]\nupstream = \"app\"\n[upstream.app]\n{upstream}");
+        match load_str(&text, Path::new("t.toml")) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn upstream_group_keys() {
+        let ok = "servers = [\"127.0.0.1:1\", { addr = \"127.0.0.1:2\", weight = 2 }]\nbalance = \"hash\"\n\
+                  hash_key = \"cookie:grafana_session\"\nmax_connections_per_server = 512\nqueue_timeout = \"2s\"\n\
+                  retries = 1\n[upstream.app.health]\npath = \"/api/health\"\ninterval = \"2s\"\ntimeout = \"1s\"\n\
+                  rise = 2\nfall = 3\nexpect_status = \"200-399\"\n[upstream.app.passive]\nmax_fails = 3\ncooldown = \"10s\"\n";
+        assert!(errors(ok).is_empty(), "{:?}", errors(ok));
+
+        let e = errors("servers = [\"127.0.0.1:1\", \"no-such-host.invalid:3000\"]\n");
+        assert!(
+            e[0].starts_with("t.toml:6: upstream.app.servers: `no-such-host.invalid:3000` does not resolve"),
+            "{e:?}"
+        );
+        let e = errors("servers = [\"127.0.0.1:1\"]\nbalance = \"random\"\n");
+        assert!(e[0].starts_with("t.toml:7: upstream.app.balance: `random`"), "{e:?}");
+        let e = errors("servers = [\"127.0.0.1:1\"]\nhash_key = \"client_ip\"\n");
+        assert!(e[0].contains("upstream.app.hash_key: only used with balance"), "{e:?}");
+        let e = errors("servers = [\"127.0.0.1:1\"]\nbalance = \"hash\"\nhash_key = \"ip\"\n");
+        assert!(e[0].contains("`ip` is not a hash key"), "{e:?}");
+        let e = errors("servers = [{ addr = \"127.0.0.1:1\", weight = 0 }]\n");
+        assert!(e[0].contains("weight 0 must be from 1"), "{e:?}");
+        let e = errors("servers = [\"127.0.0.1:1\"]\n[upstream.app.health]\nexpect_status = \"2xx\"\nfall = 0\n");
+        assert_eq!(e.len(), 2, "{e:?}");
+        let e = errors("servers = [\"127.0.0.1:1\"]\n[upstream.app.health]\nintervall = \"1s\"\n");
+        assert!(e[0].contains("unknown field `intervall`"), "{e:?}");
+    }
+
+    #[test]
+    fn passive_ejection_defaults_on_only_for_groups() {
+        let one = load_str(
+            "[[listener]]\nbind = \"127.0.0.1:0\"\n[[route]]\nupstream = \"a\"\n[upstream.a]\nservers = [\"127.0.0.1:1\"]\n",
+            Path::new("t.toml"),
+        )
+        .ok()
+        .unwrap();
+        assert!(one.upstreams[0].passive.is_none());
+        let two = load_str(
+            "[[listener]]\nbind = \"127.0.0.1:0\"\n[server]\nworkers = 2\n[[route]]\nupstream = \"a\"\n[upstream.a]\n\
+             servers = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\nmax_connections_per_server = 5\n",
+            Path::new("t.toml"),
+        )
+        .ok()
+        .unwrap();
+        let up = &two.upstreams[0];
+        assert_eq!(up.passive.as_ref().map(|p| p.max_fails), Some(3));
+        assert_eq!((up.max_connections_per_server, up.max_conns_per_worker), (5, 3));
+    }
 }

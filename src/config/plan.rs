@@ -3,6 +3,7 @@
 
 use crate::route::RouteTable;
 pub use crate::tunnel::TunnelLimits;
+pub use crate::upstream::balance::HashRing;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -36,6 +37,73 @@ pub struct UpstreamPlan {
     pub connect_timeout: Duration,
     pub keepalive: usize,
     pub keepalive_timeout: Duration,
+    pub balance: Balance,
+    /// Server weights in server order (the balancers read them as one slice).
+    pub weights: Vec<u32>,
+    /// The consistent-hash ring, built once when `balance = "hash"`.
+    pub ring: Option<HashRing>,
+    /// Active requests per server and worker (0 = no cap); the configured process-wide cap
+    /// divided across workers, rounded up, so no worker has to ask another.
+    pub max_conns_per_worker: u32,
+    /// The cap as written, for `ringway check` and error texts.
+    pub max_connections_per_server: u32,
+    pub queue_timeout: Duration,
+    /// Extra attempts for idempotent requests that failed before any response byte.
+    pub retries: u32,
+    pub health: Option<HealthPlan>,
+    pub passive: Option<PassivePlan>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    LeastConn,
+    P2c,
+    Hash(HashKey),
+}
+
+impl Balance {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round_robin",
+            Balance::LeastConn => "least_conn",
+            Balance::P2c => "p2c",
+            Balance::Hash(_) => "hash",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HashKey {
+    ClientIp,
+    /// Lower-case header name.
+    Header(String),
+    Cookie(String),
+}
+
+impl std::fmt::Display for HashKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HashKey::ClientIp => write!(f, "client_ip"),
+            HashKey::Header(h) => write!(f, "header:{h}"),
+            HashKey::Cookie(c) => write!(f, "cookie:{c}"),
+        }
+    }
+}
+
+pub struct HealthPlan {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    /// Inclusive status range that counts as a pass.
+    pub expect: (u16, u16),
+}
+
+pub struct PassivePlan {
+    pub max_fails: u32,
+    pub cooldown: Duration,
 }
 
 pub struct ServerPlan {

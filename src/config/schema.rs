@@ -45,6 +45,33 @@ pub struct RawUpstream {
     pub keepalive: Option<S<i64>>,
     /// How long a pooled connection may stay idle before it is closed.
     pub keepalive_timeout: Option<S<String>>,
+    /// `round_robin` (smooth weighted) | `least_conn` | `p2c` | `hash`.
+    pub balance: Option<S<String>>,
+    /// With `balance = "hash"`: `client_ip` | `header:NAME` | `cookie:NAME`.
+    pub hash_key: Option<S<String>>,
+    pub max_connections_per_server: Option<S<i64>>,
+    pub queue_timeout: Option<S<String>>,
+    pub retries: Option<S<i64>>,
+    pub health: Option<S<RawHealth>>,
+    pub passive: Option<S<RawPassive>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub path: Option<S<String>>,
+    pub interval: Option<S<String>>,
+    pub timeout: Option<S<String>>,
+    pub rise: Option<S<i64>>,
+    pub fall: Option<S<i64>>,
+    pub expect_status: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPassive {
+    pub max_fails: Option<S<i64>>,
+    pub cooldown: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -58,7 +85,7 @@ pub enum RawServerEntry {
 #[serde(deny_unknown_fields)]
 pub struct RawServerDetail {
     pub addr: String,
-    pub weight: Option<u32>,
+    pub weight: Option<i64>,
 }
 
 /// A size is an integer of bytes or a string with a unit.

@@ -14,6 +14,9 @@ use std::sync::{mpsc, Arc};
 pub fn run(plan: Plan) -> io::Result<()> {
     let plan = Arc::new(plan);
     let workers = plan.server.workers;
+    // One health board and one prober per checked server for the whole process.
+    let board = Arc::new(crate::upstream::Board::new(&plan));
+    crate::upstream::health::start(&plan, &board)?;
     // sockets[worker][listener]
     let mut sockets: Vec<Vec<(std::net::TcpListener, SocketAddr)>> = (0..workers).map(|_| Vec::new()).collect();
     for l in &plan.listeners {
@@ -29,11 +32,12 @@ pub fn run(plan: Plan) -> io::Result<()> {
     let mut handles = Vec::new();
     for (id, socks) in sockets.into_iter().enumerate() {
         let plan = plan.clone();
+        let board = board.clone();
         let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
         let ready = ready_tx.clone();
         let h = std::thread::Builder::new()
             .name(format!("ringway-w{id}"))
-            .spawn(move || worker::run(id, core, plan, socks, ready))?;
+            .spawn(move || worker::run(id, core, plan, board, socks, ready))?;
         handles.push(h);
     }
     drop(ready_tx);

@@ -24,6 +24,7 @@ pub fn run(
     id: usize,
     core: Option<core_affinity::CoreId>,
     plan: Arc<Plan>,
+    board: Arc<crate::upstream::Board>,
     sockets: Vec<(std::net::TcpListener, SocketAddr)>,
     ready: mpsc::Sender<io::Result<()>>,
 ) {
@@ -45,7 +46,7 @@ pub fn run(
         }
     };
     rt.block_on(async move {
-        let ctx = Rc::new(WorkerCtx::new(plan.clone()));
+        let ctx = Rc::new(WorkerCtx::new(plan.clone(), board));
         let per_worker_cap = match plan.server.max_connections {
             0 => usize::MAX,
             n => n.div_ceil(plan.server.workers),

@@ -75,10 +75,7 @@ pub enum TunnelEnd {
 impl TunnelEnd {
     /// Whether the tunnel ended in an orderly way (not an error).
     pub fn is_clean(&self) -> bool {
-        !matches!(
-            self,
-            TunnelEnd::ClientError(_) | TunnelEnd::UpstreamError(_)
-        )
+        !matches!(self, TunnelEnd::ClientError(_) | TunnelEnd::UpstreamError(_))
     }
 }
 

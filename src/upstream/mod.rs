@@ -1,15 +1,23 @@
-//! Upstream side of the proxy: choosing a server, connecting with a deadline, and the per-worker
-//! keep-alive pool. Errors say which upstream and server failed and how.
+//! Upstream side of the proxy: choosing a server (`balance` algorithms, `select` per-worker
+//! eligibility and connection caps, `health` active probes, `passive` ejection), connecting with
+//! a deadline, and the per-worker keep-alive pool. Errors say which upstream and server failed
+//! and how.
 
+pub mod balance;
+pub mod health;
+pub mod passive;
 mod pool;
+pub mod select;
 
+pub use health::Board;
 pub use pool::ConnPool;
+pub use select::{Lease, Tried, Unavailable, Upstreams};
 
-use crate::config::{Plan, UpstreamPlan};
+use crate::config::{HashKey, UpstreamPlan};
 use monoio::net::TcpStream;
-use std::cell::Cell;
 use std::fmt;
 use std::io;
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// How talking to an upstream failed; the status the client sees follows from the kind.
@@ -24,6 +32,24 @@ pub enum FailureKind {
     ClosedEarly,
     BadResponse(&'static str),
     Io(io::Error),
+    /// Every server is down or already failed this request: 503.
+    NoHealthyServer,
+    /// Every eligible server stayed at `max_connections_per_server` (the cap) for `queue_timeout`: 503.
+    Saturated(u32, Duration),
+}
+
+impl FailureKind {
+    /// Failures that say the server itself is unwell (not this request): they count towards
+    /// passive ejection.
+    pub fn counts_against_server(&self) -> bool {
+        matches!(
+            self,
+            FailureKind::Refused
+                | FailureKind::Unreachable(_)
+                | FailureKind::ConnectTimeout(_)
+                | FailureKind::ResponseTimeout(_)
+        )
+    }
 }
 
 #[derive(Debug)]
@@ -42,8 +68,18 @@ impl UpstreamError {
         }
     }
 
+    /// A failure of the group as a whole, not of one server.
+    pub fn group(up: &UpstreamPlan, kind: FailureKind) -> Self {
+        UpstreamError {
+            upstream: up.name.clone(),
+            server: String::new(),
+            kind,
+        }
+    }
+
     pub fn status(&self) -> u16 {
         match self.kind {
+            FailureKind::NoHealthyServer | FailureKind::Saturated(..) => 503,
             FailureKind::ConnectTimeout(_) | FailureKind::ResponseTimeout(_) | FailureKind::ReadTimeout(_) => 504,
             _ => 502,
         }
@@ -53,6 +89,20 @@ impl UpstreamError {
 impl fmt::Display for UpstreamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use crate::config::units::format_duration as d;
+        match &self.kind {
+            FailureKind::NoHealthyServer => {
+                return write!(f, "upstream {} has no healthy server", self.upstream);
+            }
+            FailureKind::Saturated(cap, t) => {
+                return write!(
+                    f,
+                    "upstream {}: every server is at max_connections_per_server ({cap}); no slot freed within {}",
+                    self.upstream,
+                    d(*t)
+                );
+            }
+            _ => {}
+        }
         write!(f, "upstream {} ({}) ", self.upstream, self.server)?;
         match &self.kind {
             FailureKind::Refused => write!(f, "refused the connection"),
@@ -63,29 +113,57 @@ impl fmt::Display for UpstreamError {
             FailureKind::ClosedEarly => write!(f, "closed the connection before answering"),
             FailureKind::BadResponse(why) => write!(f, "sent a malformed response: {why}"),
             FailureKind::Io(e) => write!(f, "failed: {e}"),
+            FailureKind::NoHealthyServer | FailureKind::Saturated(..) => Ok(()),
         }
     }
 }
 
-/// Per-worker choice of server within each upstream: plain round-robin over the servers.
-pub struct Balancer {
-    next: Vec<Cell<usize>>,
+/// The request's key for `balance = "hash"` (None for the other algorithms). A missing header or
+/// cookie falls back to the client address, so such clients still stick to one server.
+///
+/// `client_ip` is the socket peer: the seam where `trusted_proxies` (access-control issue) will
+/// substitute the address taken from X-Forwarded-For.
+pub fn affinity(up: &UpstreamPlan, client_ip: IpAddr, headers: &[httparse::Header<'_>]) -> Option<u64> {
+    let crate::config::Balance::Hash(key) = &up.balance else {
+        return None;
+    };
+    let found = match key {
+        HashKey::ClientIp => None,
+        HashKey::Header(name) => headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| crate::http::trim(h.value)),
+        HashKey::Cookie(name) => headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
+            .find_map(|h| cookie_value(h.value, name.as_bytes())),
+    };
+    Some(match found {
+        Some(v) if !v.is_empty() => balance::hash64(v),
+        _ => match client_ip {
+            IpAddr::V4(a) => balance::hash64(&a.octets()),
+            IpAddr::V6(a) => balance::hash64(&a.octets()),
+        },
+    })
 }
 
-impl Balancer {
-    pub fn new(plan: &Plan) -> Self {
-        Balancer {
-            next: plan.upstreams.iter().map(|_| Cell::new(0)).collect(),
-        }
-    }
+/// The value of cookie `name` in one `Cookie:` header (`a=1; b=2`).
+fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    header.split(|&b| b == b';').find_map(|pair| {
+        let pair = crate::http::trim(pair);
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        (crate::http::trim(&pair[..eq]) == name).then(|| crate::http::trim(&pair[eq + 1..]))
+    })
+}
 
-    pub fn pick(&self, plan: &Plan, upstream: usize) -> usize {
-        let n = plan.upstreams[upstream].servers.len();
-        let c = &self.next[upstream];
-        let i = c.get() % n.max(1);
-        c.set(i.wrapping_add(1));
-        i
-    }
+#[cfg(test)]
+#[test]
+fn cookie_lookup() {
+    assert_eq!(
+        cookie_value(b"a=1; grafana_session=xyz ;b=2", b"grafana_session"),
+        Some(&b"xyz"[..])
+    );
+    assert_eq!(cookie_value(b"grafana_session_expiry=5", b"grafana_session"), None);
 }
 
 /// Opens a new connection to one server of `up`.
