@@ -10,8 +10,11 @@ enum State {
         digits: u8,
         value: u64,
     },
+    /// Inside chunk extensions; `quoted` while in a quoted-string, `escaped` after its backslash.
     Ext {
         value: u64,
+        quoted: bool,
+        escaped: bool,
     },
     SizeLf {
         value: u64,
@@ -114,16 +117,64 @@ impl ChunkedDecoder {
                         }
                     }
                     _ if digits == 0 => return Err(ChunkError::BadSize),
-                    b';' => State::Ext { value },
                     // Whitespace before an extension is tolerated by RFC 9112 (BWS).
-                    b' ' | b'\t' => State::Ext { value },
+                    b';' | b' ' | b'\t' => State::Ext {
+                        value,
+                        quoted: false,
+                        escaped: false,
+                    },
                     b'\r' => State::SizeLf { value },
                     _ => return Err(ChunkError::BadSize),
                 },
-                State::Ext { value } => match b {
+                // chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )
+                State::Ext {
+                    value, quoted: false, ..
+                } => match b {
                     b'\r' => State::SizeLf { value },
-                    b'\t' | 0x20..=0x7e => State::Ext { value },
+                    b'"' => State::Ext {
+                        value,
+                        quoted: true,
+                        escaped: false,
+                    },
+                    b';' | b'=' | b' ' | b'\t' => State::Ext {
+                        value,
+                        quoted: false,
+                        escaped: false,
+                    },
+                    _ if is_token_byte(b) => State::Ext {
+                        value,
+                        quoted: false,
+                        escaped: false,
+                    },
                     _ => return Err(ChunkError::BadExtension),
+                },
+                State::Ext {
+                    value,
+                    quoted: true,
+                    escaped,
+                } => match b {
+                    // A line may not end inside a quoted-string.
+                    b'\r' | b'\n' | 0x00..=0x08 | 0x0a..=0x1f | 0x7f => return Err(ChunkError::BadExtension),
+                    _ if escaped => State::Ext {
+                        value,
+                        quoted: true,
+                        escaped: false,
+                    },
+                    b'\\' => State::Ext {
+                        value,
+                        quoted: true,
+                        escaped: true,
+                    },
+                    b'"' => State::Ext {
+                        value,
+                        quoted: false,
+                        escaped: false,
+                    },
+                    _ => State::Ext {
+                        value,
+                        quoted: true,
+                        escaped: false,
+                    },
                 },
                 State::SizeLf { value } => {
                     if b != b'\n' {
@@ -178,6 +229,10 @@ impl ChunkedDecoder {
     }
 }
 
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 /// Appends a chunk header for `len` data bytes (`{len:x}\r\n`).
 pub fn write_chunk_header(out: &mut Vec<u8>, len: usize) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -227,7 +282,7 @@ mod tests {
 
     #[test]
     fn decodes_in_any_split() {
-        let body = b"5\r\nhello\r\n6;name=val\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\nNEXT";
+        let body = b"5\r\nhello\r\n6;name=val; q=\"a \\\"b\\\" ;c\"\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\nNEXT";
         for piece in [1, 2, 3, 7, 100] {
             let (data, rest) = decode(body, piece).unwrap();
             assert_eq!(data, b"hello world");
@@ -237,7 +292,10 @@ mod tests {
 
     #[test]
     fn refuses_ambiguous_framing() {
-        let bad: [&[u8]; 9] = [
+        let bad: [&[u8]; 12] = [
+            b"5;a=\"x\r\nhello\r\n0\r\n\r\n",
+            b"5;a=(x)\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"x\\\r\nhello\r\n0\r\n\r\n",
             b"x\r\n",
             b"\r\n",
             b"5\nhello\r\n0\r\n\r\n",
