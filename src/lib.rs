@@ -5,6 +5,7 @@
 //! the connection. The request path, file by file: `server` (accept) → `proxy` (read head,
 //! decide) → `route` + `rewrite` → `forward` (upstream exchange, body relay) → `upstream` (pool).
 
+pub mod auth;
 pub mod config;
 pub mod forward;
 pub mod http;

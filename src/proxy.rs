@@ -6,6 +6,7 @@
 //! a head under `header_timeout`) → `Exchange` (request and response streaming) → back to `Idle`
 //! when both sides allow keep-alive, otherwise closed.
 
+use crate::auth::{self, WorkerAccess};
 use crate::config::{Plan, RoutePlan};
 use crate::forward::{self, Outgoing};
 use crate::http::headers::{classify, Known};
@@ -29,6 +30,7 @@ pub struct WorkerCtx {
     pub pool: ConnPool,
     pub balancer: Balancer,
     pub bufs: BufPool,
+    pub access: WorkerAccess,
 }
 
 impl WorkerCtx {
@@ -37,6 +39,7 @@ impl WorkerCtx {
             pool: ConnPool::new(&plan),
             balancer: Balancer::new(&plan),
             bufs: BufPool::new(64 * 1024, 256),
+            access: WorkerAccess::new(&plan),
             plan,
         }
     }
@@ -86,6 +89,10 @@ impl Reply {
 pub enum Decision {
     Forward(Outgoing),
     Reply(Reply),
+    /// A complete response from the access step (401, 403, 429, CORS preflight, auth relay).
+    Answer(auth::Answer),
+    /// Forward once the auth service agrees (see `auth::forward::authorize`).
+    Authorize(Outgoing, auth::forward::Subrequest),
 }
 
 const MAX_HEADERS: usize = 128;
@@ -127,8 +134,23 @@ pub async fn serve<C: AsyncReadRent + AsyncWriteRent>(ctx: Rc<WorkerCtx>, mut cl
             }
         };
         let mut out = ctx.bufs.get();
-        let decision = decide(&plan, &ctx.balancer, &info, &cbuf[..head_len], &mut out);
+        let decision = decide(&plan, &ctx.balancer, &ctx.access, &info, &cbuf[..head_len], &mut out);
+        // Access step with I/O: forward auth asks its service before anything goes upstream.
+        let decision = match decision {
+            Decision::Authorize(outgoing, sub) => auth::forward::authorize(&ctx, outgoing, sub, &mut out).await,
+            d => d,
+        };
         let keep = match decision {
+            Decision::Answer(a) => {
+                ctx.bufs.put(out);
+                let (res, _) = write_from(&mut client, a.bytes, 0, limits.header_timeout).await;
+                if res.is_err() || a.close {
+                    return;
+                }
+                cbuf.drain(..head_len);
+                true
+            }
+            Decision::Authorize(..) => unreachable!("resolved above"),
             Decision::Reply(r) => {
                 ctx.bufs.put(out);
                 let close = r.close;
@@ -249,7 +271,14 @@ pub async fn reply<C: AsyncWriteRent>(client: &mut C, r: Reply, t: Duration) -> 
 
 /// Parses and checks a complete head, picks the route, and writes the upstream request head into
 /// `out`. Pure computation: everything that can be refused is refused here, before any I/O.
-pub fn decide(plan: &Plan, balancer: &Balancer, info: &ClientInfo, head: &[u8], out: &mut Vec<u8>) -> Decision {
+pub fn decide(
+    plan: &Plan,
+    balancer: &Balancer,
+    access: &WorkerAccess,
+    info: &ClientInfo,
+    head: &[u8],
+    out: &mut Vec<u8>,
+) -> Decision {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(head) {
@@ -315,10 +344,35 @@ pub fn decide(plan: &Plan, balancer: &Balancer, info: &ClientInfo, head: &[u8], 
             return Decision::Reply(Reply::refused(RequestError::BodyTooLarge));
         }
     }
+    // Access step: address rules, rate limit, CORS preflight, authentication.
+    let client = auth::client_addr::resolve(&plan.access.trusted_proxies, info.peer.ip(), req.headers);
+    let access_req = auth::Request {
+        method,
+        path: facts.target.path,
+        query: facts.target.query,
+        host: facts.host,
+        headers: req.headers,
+        client,
+        scheme: info.scheme,
+        close: has_body || !facts.keep_alive,
+        is_head: facts.is_head,
+    };
+    let (granted, subrequest) = match auth::check(plan, hit.route, access, &access_req) {
+        auth::Verdict::Allow(g) => (g, None),
+        auth::Verdict::Authorize(g, s) => (g, Some(s)),
+        auth::Verdict::Reply(a) => return Decision::Answer(a),
+    };
+    let client_ip: Cow<str> = if client == info.peer.ip() {
+        Cow::Borrowed(&info.peer_ip)
+    } else {
+        Cow::Owned(client.to_string())
+    };
     let server = balancer.pick(plan, route.upstream);
     write_upstream_head(
         plan,
-        route,
+        hit.route,
+        &granted,
+        &client_ip,
         server,
         info,
         method,
@@ -331,7 +385,7 @@ pub fn decide(plan: &Plan, balancer: &Balancer, info: &ClientInfo, head: &[u8], 
     let request_host = (route.rewrites_path())
         .then(|| facts.host.map(|h| String::from_utf8_lossy(h).into_owned()))
         .flatten();
-    Decision::Forward(Outgoing {
+    let outgoing = Outgoing {
         route: hit.route,
         upstream: route.upstream,
         server,
@@ -341,13 +395,20 @@ pub fn decide(plan: &Plan, balancer: &Balancer, info: &ClientInfo, head: &[u8], 
         client_keep_alive: facts.keep_alive,
         client_http10: version == 0,
         request_host,
-    })
+        response_headers: auth::response_headers(plan, hit.route, &granted),
+    };
+    match subrequest {
+        None => Decision::Forward(outgoing),
+        Some(s) => Decision::Authorize(outgoing, s),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
 fn write_upstream_head(
     plan: &Plan,
-    route: &RoutePlan,
+    route_id: usize,
+    granted: &auth::Granted<'_>,
+    client_ip: &str,
     server: usize,
     info: &ClientInfo,
     method: &str,
@@ -357,8 +418,11 @@ fn write_upstream_head(
     headers: &[httparse::Header<'_>],
     out: &mut Vec<u8>,
 ) {
+    let route: &RoutePlan = &plan.routes[route_id];
     let fwd = route.forwarding;
     let upstream = &plan.upstreams[route.upstream];
+    // Behind trusted_proxies, an untrusted peer's own X-Forwarded-For is not passed on.
+    let pass_client_xff = auth::client_addr::forwards_client_list(&plan.access.trusted_proxies, info.peer.ip());
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
     upstream_path(route, path, matched, out);
@@ -378,7 +442,7 @@ fn write_upstream_head(
             Known::Host | Known::ContentLength | Known::Expect => true,
             k if k.is_hop_by_hop() => true,
             Known::XForwardedFor if fwd.x_forwarded_for => {
-                client_xff = true;
+                client_xff = pass_client_xff;
                 true
             }
             Known::XForwardedProto => fwd.x_forwarded_proto,
@@ -388,7 +452,11 @@ fn write_upstream_head(
             Known::XForwardedPrefix => prefix_header,
             _ => false,
         };
-        if skip || facts.connection_names.contains(h.name) || route.request_headers.drops(h.name.as_bytes()) {
+        if skip
+            || facts.connection_names.contains(h.name)
+            || route.request_headers.drops(h.name.as_bytes())
+            || plan.access.is_identity_header(h.name)
+        {
             continue;
         }
         header(out, h.name.as_bytes(), h.value);
@@ -396,6 +464,7 @@ fn write_upstream_head(
     for rule in route.request_headers.set.iter().chain(&route.request_headers.add) {
         header(out, rule.name.as_bytes(), rule.value.as_bytes());
     }
+    auth::write_identity(out, plan, route_id, granted);
     if fwd.x_forwarded_for {
         out.extend_from_slice(b"X-Forwarded-For: ");
         if client_xff {
@@ -408,7 +477,7 @@ fn write_upstream_head(
         out.extend_from_slice(b"\r\n");
     }
     if fwd.x_real_ip {
-        header(out, b"X-Real-IP", info.peer_ip.as_bytes());
+        header(out, b"X-Real-IP", client_ip.as_bytes());
     }
     if fwd.x_forwarded_proto {
         header(out, b"X-Forwarded-Proto", info.scheme.as_bytes());

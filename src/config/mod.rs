@@ -3,6 +3,7 @@
 //! Every error names the file, the line and the key, so `ringway check` output can be acted on
 //! without guessing; all errors are collected, not just the first.
 
+mod access;
 mod plan;
 mod schema;
 pub mod units;
@@ -170,12 +171,14 @@ impl Compiler<'_> {
             upstreams.push(self.upstream(name, up));
         }
 
+        let (mut access, auth_ids) = self.access(&raw);
         let mut routes: Vec<RoutePlan> = Vec::new();
         let mut seen: HashMap<(HostMatch, String), usize> = HashMap::new();
         for (i, r) in raw.route.iter().enumerate() {
-            let Some(route) = self.route(i + 1, r.get_ref(), &upstream_ids) else {
+            let Some(mut route) = self.route(i + 1, r.get_ref(), &upstream_ids) else {
                 continue;
             };
+            route.access = self.route_access(i + 1, r.get_ref(), &auth_ids, &mut access.identity_headers);
             let dup_key = (route.host.clone(), route.key.to_ascii_lowercase());
             let prefix_at = r.get_ref().prefix.as_ref();
             if let Some(&other) = seen.get(&dup_key) {
@@ -203,6 +206,8 @@ impl Compiler<'_> {
                 message: "no [[route]] defined: every request would get 404".into(),
             });
         }
+        access.identity_headers.sort();
+        access.identity_headers.dedup();
         let table = RouteTable::build(&routes);
         Plan {
             source: self.file.to_path_buf(),
@@ -211,6 +216,7 @@ impl Compiler<'_> {
             upstreams,
             routes,
             table,
+            access,
         }
     }
 
@@ -403,6 +409,7 @@ impl Compiler<'_> {
             request_headers,
             response_headers,
             forwarding,
+            access: Default::default(),
         })
     }
 
