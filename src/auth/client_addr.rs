@@ -59,7 +59,8 @@ mod tests {
     fn table() {
         let trusted = CidrList::parse(["10.0.0.0/8", "::1"]).unwrap();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             // Untrusted peer: its header is ignored.
             ("192.0.2.1", &[("X-Forwarded-For", "1.1.1.1")], "192.0.2.1"),
             // Trusted peer: right-most untrusted entry.
