@@ -87,7 +87,11 @@ pub fn describe(plan: &Plan) -> String {
             format_duration(r.idle_timeout),
             r.max_body.map(|m| format!(" max_body={m}")).unwrap_or_default(),
         );
+        if let Some(a) = crate::auth::describe_route(plan, r) {
+            let _ = writeln!(s, "    access: {a}");
+        }
     }
+    s.push_str(&crate::auth::describe(plan));
     s
 }
 

@@ -27,6 +27,11 @@ impl CidrList {
         })
     }
 
+    /// Address ranges after merging (for `ringway check`).
+    pub fn ranges(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.v4.is_empty() && self.v6.is_empty()
     }

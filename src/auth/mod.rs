@@ -251,3 +251,63 @@ fn find<'a>(headers: &[httparse::Header<'a>], lower: &str) -> Option<&'a [u8]> {
         .find(|h| h.name.len() == lower.len() && h.name.eq_ignore_ascii_case(lower))
         .map(|h| h.value)
 }
+
+/// One line of a route's access settings for `ringway check`; None when the route is open.
+pub fn describe_route(plan: &Plan, r: &crate::config::RoutePlan) -> Option<String> {
+    let a = &r.access;
+    let mut parts = Vec::new();
+    if let Some(id) = a.auth {
+        parts.push(format!("auth={}", plan.access.auths[id].name));
+    }
+    if let Some(l) = &a.allow {
+        parts.push(format!("allow={} range(s)", l.ranges()));
+    }
+    if let Some(l) = &a.deny {
+        parts.push(format!("deny={} range(s)", l.ranges()));
+    }
+    if let Some(rate) = &a.rate {
+        parts.push(format!(
+            "rate_limit={}/s burst {} per client (split over {} worker(s))",
+            rate.per_second, rate.burst, plan.server.workers
+        ));
+    }
+    if let Some(c) = &a.cors {
+        let origins = if c.any_origin {
+            "*".to_string()
+        } else {
+            c.allow_origin.join(" ")
+        };
+        parts.push(format!("cors={origins}"));
+    }
+    if let Some((h, v)) = &a.identity_static {
+        parts.push(format!("identity_static {h}: {v}"));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// The auth tables, trusted proxies and stripped identity headers for `ringway check`.
+pub fn describe(plan: &Plan) -> String {
+    let a = &plan.access;
+    let mut s = String::new();
+    if a.auths.is_empty() && a.trusted_proxies.is_empty() && a.identity_headers.is_empty() {
+        return s;
+    }
+    s.push_str("access:\n");
+    if !a.trusted_proxies.is_empty() {
+        s.push_str(&format!("  trusted_proxies: {} range(s)\n", a.trusted_proxies.ranges()));
+    }
+    for auth in &a.auths {
+        let how = match &auth.method {
+            AuthMethod::Basic(b) => format!("basic, {} user(s), {}", b.users.len(), b.challenge),
+            AuthMethod::Forward(f) => format!("forward to {}", f.url),
+        };
+        s.push_str(&format!("  auth {}: {how}\n", auth.name));
+    }
+    if !a.identity_headers.is_empty() {
+        s.push_str(&format!(
+            "  identity headers removed from every client request: {}\n",
+            a.identity_headers.join(", ")
+        ));
+    }
+    s
+}
