@@ -27,6 +27,7 @@ fn subpath_plan() -> ringway::config::Plan {
 
 fn bench_decide(c: &mut Criterion) {
     let plan = subpath_plan();
+    let access = ringway::auth::WorkerAccess::new(&plan);
     let info = ClientInfo::new(
         "10.1.2.3:40000".parse().unwrap(),
         Some("127.0.0.1:8080".parse().unwrap()),
@@ -36,9 +37,9 @@ fn bench_decide(c: &mut Criterion) {
     c.bench_function("request head: parse + check + route + upstream head", |b| {
         b.iter(|| {
             out.clear();
-            match decide(&plan, &info, black_box(GRAFANA_REQUEST), &mut out) {
+            match decide(&plan, &access, &info, black_box(GRAFANA_REQUEST), &mut out) {
                 Decision::Forward(o) => black_box(o.route),
-                Decision::Reply(_) => unreachable!(),
+                _ => unreachable!("the bench request is forwarded"),
             }
         })
     });
@@ -118,6 +119,7 @@ Content-Length: 29\r\n\r\n";
         affinity: None,
         idempotent: true,
         host_at: None,
+        response_headers: Vec::new(),
     };
     let mut out = Vec::with_capacity(4096);
     c.bench_function("response head rewrite (Location + Set-Cookie mapped)", |b| {

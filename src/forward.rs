@@ -42,6 +42,8 @@ pub struct Outgoing {
     pub client_http10: bool,
     /// The client's Host, kept only when responses need their Location mapped back.
     pub request_host: Option<String>,
+    /// Header lines the access step adds to the client's response (CORS); usually empty.
+    pub response_headers: Vec<u8>,
     /// The request asked for an allowed protocol upgrade and carries Upgrade upstream.
     pub upgrade: bool,
 }
@@ -641,6 +643,7 @@ pub fn build_response_head(
             || kind == Known::ContentLength
             || facts.connection_names.contains(h.name)
             || rules.drops(h.name.as_bytes())
+            || (route.access.cors.is_some() && crate::auth::cors::is_cors_header(h.name.as_bytes()))
         {
             continue;
         }
@@ -662,6 +665,7 @@ pub fn build_response_head(
     for rule in rules.set.iter().chain(&rules.add) {
         header(out, rule.name.as_bytes(), rule.value.as_bytes());
     }
+    out.extend_from_slice(&o.response_headers);
     match facts.framing {
         Framing::Length(len) => header_u64(out, b"Content-Length", len),
         Framing::None => {

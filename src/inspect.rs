@@ -91,7 +91,11 @@ pub fn describe(plan: &Plan) -> String {
             format_duration(r.idle_timeout),
             r.max_body.map(|m| format!(" max_body={m}")).unwrap_or_default(),
         );
+        if let Some(a) = crate::auth::describe_route(plan, r) {
+            let _ = writeln!(s, "    access: {a}");
+        }
     }
+    s.push_str(&crate::auth::describe(plan));
     s
 }
 
@@ -192,9 +196,36 @@ pub fn explain(plan: &Plan, method: &str, url: &str, headers: &[String]) -> Resu
     let peer: SocketAddr = "192.0.2.10:50000".parse().unwrap();
     let local: SocketAddr = SocketAddr::from(([127, 0, 0, 1], port));
     let info = ClientInfo::new(peer, Some(local), tls);
+    let access = crate::auth::WorkerAccess::new(plan);
     let mut out = Vec::new();
     let mut s = String::new();
-    match decide(plan, &info, head.as_bytes(), &mut out) {
+    let decision = match decide(plan, &access, &info, head.as_bytes(), &mut out) {
+        Decision::Authorize(o, sub) => {
+            let auth = &plan.access.auths[sub.auth];
+            if let crate::auth::AuthMethod::Forward(fa) = &auth.method {
+                let _ = writeln!(
+                    s,
+                    "auth: {} asks {} first (2xx forwards, 401/403/3xx answer)",
+                    auth.name, fa.url
+                );
+            }
+            Decision::Forward(o)
+        }
+        d => d,
+    };
+    match decision {
+        Decision::Answer(a) => {
+            let body = memchr::memmem::find(&a.bytes, b"\r\n\r\n")
+                .map(|i| &a.bytes[i + 4..])
+                .unwrap_or(b"");
+            let _ = writeln!(
+                s,
+                "response: {} {} (access step)",
+                a.status,
+                String::from_utf8_lossy(body).trim_end()
+            );
+        }
+        Decision::Authorize(..) => unreachable!("resolved above"),
         Decision::Reply(r) => {
             match r.route {
                 Some(i) => {

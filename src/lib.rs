@@ -6,6 +6,7 @@
 //! decide) → `route` + `rewrite` → `forward` (upstream exchange, body relay) → `upstream` (pool);
 //! upgraded connections continue in `tunnel`.
 
+pub mod auth;
 pub mod config;
 pub mod forward;
 pub mod http;

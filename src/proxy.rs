@@ -6,6 +6,7 @@
 //! a head under `header_timeout`) → `Exchange` (request and response streaming) → back to `Idle`
 //! when both sides allow keep-alive, otherwise closed.
 
+use crate::auth::{self, WorkerAccess};
 use crate::config::{Plan, RoutePlan};
 use crate::forward::{self, Next, Outgoing};
 use crate::http::headers::{classify, Known};
@@ -39,6 +40,8 @@ pub struct WorkerCtx {
     pub bodies: BufPool,
     /// Pipes lent to splice tunnels while bytes are in flight.
     pub pipes: PipePool,
+    /// This worker's access state: rate-limit buckets, remembered logins.
+    pub access: WorkerAccess,
 }
 
 impl WorkerCtx {
@@ -49,6 +52,7 @@ impl WorkerCtx {
             heads: BufPool::new(16 * 1024, 128 * 1024, 32),
             bodies: BufPool::new(64 * 1024, 64 * 1024, 16),
             pipes: PipePool::new(DEFAULT_PIPE_SIZE, DEFAULT_MAX_IDLE_PIPES),
+            access: WorkerAccess::new(&plan),
             plan,
         }
     }
@@ -98,6 +102,10 @@ impl Reply {
 pub enum Decision {
     Forward(Outgoing),
     Reply(Reply),
+    /// A complete response from the access step (401, 403, 429, CORS preflight, auth relay).
+    Answer(auth::Answer),
+    /// Forward once the auth service agrees (see `auth::forward::authorize`).
+    Authorize(Outgoing, auth::forward::Subrequest),
 }
 
 const MAX_HEADERS: usize = 128;
@@ -157,8 +165,25 @@ pub async fn serve<C: ClientStream + 'static, G: 'static>(
             }
         };
         let mut out = ctx.heads.get();
-        let decision = decide(&plan, &info, &cbuf[..head_len], &mut out);
+        let decision = decide(&plan, &ctx.access, &info, &cbuf[..head_len], &mut out);
+        // Access step with I/O: forward auth asks its service before anything goes upstream.
+        let decision = match decision {
+            Decision::Authorize(outgoing, sub) => {
+                Box::pin(auth::forward::authorize(&ctx, outgoing, sub, &mut out)).await
+            }
+            d => d,
+        };
         let keep = match decision {
+            Decision::Answer(a) => {
+                ctx.heads.put(out);
+                let (res, _) = write_from(&mut client, a.bytes, 0, limits.header_timeout).await;
+                if res.is_err() || a.close {
+                    return;
+                }
+                cbuf.drain(..head_len);
+                true
+            }
+            Decision::Authorize(..) => unreachable!("resolved above"),
             Decision::Reply(r) => {
                 ctx.heads.put(out);
                 let close = r.close;
@@ -297,7 +322,7 @@ pub async fn reply<C: AsyncWriteRent>(client: &mut C, r: Reply, t: Duration) -> 
 /// Parses and checks a complete head, picks the route, and writes the upstream request head into
 /// `out`. Pure computation: everything that can be refused is refused here, before any I/O. The
 /// server is chosen later, in the exchange, so a failed attempt can move to another one.
-pub fn decide(plan: &Plan, info: &ClientInfo, head: &[u8], out: &mut Vec<u8>) -> Decision {
+pub fn decide(plan: &Plan, access: &WorkerAccess, info: &ClientInfo, head: &[u8], out: &mut Vec<u8>) -> Decision {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(head) {
@@ -363,11 +388,36 @@ pub fn decide(plan: &Plan, info: &ClientInfo, head: &[u8], out: &mut Vec<u8>) ->
             return Decision::Reply(Reply::refused(RequestError::BodyTooLarge));
         }
     }
+    // Access step: address rules, rate limit, CORS preflight, authentication.
+    let client = auth::client_addr::resolve(&plan.access.trusted_proxies, info.peer.ip(), req.headers);
+    let access_req = auth::Request {
+        method,
+        path: facts.target.path,
+        query: facts.target.query,
+        host: facts.host,
+        headers: req.headers,
+        client,
+        scheme: info.scheme,
+        close: has_body || !facts.keep_alive,
+        is_head: facts.is_head,
+    };
+    let (granted, subrequest) = match auth::check(plan, hit.route, access, &access_req) {
+        auth::Verdict::Allow(g) => (g, None),
+        auth::Verdict::Authorize(g, s) => (g, Some(s)),
+        auth::Verdict::Reply(a) => return Decision::Answer(a),
+    };
+    let client_ip: Cow<str> = if client == info.peer.ip() {
+        Cow::Borrowed(&info.peer_ip)
+    } else {
+        Cow::Owned(client.to_string())
+    };
     // Upgrade is forwarded only for protocols the route allows, and never for HTTP/1.0.
     let upgrade = facts.upgrade.filter(|u| version == 1 && route.allows_upgrade(u));
     let host_at = write_upstream_head(
         plan,
-        route,
+        hit.route,
+        &granted,
+        &client_ip,
         info,
         method,
         &facts,
@@ -380,11 +430,11 @@ pub fn decide(plan: &Plan, info: &ClientInfo, head: &[u8], out: &mut Vec<u8>) ->
     let request_host = (route.rewrites_path())
         .then(|| facts.host.map(|h| String::from_utf8_lossy(h).into_owned()))
         .flatten();
-    Decision::Forward(Outgoing {
+    let outgoing = Outgoing {
         route: hit.route,
         upstream: route.upstream,
         server: 0,
-        affinity: affinity(&plan.upstreams[route.upstream], info.peer.ip(), req.headers),
+        affinity: affinity(&plan.upstreams[route.upstream], client, req.headers),
         idempotent: matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"),
         host_at,
         framing: facts.framing,
@@ -394,7 +444,12 @@ pub fn decide(plan: &Plan, info: &ClientInfo, head: &[u8], out: &mut Vec<u8>) ->
         client_http10: version == 0,
         request_host,
         upgrade: upgrade.is_some(),
-    })
+        response_headers: auth::response_headers(plan, hit.route, &granted),
+    };
+    match subrequest {
+        None => Decision::Forward(outgoing),
+        Some(s) => Decision::Authorize(outgoing, s),
+    }
 }
 
 /// Writes the upstream request head; returns where the Host value sits when it names the server
@@ -402,7 +457,9 @@ pub fn decide(plan: &Plan, info: &ClientInfo, head: &[u8], out: &mut Vec<u8>) ->
 #[allow(clippy::too_many_arguments)]
 fn write_upstream_head(
     plan: &Plan,
-    route: &RoutePlan,
+    route_id: usize,
+    granted: &auth::Granted<'_>,
+    client_ip: &str,
     info: &ClientInfo,
     method: &str,
     facts: &RequestFacts<'_>,
@@ -412,8 +469,11 @@ fn write_upstream_head(
     headers: &[httparse::Header<'_>],
     out: &mut Vec<u8>,
 ) -> Option<(usize, usize)> {
+    let route: &RoutePlan = &plan.routes[route_id];
     let fwd = route.forwarding;
     let upstream = &plan.upstreams[route.upstream];
+    // Behind trusted_proxies, an untrusted peer's own X-Forwarded-For is not passed on.
+    let pass_client_xff = auth::client_addr::forwards_client_list(&plan.access.trusted_proxies, info.peer.ip());
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
     upstream_path(route, path, matched, out);
@@ -435,7 +495,7 @@ fn write_upstream_head(
             Known::Host | Known::ContentLength | Known::Expect => true,
             k if k.is_hop_by_hop() => true,
             Known::XForwardedFor if fwd.x_forwarded_for => {
-                client_xff = true;
+                client_xff = pass_client_xff;
                 true
             }
             Known::XForwardedProto => fwd.x_forwarded_proto,
@@ -445,7 +505,11 @@ fn write_upstream_head(
             Known::XForwardedPrefix => prefix_header,
             _ => false,
         };
-        if skip || facts.connection_names.contains(h.name) || route.request_headers.drops(h.name.as_bytes()) {
+        if skip
+            || facts.connection_names.contains(h.name)
+            || route.request_headers.drops(h.name.as_bytes())
+            || plan.access.is_identity_header(h.name)
+        {
             continue;
         }
         header(out, h.name.as_bytes(), h.value);
@@ -453,6 +517,7 @@ fn write_upstream_head(
     for rule in route.request_headers.set.iter().chain(&route.request_headers.add) {
         header(out, rule.name.as_bytes(), rule.value.as_bytes());
     }
+    auth::write_identity(out, plan, route_id, granted);
     if fwd.x_forwarded_for {
         out.extend_from_slice(b"X-Forwarded-For: ");
         if client_xff {
@@ -465,7 +530,7 @@ fn write_upstream_head(
         out.extend_from_slice(b"\r\n");
     }
     if fwd.x_real_ip {
-        header(out, b"X-Real-IP", info.peer_ip.as_bytes());
+        header(out, b"X-Real-IP", client_ip.as_bytes());
     }
     if fwd.x_forwarded_proto {
         header(out, b"X-Forwarded-Proto", info.scheme.as_bytes());

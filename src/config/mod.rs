@@ -3,6 +3,7 @@
 //! Every error names the file, the line and the key, so `ringway check` output can be acted on
 //! without guessing; all errors are collected, not just the first.
 
+mod access;
 mod plan;
 mod schema;
 pub mod units;
@@ -83,6 +84,26 @@ pub fn load_str(text: &str, path: &Path) -> Result<Plan, Vec<ConfigError>> {
     }
 }
 
+/// Where an error points: a spanned value, or `Near` text for tables toml gives no span for.
+pub(super) trait Place {
+    fn offset(&self, text: &str) -> Option<usize>;
+}
+
+impl<T> Place for S<T> {
+    fn offset(&self, _: &str) -> Option<usize> {
+        Some(self.span().start)
+    }
+}
+
+/// The first place `0` appears in the file (a table header or dotted key naming the table).
+pub(super) struct Near<'a>(pub(super) &'a str);
+
+impl Place for Near<'_> {
+    fn offset(&self, text: &str) -> Option<usize> {
+        text.find(self.0)
+    }
+}
+
 struct Compiler<'a> {
     text: &'a str,
     file: &'a Path,
@@ -95,8 +116,8 @@ impl Compiler<'_> {
         self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
     }
 
-    fn error<T>(&mut self, at: &S<T>, key: &str, message: impl Into<String>) {
-        let line = self.line(at.span().start);
+    fn error(&mut self, at: &impl Place, key: &str, message: impl Into<String>) {
+        let line = at.offset(self.text).map(|o| self.line(o)).unwrap_or(0);
         self.errors.push(ConfigError {
             file: self.file.to_path_buf(),
             line,
@@ -170,12 +191,14 @@ impl Compiler<'_> {
             upstreams.push(self.upstream(name, up, server.workers));
         }
 
+        let (mut access, auth_ids) = self.access(&raw);
         let mut routes: Vec<RoutePlan> = Vec::new();
         let mut seen: HashMap<(HostMatch, String), usize> = HashMap::new();
         for (i, r) in raw.route.iter().enumerate() {
-            let Some(route) = self.route(i + 1, r.get_ref(), &upstream_ids) else {
+            let Some(mut route) = self.route(i + 1, r.get_ref(), &upstream_ids) else {
                 continue;
             };
+            route.access = self.route_access(i + 1, r.get_ref(), &auth_ids, &mut access.identity_headers);
             let dup_key = (route.host.clone(), route.key.to_ascii_lowercase());
             let prefix_at = r.get_ref().prefix.as_ref();
             if let Some(&other) = seen.get(&dup_key) {
@@ -203,6 +226,8 @@ impl Compiler<'_> {
                 message: "no [[route]] defined: every request would get 404".into(),
             });
         }
+        access.identity_headers.sort();
+        access.identity_headers.dedup();
         let table = RouteTable::build(&routes);
         Plan {
             source: self.file.to_path_buf(),
@@ -211,6 +236,7 @@ impl Compiler<'_> {
             upstreams,
             routes,
             table,
+            access,
         }
     }
 
@@ -267,8 +293,8 @@ impl Compiler<'_> {
         }
     }
 
-    fn upstream(&mut self, name: &str, up: &S<RawUpstream>, workers: usize) -> UpstreamPlan {
-        let raw = up.get_ref();
+    fn upstream(&mut self, name: &str, up: &RawUpstream, workers: usize) -> UpstreamPlan {
+        let raw = up;
         let key = format!("upstream.{name}.servers");
         let mut servers = Vec::new();
         if raw.servers.get_ref().is_empty() {
@@ -360,7 +386,6 @@ impl Compiler<'_> {
         // lone server that is ejected would turn a short outage into `cooldown` of 503s.
         let passive = match &raw.passive {
             Some(p) => {
-                let p = p.get_ref();
                 let max_fails = self.count(&p.max_fails, &k("passive.max_fails"), 0..=1000, 3);
                 let cooldown = self.duration(&p.cooldown, &k("passive.cooldown"), Duration::from_secs(10));
                 (max_fails > 0).then_some(PassivePlan { max_fails, cooldown })
@@ -398,9 +423,9 @@ impl Compiler<'_> {
         }
     }
 
-    fn health(&mut self, name: &str, h: &S<RawHealth>) -> HealthPlan {
+    fn health(&mut self, name: &str, h: &RawHealth) -> HealthPlan {
         let k = |s: &str| format!("upstream.{name}.health.{s}");
-        let raw = h.get_ref();
+        let raw = h;
         let path = match &raw.path {
             None => "/".to_string(),
             Some(p) if p.get_ref().starts_with('/') && !p.get_ref().bytes().any(|b| !(0x21..0x7f).contains(&b)) => {
@@ -591,6 +616,7 @@ impl Compiler<'_> {
             request_headers,
             response_headers,
             forwarding,
+            access: Default::default(),
         })
     }
 
@@ -807,5 +833,27 @@ mod tests {
         let up = &two.upstreams[0];
         assert_eq!(up.passive.as_ref().map(|p| p.max_fails), Some(3));
         assert_eq!((up.max_connections_per_server, up.max_conns_per_worker), (5, 3));
+    }
+}
+
+#[cfg(test)]
+mod implicit_table_tests {
+    use super::load_str;
+    use std::path::Path;
+
+    /// Tables created by dotted keys or by a deeper header alone are ordinary TOML: they load.
+    #[test]
+    fn implicit_tables_load() {
+        let forms = [
+            "[upstream]\ng.servers = [\"127.0.0.1:1\"]\n[[route]]\nupstream = \"g\"\n",
+            "[upstream.g]\nservers = [\"127.0.0.1:1\"]\n[[route]]\nupstream = \"g\"\nrate_limit.per_second = 5\nrate_limit.burst = 5\n",
+            "[upstream.g]\nservers = [\"127.0.0.1:1\"]\n[auth.sso.forward]\nurl = \"http://127.0.0.1:4180/auth\"\n[[route]]\nupstream = \"g\"\nauth = \"sso\"\n",
+        ];
+        for body in forms {
+            let text = format!("[[listener]]\nbind = \"127.0.0.1:0\"\n{body}");
+            if let Err(e) = load_str(&text, Path::new("t.toml")) {
+                panic!("{body}\n{}", e[0]);
+            }
+        }
     }
 }

@@ -15,6 +15,8 @@ pub struct Plan {
     pub upstreams: Vec<UpstreamPlan>,
     pub routes: Vec<RoutePlan>,
     pub table: RouteTable,
+    /// Trusted proxies, `[auth.NAME]` tables and the identity headers stripped from clients.
+    pub access: crate::auth::AccessPlan,
 }
 
 pub struct ServerSettings {
@@ -153,6 +155,8 @@ pub struct RoutePlan {
     pub request_headers: HeaderRules,
     pub response_headers: HeaderRules,
     pub forwarding: Forwarding,
+    /// auth, allow/deny, rate_limit, cors, identity_static.
+    pub access: crate::auth::RouteAccess,
 }
 
 impl RoutePlan {

@@ -5,6 +5,10 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use toml::Spanned;
 
+/// A value with its place in the file, for errors that name the line. Only for values and for
+/// tables that are always written explicitly (`[[route]]`): toml cannot give the span of a table
+/// created implicitly by a dotted key or a deeper header (`[auth.sso.forward]` alone,
+/// `upstream.g.servers = …`), so such tables are plain and their errors are located by text.
 pub type S<T> = Spanned<T>;
 
 #[derive(Deserialize, Default)]
@@ -15,9 +19,11 @@ pub struct RawConfig {
     #[serde(default)]
     pub listener: Vec<S<RawListener>>,
     #[serde(default)]
-    pub upstream: BTreeMap<String, S<RawUpstream>>,
+    pub upstream: BTreeMap<String, RawUpstream>,
     #[serde(default)]
     pub route: Vec<S<RawRoute>>,
+    #[serde(default)]
+    pub auth: BTreeMap<String, RawAuth>,
 }
 
 #[derive(Deserialize, Default)]
@@ -28,6 +34,7 @@ pub struct RawServer {
     pub max_uri_size: Option<S<SizeValue>>,
     pub header_timeout: Option<S<String>>,
     pub max_connections: Option<S<i64>>,
+    pub trusted_proxies: Option<S<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -52,8 +59,8 @@ pub struct RawUpstream {
     pub max_connections_per_server: Option<S<i64>>,
     pub queue_timeout: Option<S<String>>,
     pub retries: Option<S<i64>>,
-    pub health: Option<S<RawHealth>>,
-    pub passive: Option<S<RawPassive>>,
+    pub health: Option<RawHealth>,
+    pub passive: Option<RawPassive>,
 }
 
 #[derive(Deserialize)]
@@ -119,6 +126,12 @@ pub struct RawRoute {
     pub request_headers: Option<RawHeaderRules>,
     pub response_headers: Option<RawHeaderRules>,
     pub forwarding: Option<RawForwarding>,
+    pub auth: Option<S<String>>,
+    pub allow: Option<S<Vec<String>>>,
+    pub deny: Option<S<Vec<String>>>,
+    pub rate_limit: Option<RawRateLimit>,
+    pub cors: Option<RawCors>,
+    pub identity_static: Option<RawIdentityStatic>,
 }
 
 #[derive(Deserialize, Default)]
@@ -141,4 +154,76 @@ pub struct RawForwarding {
     pub x_forwarded_port: Option<bool>,
     pub x_real_ip: Option<bool>,
     pub x_forwarded_prefix: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub basic: Option<RawBasic>,
+    pub forward: Option<RawForwardAuth>,
+    pub identity_header: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBasic {
+    pub htpasswd: S<String>,
+    pub realm: Option<S<String>>,
+    /// How long a worker remembers a successful check ("0s" turns it off).
+    pub remember: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForwardAuth {
+    pub url: S<String>,
+    #[serde(default)]
+    pub copy_headers: BTreeMap<String, S<String>>,
+    pub timeout: Option<S<String>>,
+}
+
+/// A number written as an integer or a float.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(untagged)]
+pub enum Number {
+    Int(i64),
+    Float(f64),
+}
+
+impl Number {
+    pub fn get(self) -> f64 {
+        match self {
+            Number::Int(i) => i as f64,
+            Number::Float(f) => f,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub per_second: Number,
+    pub burst: Option<Number>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    pub allow_origin: Vec<String>,
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    #[serde(default)]
+    pub allow_credentials: bool,
+    pub max_age: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentityStatic {
+    pub header: String,
+    pub value: String,
 }
