@@ -79,6 +79,7 @@ fi
 # minutes on this shared host, lands on every proxy alike.
 declare -A rps=() p50=() p99=() cpu=() bcpu=() errs=() dead=()
 runs_md=""
+noise=""
 n=${#proxies[@]}
 for ((r = 0; r < ROUNDS; r++)); do
     for ((i = 0; i < n; i++)); do
@@ -93,20 +94,28 @@ for ((r = 0; r < ROUNDS; r++)); do
         fi
         out="$LT_TMP/wrk-$p-$r.txt"
         c0=$(lt_cpu_ns "$pid"); b0=$(lt_cpu_ns "$LT_BACKEND_PID")
+        read -r k0 s0 < <(lt_core_ticks "$LT_PROXY_CPU"); t0=$(date +%s%N)
         # shellcheck disable=SC2046
         lt_run_bg $(wrk_cmd "${port[$p]}" "$DURATION") >"$out"
         # Let the proxy finish closing the 64 connections: that work belongs to these requests.
         sleep 0.2
         c1=$(lt_cpu_ns "$pid"); b1=$(lt_cpu_ns "$LT_BACKEND_PID")
+        read -r k1 s1 < <(lt_core_ticks "$LT_PROXY_CPU"); t1=$(date +%s%N)
         read -r req rs l50 l99 e < <(lt_wrk_parse "$out")
         ((req > 0)) || lt_die "$p completed no requests (see $out)"
         us=$(awk -v a="$c0" -v b="$c1" -v n="$req" 'BEGIN { printf "%.2f", (b - a) / 1000 / n }')
         bus=$(awk -v a="$b0" -v b="$b1" -v n="$req" 'BEGIN { printf "%.2f", (b - a) / 1000 / n }')
+        # Noise check: share of the proxy core's wall time spent on anything but the proxy, and
+        # stolen by the hypervisor. Large values make that run's figures suspect.
+        other=$(awk -v k="$((k1 - k0))" -v hz="$LT_CLK_TCK" -v c="$((c1 - c0))" -v w="$((t1 - t0))" \
+            'BEGIN { o = (k * 1e9 / hz - c) / w * 100; if (o < 0) o = 0; printf "%.0f", o }')
+        steal=$(awk -v s="$((s1 - s0))" -v hz="$LT_CLK_TCK" -v w="$((t1 - t0))" 'BEGIN { printf "%.0f", s * 1e9 / hz / w * 100 }')
+        noise+=" $other"
         rps[$p]+=" $rs"; p50[$p]+=" $l50"; p99[$p]+=" $l99"; cpu[$p]+=" $us"; bcpu[$p]+=" $bus"
         errs[$p]=$((${errs[$p]:-0} + e))
         kill -0 "$pid" 2>/dev/null || { dead[$p]=1; lt_log "$p died during its run"; tail -n 20 "$LT_TMP/$p.log" >&2; }
         lt_log "round $((r + 1))/$ROUNDS $p: $rs req/s, p50 $(lt_fmt_us "$l50"), p99 $(lt_fmt_us "$l99"), $us µs CPU/req, errors $e"
-        runs_md+="| $((r + 1)) | $p | $req | $rs | $(lt_fmt_us "$l50") | $(lt_fmt_us "$l99") | $us | $bus | $e |"$'\n'
+        runs_md+="| $((r + 1)) | $p | $req | $rs | $(lt_fmt_us "$l50") | $(lt_fmt_us "$l99") | $us | $bus | $e | $other% | $steal% |"$'\n'
     done
 done
 
@@ -139,11 +148,15 @@ report() {
     echo "backend nginx and wrk on core $LT_LOAD_CPU. CPU = sum of /proc/PID/task/*/schedstat field 1 over the"
     echo "proxy's processes (after - before) / requests completed. errors = non-2xx + socket errors, all rounds."
     lt_machine_info
+    local nmax warn=""
+    nmax=$(printf '%s\n' $noise | sort -n | tail -1)
+    ((nmax > 10)) && warn=" (noisy: another process shared the proxy core; compare with care)"
+    echo "- other work on the proxy core during the runs: median $(lt_median $noise)%, max $nmax%$warn"
     echo
     echo "<details><summary>every run</summary>"
     echo
-    echo "| round | proxy | requests | req/s | p50 | p99 | CPU µs/req | backend µs/req | errors |"
-    echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| round | proxy | requests | req/s | p50 | p99 | CPU µs/req | backend µs/req | errors | other on core $LT_PROXY_CPU | steal |"
+    echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     printf '%s' "$runs_md"
     echo
     echo "</details>"

@@ -152,6 +152,13 @@ lt_cpu_ns() {
     cat "${files[@]}" 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'
 }
 
+# lt_core_ticks CPU: prints "BUSY STEAL" clock ticks of one core from /proc/stat (busy = user,
+# nice, system, irq, softirq). Busy minus the proxy's own time = other work that shared its core.
+lt_core_ticks() {
+    awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8, $9; exit }' /proc/stat
+}
+LT_CLK_TCK=$(getconf CLK_TCK)
+
 # --- nginx configs (backend and proxy share the boilerplate) ----------------------------------
 
 # lt_nginx_conf DIR WORKER_AFFINITY HTTP_BODY: writes DIR/nginx.conf for a foreground nginx
