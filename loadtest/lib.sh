@@ -35,7 +35,7 @@ lt_init() {
 }
 
 # lt_cleanup: stop every tracked process and its descendants (nginx workers), TERM first,
-# then KILL whatever is still there after a grace period. Keeps the temp dir on failure.
+# then KILL whatever is still there after a grace period.
 lt_cleanup() {
     local rc=$? pid all=() p
     trap - EXIT INT TERM HUP
@@ -55,7 +55,8 @@ lt_cleanup() {
         wait 2>/dev/null || true
     fi
     if [[ -n "${LT_TMP:-}" && -d "$LT_TMP" ]]; then
-        if ((rc == 0)) && [[ -z "${KEEP_TMP:-}" ]]; then
+        # Keep configs and logs when something failed (not on success or Ctrl-C), or on request.
+        if ((rc == 0 || rc == 130 || rc == 143)) && [[ -z "${KEEP_TMP:-}" ]]; then
             rm -rf "$LT_TMP"
         else
             lt_log "logs and configs kept in $LT_TMP"
