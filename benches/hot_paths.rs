@@ -29,7 +29,11 @@ fn subpath_plan() -> ringway::config::Plan {
 fn bench_decide(c: &mut Criterion) {
     let plan = subpath_plan();
     let balancer = Balancer::new(&plan);
-    let info = ClientInfo::new("10.1.2.3:40000".parse().unwrap(), Some("127.0.0.1:8080".parse().unwrap()), false);
+    let info = ClientInfo::new(
+        "10.1.2.3:40000".parse().unwrap(),
+        Some("127.0.0.1:8080".parse().unwrap()),
+        false,
+    );
     let mut out = Vec::with_capacity(4096);
     c.bench_function("request head: parse + check + route + upstream head", |b| {
         b.iter(|| {
@@ -52,12 +56,25 @@ fn bench_decide(c: &mut Criterion) {
 fn bench_route_lookup(c: &mut Criterion) {
     let mut text = String::from(BASE);
     for i in 0..1000 {
-        let host = if i % 4 == 0 { format!("host = \"app{}.example.com\"\n", i % 50) } else { String::new() };
-        text.push_str(&format!("[[route]]\n{host}prefix = \"/team{}/app{}/\"\nupstream = \"grafana\"\n", i / 10, i));
+        let host = if i % 4 == 0 {
+            format!("host = \"app{}.example.com\"\n", i % 50)
+        } else {
+            String::new()
+        };
+        text.push_str(&format!(
+            "[[route]]\n{host}prefix = \"/team{}/app{}/\"\nupstream = \"grafana\"\n",
+            i / 10,
+            i
+        ));
     }
     text.push_str("[[route]]\nprefix = \"/\"\nupstream = \"grafana\"\n");
     let plan = load_str(&text, Path::new("bench.toml")).unwrap_or_else(|e| panic!("{}", e[0]));
-    let paths: [&[u8]; 4] = [b"/team42/app421/api/query", b"/team99/app999/", b"/static/js/app.js", b"/team3/app35/d/x/y/z"];
+    let paths: [&[u8]; 4] = [
+        b"/team42/app421/api/query",
+        b"/team99/app999/",
+        b"/static/js/app.js",
+        b"/team3/app35/d/x/y/z",
+    ];
     c.bench_function("route lookup among 1,000 routes", |b| {
         b.iter(|| {
             let mut hbuf = [0u8; 256];
@@ -99,6 +116,7 @@ Content-Length: 29\r\n\r\n";
         client_keep_alive: true,
         client_http10: false,
         request_host: Some("example.com".into()),
+        upgrade: false,
     };
     let mut out = Vec::with_capacity(4096);
     c.bench_function("response head rewrite (Location + Set-Cookie mapped)", |b| {
@@ -109,5 +127,11 @@ Content-Length: 29\r\n\r\n";
     });
 }
 
-criterion_group!(benches, bench_decide, bench_route_lookup, bench_rewrite, bench_response_head);
+criterion_group!(
+    benches,
+    bench_decide,
+    bench_route_lookup,
+    bench_rewrite,
+    bench_response_head
+);
 criterion_main!(benches);

@@ -30,6 +30,16 @@ pub struct Outgoing {
     pub client_http10: bool,
     /// The client's Host, kept only when responses need their Location mapped back.
     pub request_host: Option<String>,
+    /// The request asked for an allowed protocol upgrade and carries Upgrade upstream.
+    pub upgrade: bool,
+}
+
+/// What the client connection does after an exchange.
+pub enum Next {
+    KeepAlive,
+    Close,
+    /// The upstream answered 101: relay bytes both ways from now on.
+    Tunnel(TcpStream),
 }
 
 /// How an exchange ended early.
@@ -51,7 +61,7 @@ pub async fn exchange<C: AsyncReadRent + AsyncWriteRent>(
     head_len: usize,
     mut out: Vec<u8>,
     o: Outgoing,
-) -> (bool, Vec<u8>) {
+) -> (Next, Vec<u8>) {
     let plan = &*ctx.plan;
     let route = &plan.routes[o.route];
 
@@ -96,8 +106,8 @@ pub async fn exchange<C: AsyncReadRent + AsyncWriteRent>(
         cbuf.clear();
     }
 
-    let mut rbuf = ctx.bufs.get();
-    let mut resp_out = ctx.bufs.get();
+    let mut rbuf = ctx.bodies.get();
+    let mut resp_out = ctx.heads.get();
     let result = run(
         ctx,
         client,
@@ -113,15 +123,20 @@ pub async fn exchange<C: AsyncReadRent + AsyncWriteRent>(
         decoded,
     )
     .await;
-    ctx.bufs.put(rbuf);
-    ctx.bufs.put(resp_out);
-    ctx.bufs.put(out);
+    ctx.bodies.put(rbuf);
+    ctx.heads.put(resp_out);
+    ctx.heads.put(out);
     match result {
-        Ok((keep, upstream, reusable)) => {
+        Ok(Done::Tunnel(upstream)) => (Next::Tunnel(upstream), cbuf),
+        Ok(Done::Http {
+            keep,
+            upstream,
+            reusable,
+        }) => {
             if reusable {
                 ctx.pool.put(plan, o.upstream, o.server, upstream);
             }
-            (keep, cbuf)
+            (if keep { Next::KeepAlive } else { Next::Close }, cbuf)
         }
         Err((abort, request_whole)) => {
             let keep = match abort {
@@ -143,7 +158,7 @@ pub async fn exchange<C: AsyncReadRent + AsyncWriteRent>(
                 }
                 Abort::Client(None) | Abort::Close => false,
             };
-            (keep, cbuf)
+            (if keep { Next::KeepAlive } else { Next::Close }, cbuf)
         }
     }
 }
@@ -159,8 +174,8 @@ async fn refuse_body<C: AsyncWriteRent>(
     out: Vec<u8>,
     status: u16,
     why: &'static str,
-) -> (bool, Vec<u8>) {
-    ctx.bufs.put(out);
+) -> (Next, Vec<u8>) {
+    ctx.heads.put(out);
     let r = Reply {
         status,
         route: None,
@@ -169,7 +184,7 @@ async fn refuse_body<C: AsyncWriteRent>(
         close: true,
     };
     let _ = reply(client, r, Duration::from_secs(10)).await;
-    (false, cbuf)
+    (Next::Close, cbuf)
 }
 
 /// Decodes chunked input and appends it re-framed (one chunk per piece, no extensions, no
@@ -202,6 +217,15 @@ fn reframe_request(
 
 type Failed = (Abort, bool);
 
+enum Done {
+    Http {
+        keep: bool,
+        upstream: TcpStream,
+        reusable: bool,
+    },
+    Tunnel(TcpStream),
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run<C: AsyncReadRent + AsyncWriteRent>(
     ctx: &WorkerCtx,
@@ -216,7 +240,7 @@ async fn run<C: AsyncReadRent + AsyncWriteRent>(
     body_left: u64,
     decoder: Option<ChunkedDecoder>,
     decoded: u64,
-) -> Result<(bool, TcpStream, bool), Failed> {
+) -> Result<Done, Failed> {
     let plan = &*ctx.plan;
     let up = &plan.upstreams[o.upstream];
     let mut decoder = decoder;
@@ -286,12 +310,31 @@ async fn run<C: AsyncReadRent + AsyncWriteRent>(
         }
     };
 
+    if resp.status == 101 {
+        // Switch only now that the upstream really agreed: bytes it sent after the 101 head go
+        // to the client with the head, bytes the client sent early go to the upstream.
+        resp_out.extend_from_slice(&rbuf[resp.head_len..]);
+        let (res, b) = write_from(client, std::mem::take(resp_out), 0, route.send_timeout).await;
+        *resp_out = b;
+        res.map_err(|_| (Abort::Close, request_whole))?;
+        if !cbuf.is_empty() {
+            let (res, b) = write_from(&mut upstream, std::mem::take(cbuf), 0, route.send_timeout).await;
+            *cbuf = b;
+            res.map_err(|_| (Abort::Close, request_whole))?;
+            cbuf.clear();
+        }
+        return Ok(Done::Tunnel(upstream));
+    }
     // The client's response head is in `resp_out`; relay it with the body.
     let complete = relay_response_body(client, &mut upstream, rbuf, resp_out, &resp, route)
         .await
         .map_err(|a| (a, request_whole))?;
     let keep = o.client_keep_alive && !resp.close_client;
-    Ok((keep, upstream, complete && resp.reusable && request_whole))
+    Ok(Done::Http {
+        keep,
+        upstream,
+        reusable: complete && resp.reusable && request_whole,
+    })
 }
 
 enum BodyAbort {
@@ -312,7 +355,7 @@ async fn stream_request_body<C: AsyncReadRent, U: AsyncWriteRent>(
     decoder: Option<ChunkedDecoder>,
     mut decoded: u64,
 ) -> Result<(), BodyAbort> {
-    let mut bbuf = ctx.bufs.get();
+    let mut bbuf = ctx.bodies.get();
     let result = async {
         match decoder {
             None => {
@@ -379,7 +422,7 @@ async fn stream_request_body<C: AsyncReadRent, U: AsyncWriteRent>(
         Ok(())
     }
     .await;
-    ctx.bufs.put(bbuf);
+    ctx.bodies.put(bbuf);
     result
 }
 
@@ -473,9 +516,12 @@ pub fn build_response_head(
     };
     let status = res.code.unwrap_or(0);
     if status == 101 {
-        return Err(FailureKind::BadResponse(
-            "101 Switching Protocols to a request that did not ask to upgrade",
-        ));
+        if !o.upgrade {
+            return Err(FailureKind::BadResponse(
+                "101 Switching Protocols to a request that did not ask to upgrade",
+            ));
+        }
+        return Ok(HeadParse::Final(switching_head(&res, head_len, route, out)));
     }
     if (100..200).contains(&status) {
         return Ok(HeadParse::Interim(head_len));
@@ -558,6 +604,43 @@ pub fn build_response_head(
         pass_chunked,
         close_client,
     }))
+}
+
+/// The client's copy of a `101 Switching Protocols` head: Upgrade kept, Connection: upgrade.
+fn switching_head(
+    res: &httparse::Response<'_, '_>,
+    head_len: usize,
+    route: &RoutePlan,
+    out: &mut Vec<u8>,
+) -> ResponsePlan {
+    out.extend_from_slice(b"HTTP/1.1 101 ");
+    out.extend_from_slice(res.reason.unwrap_or("Switching Protocols").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let rules = &route.response_headers;
+    for h in res.headers.iter() {
+        let kind = classify(h.name);
+        if (kind.is_hop_by_hop() && kind != Known::Upgrade)
+            || kind == Known::ContentLength
+            || rules.drops(h.name.as_bytes())
+        {
+            continue;
+        }
+        header(out, h.name.as_bytes(), h.value);
+    }
+    for rule in rules.set.iter().chain(&rules.add) {
+        header(out, rule.name.as_bytes(), rule.value.as_bytes());
+    }
+    header(out, b"Connection", b"upgrade");
+    out.extend_from_slice(b"\r\n");
+    ResponsePlan {
+        status: 101,
+        framing: Framing::None,
+        reusable: false,
+        head_len,
+        chunk_for_client: false,
+        pass_chunked: false,
+        close_client: false,
+    }
 }
 
 /// Relays the response body; Ok(true) when the upstream message ended cleanly (the connection is

@@ -62,14 +62,17 @@ pub async fn write_static<S: AsyncWriteRent>(s: &mut S, bytes: &'static [u8], t:
 pub struct BufPool {
     free: std::cell::RefCell<Vec<Vec<u8>>>,
     size: usize,
+    max_kept: usize,
     keep: usize,
 }
 
 impl BufPool {
-    pub fn new(size: usize, keep: usize) -> Self {
+    /// Buffers start at `size` bytes; up to `keep` of them, grown to at most `max_kept`, are kept.
+    pub fn new(size: usize, max_kept: usize, keep: usize) -> Self {
         BufPool {
             free: Default::default(),
             size,
+            max_kept,
             keep,
         }
     }
@@ -82,8 +85,8 @@ impl BufPool {
     }
 
     pub fn put(&self, mut buf: Vec<u8>) {
-        // Buffers lost to a timeout come back empty; those grown past the size are not kept.
-        if buf.capacity() != self.size {
+        // Buffers lost to a timeout come back empty; those grown too large are freed.
+        if buf.capacity() < self.size || buf.capacity() > self.max_kept {
             return;
         }
         let mut free = self.free.borrow_mut();

@@ -3,7 +3,8 @@
 //! The binary loads a TOML file into an immutable [`config::Plan`], binds the listeners and starts
 //! one pinned worker per core; everything on the request path lives in the worker that accepted
 //! the connection. The request path, file by file: `server` (accept) → `proxy` (read head,
-//! decide) → `route` + `rewrite` → `forward` (upstream exchange, body relay) → `upstream` (pool).
+//! decide) → `route` + `rewrite` → `forward` (upstream exchange, body relay) → `upstream` (pool);
+//! upgraded connections continue in `tunnel`.
 
 pub mod config;
 pub mod forward;
@@ -14,4 +15,5 @@ pub mod proxy;
 pub mod rewrite;
 pub mod route;
 pub mod server;
+pub mod tunnel;
 pub mod upstream;

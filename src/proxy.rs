@@ -7,7 +7,7 @@
 //! when both sides allow keep-alive, otherwise closed.
 
 use crate::config::{Plan, RoutePlan};
-use crate::forward::{self, Outgoing};
+use crate::forward::{self, Next, Outgoing};
 use crate::http::headers::{classify, Known};
 use crate::http::request::{inspect, RequestFacts};
 use crate::http::write::{header, header_u64, simple_response};
@@ -15,9 +15,12 @@ use crate::http::{has_bare_cr_or_lf, Framing, RequestError};
 use crate::io_util::{read_append, write_from, BufPool};
 use crate::rewrite::{check_path, upstream_path};
 use crate::route::normalize_host;
+use crate::tunnel::{splice_relay, PipePool, TunnelLimits, TunnelStats, DEFAULT_MAX_IDLE_PIPES, DEFAULT_PIPE_SIZE};
 use crate::upstream::{Balancer, ConnPool};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::net::TcpStream;
 use std::borrow::Cow;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -28,7 +31,13 @@ pub struct WorkerCtx {
     pub plan: Arc<Plan>,
     pub pool: ConnPool,
     pub balancer: Balancer,
-    pub bufs: BufPool,
+    /// Head-sized buffers: the upstream request head (with a small body) and the client's
+    /// response head (with the start of the body).
+    pub heads: BufPool,
+    /// Body-sized buffers for reading the upstream response and streaming request bodies.
+    pub bodies: BufPool,
+    /// Pipes lent to splice tunnels while bytes are in flight.
+    pub pipes: PipePool,
 }
 
 impl WorkerCtx {
@@ -36,7 +45,9 @@ impl WorkerCtx {
         WorkerCtx {
             pool: ConnPool::new(&plan),
             balancer: Balancer::new(&plan),
-            bufs: BufPool::new(64 * 1024, 256),
+            heads: BufPool::new(16 * 1024, 128 * 1024, 32),
+            bodies: BufPool::new(64 * 1024, 64 * 1024, 16),
+            pipes: PipePool::new(DEFAULT_PIPE_SIZE, DEFAULT_MAX_IDLE_PIPES),
             plan,
         }
     }
@@ -90,7 +101,25 @@ pub enum Decision {
 
 const MAX_HEADERS: usize = 128;
 
-pub async fn serve<C: AsyncReadRent + AsyncWriteRent>(ctx: Rc<WorkerCtx>, mut client: C, info: ClientInfo) {
+/// A client connection that can become a tunnel: plain TCP splices, TLS (later) copies.
+pub trait ClientStream: AsyncReadRent + AsyncWriteRent + Sized {
+    fn tunnel(self, upstream: TcpStream, ctx: &WorkerCtx, limits: &TunnelLimits) -> impl Future<Output = TunnelStats>;
+}
+
+impl ClientStream for TcpStream {
+    async fn tunnel(self, upstream: TcpStream, ctx: &WorkerCtx, limits: &TunnelLimits) -> TunnelStats {
+        splice_relay(self, upstream, &ctx.pipes, limits).await
+    }
+}
+
+/// Serves one client connection. `guard` lives as long as the connection, including a tunnel it
+/// may become (it counts open connections for `max_connections`).
+pub async fn serve<C: ClientStream + 'static, G: 'static>(
+    ctx: Rc<WorkerCtx>,
+    mut client: C,
+    info: ClientInfo,
+    guard: G,
+) {
     let plan = ctx.plan.clone();
     let limits = &plan.server;
     let mut cbuf: Vec<u8> = Vec::with_capacity(4096);
@@ -126,11 +155,11 @@ pub async fn serve<C: AsyncReadRent + AsyncWriteRent>(ctx: Rc<WorkerCtx>, mut cl
                 return;
             }
         };
-        let mut out = ctx.bufs.get();
+        let mut out = ctx.heads.get();
         let decision = decide(&plan, &ctx.balancer, &info, &cbuf[..head_len], &mut out);
         let keep = match decision {
             Decision::Reply(r) => {
-                ctx.bufs.put(out);
+                ctx.heads.put(out);
                 let close = r.close;
                 if reply(&mut client, r, limits.header_timeout).await.is_err() || close {
                     return;
@@ -141,9 +170,26 @@ pub async fn serve<C: AsyncReadRent + AsyncWriteRent>(ctx: Rc<WorkerCtx>, mut cl
             Decision::Forward(outgoing) => {
                 let route = &plan.routes[outgoing.route];
                 idle = route.idle_timeout;
-                let (keep, buf) = forward::exchange(&ctx, &mut client, cbuf, head_len, out, outgoing).await;
+                // Boxed: a connection that becomes a long-lived tunnel should not carry the
+                // exchange's (large) state machine in its task for the tunnel's whole life.
+                let (next, buf) = Box::pin(forward::exchange(&ctx, &mut client, cbuf, head_len, out, outgoing)).await;
                 cbuf = buf;
-                keep
+                match next {
+                    Next::KeepAlive => true,
+                    Next::Close => false,
+                    Next::Tunnel(upstream) => {
+                        // The connection is no longer HTTP: from here on, bytes only. The relay
+                        // runs as its own small task so that an idle tunnel does not keep this
+                        // (much larger) HTTP state machine allocated for hours.
+                        let limits = route.tunnel.clone();
+                        let ctx = ctx.clone();
+                        monoio::spawn(async move {
+                            let _guard = guard;
+                            let _stats = client.tunnel(upstream, &ctx, &limits).await;
+                        });
+                        return;
+                    }
+                }
             }
         };
         if !keep {
@@ -316,6 +362,8 @@ pub fn decide(plan: &Plan, balancer: &Balancer, info: &ClientInfo, head: &[u8], 
         }
     }
     let server = balancer.pick(plan, route.upstream);
+    // Upgrade is forwarded only for protocols the route allows, and never for HTTP/1.0.
+    let upgrade = facts.upgrade.filter(|u| version == 1 && route.allows_upgrade(u));
     write_upstream_head(
         plan,
         route,
@@ -323,6 +371,7 @@ pub fn decide(plan: &Plan, balancer: &Balancer, info: &ClientInfo, head: &[u8], 
         info,
         method,
         &facts,
+        upgrade,
         &path,
         hit.matched,
         req.headers,
@@ -341,6 +390,7 @@ pub fn decide(plan: &Plan, balancer: &Balancer, info: &ClientInfo, head: &[u8], 
         client_keep_alive: facts.keep_alive,
         client_http10: version == 0,
         request_host,
+        upgrade: upgrade.is_some(),
     })
 }
 
@@ -352,6 +402,7 @@ fn write_upstream_head(
     info: &ClientInfo,
     method: &str,
     facts: &RequestFacts<'_>,
+    upgrade: Option<&[u8]>,
     path: &[u8],
     matched: usize,
     headers: &[httparse::Header<'_>],
@@ -424,6 +475,10 @@ fn write_upstream_head(
     if prefix_header {
         let public = if route.key.is_empty() { "/" } else { route.key.as_str() };
         header(out, b"X-Forwarded-Prefix", public.as_bytes());
+    }
+    if let Some(protocol) = upgrade {
+        header(out, b"Connection", b"upgrade");
+        header(out, b"Upgrade", protocol);
     }
     match facts.framing {
         Framing::Length(n) => header_u64(out, b"Content-Length", n),

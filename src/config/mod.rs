@@ -373,6 +373,31 @@ impl Compiler<'_> {
         let send_timeout = self.duration(&r.send_timeout, "route.send_timeout", Duration::from_secs(60));
         let idle_timeout = self.duration(&r.idle_timeout, "route.idle_timeout", Duration::from_secs(75));
         let max_body = self.size(&r.max_body, "route.max_body");
+        let upgrades = match &r.upgrades {
+            None => vec!["websocket".to_string()],
+            Some(list) => {
+                let mut out = Vec::new();
+                for u in list.get_ref() {
+                    if is_token(u) {
+                        out.push(u.to_ascii_lowercase());
+                    } else {
+                        self.error(list, "route.upgrades", format!("`{u}` is not a protocol name"));
+                    }
+                }
+                out
+            }
+        };
+        let tunnel = TunnelLimits {
+            idle_timeout: self.duration(
+                &r.tunnel_idle_timeout,
+                "route.tunnel_idle_timeout",
+                Duration::from_secs(3600),
+            ),
+            max_lifetime: r
+                .tunnel_max_lifetime
+                .as_ref()
+                .map(|_| self.duration(&r.tunnel_max_lifetime, "route.tunnel_max_lifetime", Duration::ZERO)),
+        };
         let request_headers = self.header_rules(r.request_headers.as_ref(), "route.request_headers");
         let response_headers = self.header_rules(r.response_headers.as_ref(), "route.response_headers");
         let forwarding = match &r.forwarding {
@@ -400,6 +425,8 @@ impl Compiler<'_> {
             send_timeout,
             idle_timeout,
             max_body,
+            upgrades,
+            tunnel,
             request_headers,
             response_headers,
             forwarding,

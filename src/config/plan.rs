@@ -2,6 +2,7 @@
 //! worker behind an `Arc`. Nothing here is mutated after `compile` returns.
 
 use crate::route::RouteTable;
+pub use crate::tunnel::TunnelLimits;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -78,12 +79,22 @@ pub struct RoutePlan {
     pub send_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_body: Option<u64>,
+    /// Lower-case upgrade tokens this route forwards (`websocket` by default).
+    pub upgrades: Vec<String>,
+    pub tunnel: TunnelLimits,
     pub request_headers: HeaderRules,
     pub response_headers: HeaderRules,
     pub forwarding: Forwarding,
 }
 
 impl RoutePlan {
+    /// Whether an `Upgrade:` value names a protocol this route forwards.
+    pub fn allows_upgrade(&self, value: &[u8]) -> bool {
+        let first = value.split(|&b| b == b',').next().map(crate::http::trim).unwrap_or(b"");
+        let name = first.split(|&b| b == b'/').next().unwrap_or(b"");
+        self.upgrades.iter().any(|u| u.as_bytes().eq_ignore_ascii_case(name))
+    }
+
     /// The prefix ends in `/` and is not the root: a request for exactly the key is redirected to it.
     pub fn redirects_bare_prefix(&self) -> bool {
         self.prefix.len() > 1 && self.prefix.ends_with('/')

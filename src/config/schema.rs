@@ -85,6 +85,10 @@ pub struct RawRoute {
     pub send_timeout: Option<S<String>>,
     pub idle_timeout: Option<S<String>>,
     pub max_body: Option<S<SizeValue>>,
+    /// Upgrade tokens forwarded to the upstream (default: websocket).
+    pub upgrades: Option<S<Vec<String>>>,
+    pub tunnel_idle_timeout: Option<S<String>>,
+    pub tunnel_max_lifetime: Option<S<String>>,
     pub request_headers: Option<RawHeaderRules>,
     pub response_headers: Option<RawHeaderRules>,
     pub forwarding: Option<RawForwarding>,

@@ -98,10 +98,7 @@ async fn accept_loop(listener: TcpListener, ctx: Rc<WorkerCtx>, open: Rc<Cell<us
                 let _ = stream.set_nodelay(true);
                 let info = ClientInfo::new(peer, stream.local_addr().ok(), false);
                 let ctx = ctx.clone();
-                monoio::spawn(async move {
-                    let _guard = guard;
-                    serve(ctx, stream, info).await;
-                });
+                monoio::spawn(serve(ctx, stream, info, guard));
             }
             Err(e) => {
                 let exhausted = matches!(
