@@ -1,0 +1,386 @@
+# shellcheck shell=bash
+# Shared helpers for ringway's load-test scripts (http.sh now; WebSocket and large-body later).
+# Source it from a script that has `set -euo pipefail`; every function is prefixed `lt_`.
+#
+# Layout of a run: a backend and the proxies run as background processes tracked in LT_PIDS;
+# their configs and logs live in a fresh temp dir ($LT_TMP); an EXIT trap stops them all,
+# so Ctrl-C, a failed command or a normal end all leave nothing running.
+
+LT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+LT_ROOT=$(cd "$LT_DIR/.." && pwd)
+LT_OUT="$LT_DIR/out"
+# nginx and haproxy live in /usr/sbin, which a non-root PATH may lack.
+export PATH="$PATH:/usr/sbin:/sbin"
+
+# Cores: proxies share core 0 (ringway pins its worker 0 there itself); backend and load
+# generator get core 1, so a proxy never competes with the traffic it is measured under.
+LT_PROXY_CPU=${LT_PROXY_CPU:-0}
+LT_LOAD_CPU=${LT_LOAD_CPU:-1}
+
+LT_PIDS=()
+
+lt_log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+lt_die() { lt_log "error: $*"; exit 1; }
+
+# --- setup and teardown -------------------------------------------------------------------
+
+# lt_init: temp dir, out dir, and the cleanup trap. Call once, before starting anything.
+lt_init() {
+    LT_TMP=$(mktemp -d "${TMPDIR:-/tmp}/ringway-loadtest.XXXXXX")
+    mkdir -p "$LT_OUT"
+    trap lt_cleanup EXIT
+    # Turn signals into a normal exit so the EXIT trap runs exactly once.
+    trap 'exit 130' INT
+    trap 'exit 143' TERM HUP
+}
+
+# lt_cleanup: stop every tracked process and its descendants (nginx workers), TERM first,
+# then KILL whatever is still there after a grace period.
+lt_cleanup() {
+    local rc=$? pid all=() p
+    trap - EXIT INT TERM HUP
+    for pid in "${LT_PIDS[@]}"; do
+        # Collect descendants before the parent goes: an orphaned worker is re-parented to init.
+        all+=($(lt_proc_tree "$pid"))
+    done
+    if ((${#all[@]})); then
+        kill -TERM "${all[@]}" 2>/dev/null || true
+        for _ in $(seq 50); do
+            local alive=0
+            for p in "${all[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+            ((alive)) || break
+            sleep 0.1
+        done
+        kill -KILL "${all[@]}" 2>/dev/null || true
+        wait 2>/dev/null || true
+    fi
+    if [[ -n "${LT_TMP:-}" && -d "$LT_TMP" ]]; then
+        # Keep configs and logs when something failed (not on success or Ctrl-C), or on request.
+        if ((rc == 0 || rc == 130 || rc == 143)) && [[ -z "${KEEP_TMP:-}" ]]; then
+            rm -rf "$LT_TMP"
+        else
+            lt_log "logs and configs kept in $LT_TMP"
+        fi
+    fi
+    exit "$rc"
+}
+
+# lt_require_tools CMD...: install the Debian packages of the same names when a command is
+# missing; a no-op when all are present. apt-get update runs only when something is missing.
+lt_require_tools() {
+    local missing=() t
+    for t in "$@"; do command -v "$t" >/dev/null 2>&1 || missing+=("$t"); done
+    ((${#missing[@]})) || return 0
+    local sudo=()
+    ((EUID == 0)) || sudo=(sudo)
+    lt_log "installing ${missing[*]} (apt-get)"
+    "${sudo[@]}" apt-get update -qq
+    # policy-rc.d-free containers just fail to start the packaged services; that is fine:
+    # we never use the system instances, only our own configs on our own ports.
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+    for t in "${missing[@]}"; do command -v "$t" >/dev/null 2>&1 || lt_die "$t still missing after install"; done
+}
+
+# lt_ringway_bin: prints the ringway binary; builds it with cargo unless RINGWAY_BIN is set.
+lt_ringway_bin() {
+    if [[ -n "${RINGWAY_BIN:-}" ]]; then
+        [[ -x "$RINGWAY_BIN" ]] || lt_die "RINGWAY_BIN=$RINGWAY_BIN is not executable"
+        echo "$RINGWAY_BIN"
+        return
+    fi
+    lt_log "building ringway (cargo build --release in $LT_ROOT)"
+    (cd "$LT_ROOT" && cargo build --release --quiet) >&2 || lt_die "cargo build failed"
+    echo "${CARGO_TARGET_DIR:-$LT_ROOT/target}/release/ringway"
+}
+
+# --- processes -----------------------------------------------------------------------------
+
+# lt_spawn NAME CPU CMD...: start CMD pinned to CPU, stdout+stderr to $LT_TMP/NAME.log, tracked
+# for cleanup. taskset execs, so the pid is the program's own. Sets LT_LAST_PID.
+lt_spawn() {
+    local name=$1 cpu=$2; shift 2
+    taskset -c "$cpu" "$@" >"$LT_TMP/$name.log" 2>&1 &
+    LT_LAST_PID=$!
+    LT_PIDS+=("$LT_LAST_PID")
+}
+
+# lt_port_open PORT: true when something accepts TCP connections on 127.0.0.1:PORT.
+lt_port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# lt_free_port VAR: sets VAR to a port on 127.0.0.1 that nothing listens on and that this run
+# has not handed out yet (a variable, not stdout: a $(...) subshell would forget the used list).
+lt_free_port() {
+    local p
+    for _ in $(seq 100); do
+        p=$((20000 + RANDOM % 12000))
+        [[ " ${LT_USED_PORTS:-} " == *" $p "* ]] && continue
+        if ! lt_port_open "$p"; then
+            LT_USED_PORTS="${LT_USED_PORTS:-} $p"
+            printf -v "$1" '%s' "$p"
+            return
+        fi
+    done
+    lt_die "no free port found"
+}
+
+# lt_wait_ready NAME PID PORT: wait until PORT accepts connections; fail with the log's tail
+# if the process died or did not get there within 10 s.
+lt_wait_ready() {
+    local name=$1 pid=$2 port=$3
+    for _ in $(seq 200); do
+        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$LT_TMP/$name.log" >&2; lt_die "$name exited during start-up"; }
+        lt_port_open "$port" && return 0
+        sleep 0.05
+    done
+    tail -n 20 "$LT_TMP/$name.log" >&2
+    lt_die "$name did not listen on 127.0.0.1:$port within 10 s"
+}
+
+# lt_proc_tree PID: prints PID and all its descendants (nginx master → workers).
+lt_proc_tree() {
+    local pid=$1 c
+    kill -0 "$pid" 2>/dev/null || return 0
+    echo "$pid"
+    for c in $(pgrep -P "$pid" 2>/dev/null || true); do lt_proc_tree "$c"; done
+}
+
+# lt_cpu_ns PID: nanoseconds on CPU of PID's whole process tree, every thread: the first
+# field of /proc/P/task/T/schedstat. Stable to about ±8% here, unlike req/s (DESIGN.md).
+lt_cpu_ns() {
+    local p files=()
+    for p in $(lt_proc_tree "$1"); do files+=(/proc/"$p"/task/*/schedstat); done
+    # A thread may exit between the glob and the read; its time is lost either way.
+    cat "${files[@]}" 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+
+# lt_core_ticks CPU: prints "BUSY STEAL" clock ticks of one core from /proc/stat (busy = user,
+# nice, system, irq, softirq). Busy minus the proxy's own time = other work that shared its core.
+lt_core_ticks() {
+    awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8, $9; exit }' /proc/stat
+}
+LT_CLK_TCK=$(getconf CLK_TCK)
+
+# --- nginx configs (backend and proxy share the boilerplate) ----------------------------------
+
+# lt_nginx_conf DIR WORKER_AFFINITY HTTP_BODY: writes DIR/nginx.conf for a foreground nginx
+# whose every path (pid, logs, temp files) is under DIR: no system config, no root-owned paths.
+lt_nginx_conf() {
+    local dir=$1 affinity=$2 http_body=$3 user=""
+    mkdir -p "$dir/logs" "$dir/tmp"
+    # As root, nginx would switch workers to "nobody"; keep the invoking user instead.
+    ((EUID == 0)) && user="user $(id -un) $(id -gn);"
+    cat >"$dir/nginx.conf" <<EOF
+$user
+daemon off;
+master_process on;
+worker_processes 1;
+worker_cpu_affinity $affinity;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 10000; }
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    # Default 1000 would close every client connection after 1000 requests.
+    keepalive_requests 10000000;
+    keepalive_timeout 75s;
+$http_body
+}
+EOF
+}
+
+# lt_nginx_run NAME CPU DIR: start nginx on DIR/nginx.conf (-e: error log before the config is read).
+lt_nginx_run() {
+    local name=$1 cpu=$2 dir=$3
+    nginx -t -q -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log" >"$LT_TMP/$name.check" 2>&1 ||
+        { cat "$LT_TMP/$name.check" >&2; lt_die "$name: nginx config rejected"; }
+    lt_spawn "$name" "$cpu" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log"
+}
+
+# lt_start_backend_nginx PORT SERVER_BODY: the backend nginx, one worker on the load core.
+# SERVER_BODY is the inside of its server{} (e.g. a `return 200 "..."`, or a root for files).
+lt_start_backend_nginx() {
+    local port=$1 server_body=$2 dir="$LT_TMP/backend"
+    lt_nginx_conf "$dir" "$(lt_affinity_mask "$LT_LOAD_CPU")" "
+    server {
+        listen 127.0.0.1:$port backlog=4096;
+        $server_body
+    }"
+    lt_nginx_run backend "$LT_LOAD_CPU" "$dir"
+    LT_BACKEND_PID=$LT_LAST_PID
+    lt_wait_ready backend "$LT_BACKEND_PID" "$port"
+}
+
+# lt_affinity_mask CPU: nginx's worker_cpu_affinity bitmask for one cpu (0 -> 01, 1 -> 10).
+lt_affinity_mask() {
+    local cpu=$1 mask="1"
+    for _ in $(seq "$cpu"); do mask="${mask}0"; done
+    printf '%02d\n' "$mask"
+}
+
+# --- the three proxies -----------------------------------------------------------------------
+# Each starts with one worker pinned to LT_PROXY_CPU, listens on PORT, forwards everything to
+# 127.0.0.1:BACKEND over pooled keep-alive connections, and does the same header work as
+# ringway's defaults: keeps Host, sets X-Forwarded-For/-Proto/-Host/-Port and X-Real-IP.
+# EXTRA is appended inside the proxy's route block (location / backend / [[route]]), so the
+# WebSocket and large-body scripts can add e.g. Upgrade handling or buffering settings.
+# Each sets LT_LAST_PID to the proxy's top process.
+
+lt_start_proxy_nginx() {
+    local port=$1 backend=$2 extra=${3:-} dir="$LT_TMP/nginx"
+    lt_nginx_conf "$dir" "$(lt_affinity_mask "$LT_PROXY_CPU")" "
+    upstream backend {
+        server 127.0.0.1:$backend;
+        keepalive 256;
+        keepalive_requests 10000000;
+    }
+    server {
+        listen 127.0.0.1:$port backlog=4096;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_set_header Host \$http_host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$http_host;
+            proxy_set_header X-Forwarded-Port \$server_port;
+            proxy_set_header X-Real-IP \$remote_addr;
+            $extra
+        }
+    }"
+    lt_nginx_run nginx "$LT_PROXY_CPU" "$dir"
+    lt_wait_ready nginx "$LT_LAST_PID" "$port"
+}
+
+lt_start_proxy_haproxy() {
+    local port=$1 backend=$2 extra=${3:-} cfg="$LT_TMP/haproxy.cfg"
+    cat >"$cfg" <<EOF
+global
+    nbthread 1
+    # no maxconn: HAProxy derives it from the open-files limit (20000 here, not raisable)
+    cpu-map 1/1 $LT_PROXY_CPU
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 75s
+    timeout server 60s
+    timeout http-keep-alive 75s
+
+frontend fe
+    bind 127.0.0.1:$port
+    default_backend be
+
+backend be
+    http-reuse always
+    option forwardfor
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    http-request set-header X-Forwarded-Port %[dst_port]
+    http-request set-header X-Real-IP %[src]
+    $extra
+    server s1 127.0.0.1:$backend
+EOF
+    haproxy -c -q -f "$cfg" >"$LT_TMP/haproxy.check" 2>&1 ||
+        { cat "$LT_TMP/haproxy.check" >&2; lt_die "haproxy config rejected"; }
+    # -db: stay in the foreground, one process, so LT_LAST_PID is the whole proxy.
+    lt_spawn haproxy "$LT_PROXY_CPU" haproxy -db -f "$cfg"
+    lt_wait_ready haproxy "$LT_LAST_PID" "$port"
+}
+
+lt_start_proxy_ringway() {
+    local port=$1 backend=$2 extra=${3:-} cfg="$LT_TMP/ringway.toml"
+    [[ -n "${LT_RINGWAY:-}" ]] || LT_RINGWAY=$(lt_ringway_bin)
+    # workers = 1: ringway pins worker 0 to core 0 itself; taskset keeps its other threads there too.
+    cat >"$cfg" <<EOF
+[server]
+workers = 1
+
+[[listener]]
+bind = "127.0.0.1:$port"
+
+[upstream.backend]
+servers = ["127.0.0.1:$backend"]
+
+[[route]]
+prefix = "/"
+upstream = "backend"
+$extra
+EOF
+    lt_spawn ringway "$LT_PROXY_CPU" "$LT_RINGWAY" --config "$cfg"
+    lt_wait_ready ringway "$LT_LAST_PID" "$port"
+}
+
+# lt_start_proxy NAME PORT BACKEND [EXTRA]: dispatch by name; records the pid in LT_PROXY_PID[NAME].
+declare -A LT_PROXY_PID=()
+lt_start_proxy() {
+    local name=$1; shift
+    "lt_start_proxy_$name" "$@"
+    LT_PROXY_PID[$name]=$LT_LAST_PID
+}
+
+# --- load generation and parsing -------------------------------------------------------------
+
+# lt_to_us VALUE: wrk's "812.00us" / "1.23ms" / "2.01s" -> microseconds.
+lt_to_us() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "us") m = 1; else if (u == "ms") m = 1000; else if (u == "s") m = 1000000
+        else if (u == "m") m = 60000000; else m = 1
+        printf "%.1f\n", n * m }'
+}
+
+# lt_wrk_parse FILE: prints "requests rps p50_us p99_us errors" from `wrk --latency` output.
+# errors = non-2xx/3xx responses + socket errors (connect, read, write, timeout).
+lt_wrk_parse() {
+    local f=$1 req rps p50 p99 err
+    req=$(awk '/requests in/ { print $1; exit }' "$f")
+    rps=$(awk '/^Requests\/sec:/ { print $2; exit }' "$f")
+    p50=$(lt_to_us "$(awk '$1 == "50%" { print $2; exit }' "$f")")
+    p99=$(lt_to_us "$(awk '$1 == "99%" { print $2; exit }' "$f")")
+    err=$(awk '/Non-2xx or 3xx responses:/ { s += $NF }
+               /Socket errors:/ { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) s += $i + 0 }
+               END { print s + 0 }' "$f")
+    [[ -n "$req" && -n "$rps" ]] || { cat "$f" >&2; lt_die "could not parse wrk output $f"; }
+    echo "$req $rps $p50 $p99 $err"
+}
+
+# lt_run_bg CMD...: run a foreground-like command in the background and wait for it, so a
+# signal reaches our trap at once instead of after the command ends.
+lt_run_bg() {
+    "$@" &
+    local pid=$! rc=0
+    LT_PIDS+=("$pid")
+    wait "$pid" || rc=$?
+    # Forget it once reaped, so cleanup can never signal a recycled pid.
+    unset 'LT_PIDS[-1]'
+    return "$rc"
+}
+
+# --- statistics and output -------------------------------------------------------------------
+
+# lt_median N...: median of the numbers (mean of the middle two for an even count).
+lt_median() {
+    printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END {
+        if (NR == 0) { print "nan"; exit }
+        if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# lt_fmt_us US: latency for a table: "850 µs" below 1 ms, else "1.23 ms".
+lt_fmt_us() {
+    awk -v v="$1" 'BEGIN { if (v < 1000) printf "%.0f µs\n", v; else printf "%.2f ms\n", v / 1000 }'
+}
+
+# lt_machine_info: a few lines saying where and with what a table was measured.
+lt_machine_info() {
+    local rw
+    rw=$(git -C "$LT_ROOT" log -1 --format='%h %s' 2>/dev/null || echo unknown)
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); host: $(nproc) cores, kernel $(uname -r)"
+    echo "- nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(haproxy -v 2>/dev/null | head -1 | awk '{print "HAProxy " $3}'), $(wrk -v 2>&1 | head -1 | awk '{print "wrk " $2}')"
+    echo "- ringway tree: $rw${MONOIO_FORCE_LEGACY_DRIVER:+ (MONOIO_FORCE_LEGACY_DRIVER=$MONOIO_FORCE_LEGACY_DRIVER)}"
+}
