@@ -130,7 +130,7 @@ fn stalled_handshakes_are_dropped_at_the_deadline_without_blocking_others() {
         &ca.leaf(&["localhost"], KeyPair::generate().unwrap()),
     );
     let (tls, _) = ServerTls::load(&[pair]).unwrap();
-    let deadline = Duration::from_millis(400);
+    let deadline = Duration::from_millis(1000);
     let (client, served) = serve_clients(tls, 3, deadline, |addr| {
         let start = Instant::now();
         // One client sends nothing, one stops after the first bytes of a ClientHello record.
@@ -197,6 +197,87 @@ fn plaintext_client_gets_a_handshake_error() {
     });
     let err = served.into_iter().next().unwrap().unwrap_err();
     assert_ne!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+}
+
+// Known limits of monoio-rustls 0.4 (see monoio-rs/monoio-tls issue #11 and the unmerged PR #1),
+// kept as runnable evidence: `cargo test --test tls -- --ignored`. Both panic the worker thread.
+
+#[test]
+#[ignore = "documents a monoio-rustls 0.4 panic"]
+#[should_panic(expected = "buffer")]
+fn known_limit_reusing_a_stream_after_a_cancelled_read_panics() {
+    let (tls, _dir) = one_cert_server("cancel");
+    serve_raw(tls, |mut tls| {
+        Box::pin(async move {
+            let idle =
+                monoio::time::timeout(Duration::from_millis(100), tls.read(Vec::with_capacity(64)));
+            assert!(idle.await.is_err(), "the client sends nothing more");
+            let _ = tls.read(Vec::with_capacity(64)).await; // panics: buffer still lent out
+        })
+    });
+}
+
+#[test]
+#[ignore = "documents a monoio-rustls 0.4 panic"]
+#[should_panic(expected = "buffer")]
+fn known_limit_split_relay_panics_on_a_corrupt_record_during_a_blocked_write() {
+    let (tls, _dir) = one_cert_server("split");
+    serve_raw(tls, |tls| {
+        Box::pin(async move {
+            let (mut rd, mut wr) = monoio::io::Splitable::into_split(tls);
+            // The client never reads, so this write blocks with the write buffer lent out...
+            let _writer = monoio::spawn(async move {
+                loop {
+                    if wr.write_all(vec![b'x'; 64 * 1024]).await.0.is_err() {
+                        break;
+                    }
+                }
+            });
+            // ...and the read half, on the corrupt record, tries to send an alert through it.
+            let _ = rd.read(Vec::with_capacity(64)).await;
+        })
+    });
+}
+
+/// One handshake, then `then` with the stream; the client sends "ping", waits 300 ms, sends a
+/// corrupt application-data record and lingers.
+fn serve_raw(
+    tls: ServerTls,
+    then: impl FnOnce(ringway::tls::ServerStream) -> std::pin::Pin<Box<dyn Future<Output = ()>>>,
+) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let sock = std::net::TcpStream::connect(addr).unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let config = Arc::new(test_client_config(BOTH, &[]));
+        let mut tls =
+            rustls::StreamOwned::new(rustls::ClientConnection::new(config, name).unwrap(), sock);
+        tls.write_all(b"ping").unwrap();
+        thread::sleep(Duration::from_millis(300));
+        let _ = tls
+            .sock
+            .write_all(&[&[0x17, 0x03, 0x03, 0x00, 0x20][..], &[0x55; 32]].concat());
+        thread::sleep(Duration::from_secs(2));
+    });
+    block_on(async move {
+        let listener = monoio::net::TcpListener::from_std(listener).unwrap();
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut stream = tls.accept(tcp, HANDSHAKE).await.unwrap();
+        let (n, _) = stream.read(Vec::with_capacity(64)).await;
+        assert_eq!(n.unwrap(), 4);
+        then(stream).await;
+    });
+}
+
+fn one_cert_server(tag: &str) -> (ServerTls, TempDir) {
+    let dir = TempDir::new(tag);
+    let pair = dir.pair(
+        "site",
+        &Ca::new("CA").leaf(&["localhost"], KeyPair::generate().unwrap()),
+    );
+    (ServerTls::load(&[pair]).unwrap().0, dir)
 }
 
 // ---- loading: errors name the file, expiry is a warning ----

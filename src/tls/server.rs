@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use monoio::net::TcpStream;
 use monoio_rustls::TlsAcceptor;
+use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 use rustls::{InconsistentKeys, ServerConfig};
 
@@ -37,36 +38,7 @@ impl ServerTls {
         let mut resolver = SniResolver::new();
         let mut warnings = Vec::new();
         for (index, pair) in pairs.iter().enumerate() {
-            let chain = pem::read_certs(&pair.cert)?;
-            let info = x509::inspect(&chain[0]).map_err(|detail| TlsError::BadCertificate {
-                path: pair.cert.clone(),
-                detail,
-            })?;
-            let key = provider
-                .key_provider
-                .load_private_key(pem::read_key(&pair.key)?)
-                .map_err(|e| TlsError::UnsupportedKey {
-                    path: pair.key.clone(),
-                    detail: e.to_string(),
-                })?;
-            let certified = CertifiedKey::new(chain, key);
-            match certified.keys_match() {
-                Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => {}
-                Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
-                    return Err(TlsError::KeyMismatch {
-                        cert: pair.cert.clone(),
-                        key: pair.key.clone(),
-                    });
-                }
-                Err(e) => {
-                    let detail = e.to_string();
-                    return Err(TlsError::BadCertificate {
-                        path: pair.cert.clone(),
-                        detail,
-                    });
-                }
-            }
-
+            let (certified, info) = load_pair(pair, &provider)?;
             let what = describe(&pair.cert, &info.dns_names);
             match info.validity {
                 Some((_, after)) if after.unix() < now => {
@@ -80,7 +52,10 @@ impl ServerTls {
             }
             if info.dns_names.is_empty() {
                 warnings.push(match index {
-                    0 => format!("{what} has no DNS name; it is only used for clients without SNI or with an unknown name"),
+                    0 => format!(
+                        "{what} has no DNS name; it only serves clients without SNI or with \
+                         an unknown name"
+                    ),
                     _ => format!("{what} has no DNS name, so it is never chosen"),
                 });
             }
@@ -122,6 +97,42 @@ impl ServerTls {
 impl std::fmt::Debug for ServerTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerTls").finish_non_exhaustive()
+    }
+}
+
+/// Reads one chain and its key and checks that they belong together.
+fn load_pair(
+    pair: &CertPair,
+    provider: &CryptoProvider,
+) -> Result<(CertifiedKey, x509::CertInfo), TlsError> {
+    let chain = pem::read_certs(&pair.cert)?;
+    let info = x509::inspect(&chain[0]).map_err(|detail| TlsError::BadCertificate {
+        path: pair.cert.clone(),
+        detail,
+    })?;
+    let key = provider
+        .key_provider
+        .load_private_key(pem::read_key(&pair.key)?)
+        .map_err(|e| TlsError::UnsupportedKey {
+            path: pair.key.clone(),
+            detail: e.to_string(),
+        })?;
+    let certified = CertifiedKey::new(chain, key);
+    match certified.keys_match() {
+        // Unknown: the key type cannot report its public key; rustls accepts that too.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => {
+            Ok((certified, info))
+        }
+        Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
+            Err(TlsError::KeyMismatch {
+                cert: pair.cert.clone(),
+                key: pair.key.clone(),
+            })
+        }
+        Err(e) => Err(TlsError::BadCertificate {
+            path: pair.cert.clone(),
+            detail: e.to_string(),
+        }),
     }
 }
 
