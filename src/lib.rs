@@ -1,7 +1,20 @@
 //! ringway: a thread-per-core HTTP/1.1 reverse proxy on monoio (io_uring, epoll fallback).
 //!
-//! The binary (`src/main.rs`) loads a TOML file into an immutable [`config::Plan`], binds the
-//! listeners and starts one pinned worker per core; everything on the request path lives in the
-//! worker that accepted the connection.
+//! The binary loads a TOML file into an immutable [`config::Plan`], binds the listeners and starts
+//! one pinned worker per core; everything on the request path lives in the worker that accepted
+//! the connection. The request path, file by file: `server` (accept) → `proxy` (read head,
+//! decide) → `route` + `rewrite` → `forward` (upstream exchange, body relay) → `upstream` (pool);
+//! upgraded connections continue in `tunnel`. TLS (listeners and `https://` upstreams) is `tls`.
 
+pub mod config;
+pub mod forward;
+pub mod http;
+pub mod inspect;
+pub mod io_util;
+pub mod proxy;
+pub mod rewrite;
+pub mod route;
+pub mod server;
 pub mod tls;
+pub mod tunnel;
+pub mod upstream;

@@ -1,0 +1,559 @@
+//! Configuration: read the TOML file, check it, and compile it into the immutable [`Plan`].
+//!
+//! Every error names the file, the line and the key, so `ringway check` output can be acted on
+//! without guessing; all errors are collected, not just the first.
+
+mod plan;
+mod schema;
+pub mod units;
+
+pub use plan::*;
+
+use crate::route::RouteTable;
+use schema::*;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use units::{parse_duration, parse_size};
+
+/// One problem in the configuration file, located by line and key.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(f, "{}:{}: ", self.file.display(), self.line)?;
+        } else {
+            write!(f, "{}: ", self.file.display())?;
+        }
+        if self.key.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// Reads and compiles the file at `path`.
+pub fn load(path: &Path) -> Result<Plan, Vec<ConfigError>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            key: String::new(),
+            message: format!("cannot read the configuration file: {e}"),
+        }]
+    })?;
+    load_str(&text, path)
+}
+
+/// Compiles configuration text; `path` is only used to name the file in errors.
+pub fn load_str(text: &str, path: &Path) -> Result<Plan, Vec<ConfigError>> {
+    let mut c = Compiler {
+        text,
+        file: path,
+        errors: Vec::new(),
+    };
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let line = e.span().map(|s| c.line(s.start)).unwrap_or(0);
+            let message = e.message().trim().to_string();
+            return Err(vec![ConfigError {
+                file: path.to_path_buf(),
+                line,
+                key: String::new(),
+                message,
+            }]);
+        }
+    };
+    let plan = c.compile(raw);
+    if c.errors.is_empty() {
+        Ok(plan)
+    } else {
+        Err(c.errors)
+    }
+}
+
+struct Compiler<'a> {
+    text: &'a str,
+    file: &'a Path,
+    errors: Vec<ConfigError>,
+}
+
+impl Compiler<'_> {
+    fn line(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    }
+
+    fn error<T>(&mut self, at: &S<T>, key: &str, message: impl Into<String>) {
+        let line = self.line(at.span().start);
+        self.errors.push(ConfigError {
+            file: self.file.to_path_buf(),
+            line,
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, v: &Option<S<String>>, key: &str, default: Duration) -> Duration {
+        match v {
+            None => default,
+            Some(s) => match parse_duration(s.get_ref()) {
+                Ok(d) => d,
+                Err(m) => {
+                    self.error(s, key, m);
+                    default
+                }
+            },
+        }
+    }
+
+    fn size(&mut self, v: &Option<S<SizeValue>>, key: &str) -> Option<u64> {
+        let s = v.as_ref()?;
+        let parsed = match s.get_ref() {
+            SizeValue::Bytes(n) if *n >= 0 => Ok(*n as u64),
+            SizeValue::Bytes(n) => Err(format!("size {n} must not be negative")),
+            SizeValue::Text(t) => parse_size(t),
+        };
+        match parsed {
+            Ok(n) => Some(n),
+            Err(m) => {
+                self.error(s, key, m);
+                None
+            }
+        }
+    }
+
+    fn compile(&mut self, raw: RawConfig) -> Plan {
+        let server = self.server(&raw.server);
+        let listeners = raw
+            .listener
+            .iter()
+            .filter_map(|l| {
+                let bind = &l.get_ref().bind;
+                match bind.get_ref().parse::<SocketAddr>() {
+                    Ok(addr) => Some(ListenerPlan { bind: addr }),
+                    Err(_) => {
+                        self.error(
+                            bind,
+                            "listener.bind",
+                            format!("`{}` is not an address like 0.0.0.0:8080 or [::]:8080", bind.get_ref()),
+                        );
+                        None
+                    }
+                }
+            })
+            .collect::<Vec<_>>();
+        if raw.listener.is_empty() {
+            self.errors.push(ConfigError {
+                file: self.file.to_path_buf(),
+                line: 0,
+                key: "listener".into(),
+                message: "no [[listener]] defined: add one with bind = \"0.0.0.0:8080\"".into(),
+            });
+        }
+
+        let mut upstream_ids = HashMap::new();
+        let mut upstreams = Vec::new();
+        for (name, up) in &raw.upstream {
+            upstream_ids.insert(name.clone(), upstreams.len());
+            upstreams.push(self.upstream(name, up));
+        }
+
+        let mut routes: Vec<RoutePlan> = Vec::new();
+        let mut seen: HashMap<(HostMatch, String), usize> = HashMap::new();
+        for (i, r) in raw.route.iter().enumerate() {
+            let Some(route) = self.route(i + 1, r.get_ref(), &upstream_ids) else {
+                continue;
+            };
+            let dup_key = (route.host.clone(), route.key.to_ascii_lowercase());
+            let prefix_at = r.get_ref().prefix.as_ref();
+            if let Some(&other) = seen.get(&dup_key) {
+                let same_case = routes[other].key == route.key;
+                if same_case || route.case_insensitive || routes[other].case_insensitive {
+                    let msg = format!(
+                        "route #{} duplicates route #{} (same host and prefix `{}`)",
+                        route.number, routes[other].number, route.prefix
+                    );
+                    match prefix_at {
+                        Some(p) => self.error(p, "route.prefix", msg),
+                        None => self.error(&r.get_ref().upstream, "route.prefix", msg),
+                    }
+                    continue;
+                }
+            }
+            seen.insert(dup_key, routes.len());
+            routes.push(route);
+        }
+        if raw.route.is_empty() {
+            self.errors.push(ConfigError {
+                file: self.file.to_path_buf(),
+                line: 0,
+                key: "route".into(),
+                message: "no [[route]] defined: every request would get 404".into(),
+            });
+        }
+        let table = RouteTable::build(&routes);
+        Plan {
+            source: self.file.to_path_buf(),
+            server,
+            listeners,
+            upstreams,
+            routes,
+            table,
+        }
+    }
+
+    fn server(&mut self, raw: &RawServer) -> ServerSettings {
+        let cores = core_affinity::get_core_ids().map(|c| c.len()).unwrap_or(0).max(1);
+        let workers = match &raw.workers {
+            None => cores,
+            Some(w) if *w.get_ref() == 0 => cores,
+            Some(w) if (1..=1024).contains(w.get_ref()) => *w.get_ref() as usize,
+            Some(w) => {
+                self.error(w, "server.workers", "must be 0 (one per core) or 1 to 1024");
+                1
+            }
+        };
+        let max_head_size = self
+            .size(&raw.max_head_size, "server.max_head_size")
+            .unwrap_or(16 * 1024) as usize;
+        let max_uri_size = self.size(&raw.max_uri_size, "server.max_uri_size").unwrap_or(8 * 1024) as usize;
+        if max_head_size < 256 {
+            if let Some(s) = &raw.max_head_size {
+                self.error(s, "server.max_head_size", "must be at least 256 bytes");
+            }
+        }
+        let header_timeout = self.duration(&raw.header_timeout, "server.header_timeout", Duration::from_secs(10));
+        let max_connections = match &raw.max_connections {
+            None => 0,
+            Some(m) if *m.get_ref() >= 0 => *m.get_ref() as usize,
+            Some(m) => {
+                self.error(m, "server.max_connections", "must not be negative");
+                0
+            }
+        };
+        ServerSettings {
+            workers,
+            max_head_size: max_head_size.max(256),
+            max_uri_size,
+            header_timeout,
+            max_connections,
+        }
+    }
+
+    fn upstream(&mut self, name: &str, up: &S<RawUpstream>) -> UpstreamPlan {
+        let raw = up.get_ref();
+        let key = format!("upstream.{name}.servers");
+        let mut servers = Vec::new();
+        if raw.servers.get_ref().is_empty() {
+            self.error(&raw.servers, &key, "needs at least one server");
+        }
+        for entry in raw.servers.get_ref() {
+            let (addr, weight) = match entry {
+                RawServerEntry::Addr(a) => (a.as_str(), 1),
+                RawServerEntry::Detailed(d) => (d.addr.as_str(), d.weight.unwrap_or(1)),
+            };
+            match resolve_server(addr) {
+                Ok((sock, authority)) => servers.push(ServerPlan {
+                    addr: sock,
+                    authority,
+                    weight,
+                }),
+                Err(m) => self.error(&raw.servers, &key, m),
+            }
+        }
+        let connect_timeout = self.duration(
+            &raw.connect_timeout,
+            &format!("upstream.{name}.connect_timeout"),
+            Duration::from_secs(5),
+        );
+        let keepalive_timeout = self.duration(
+            &raw.keepalive_timeout,
+            &format!("upstream.{name}.keepalive_timeout"),
+            Duration::from_secs(30),
+        );
+        let keepalive = match &raw.keepalive {
+            None => 64,
+            Some(k) if *k.get_ref() >= 0 => *k.get_ref() as usize,
+            Some(k) => {
+                self.error(k, &format!("upstream.{name}.keepalive"), "must not be negative");
+                0
+            }
+        };
+        UpstreamPlan {
+            name: name.to_string(),
+            servers,
+            connect_timeout,
+            keepalive,
+            keepalive_timeout,
+        }
+    }
+
+    fn route(&mut self, number: usize, r: &RawRoute, upstreams: &HashMap<String, usize>) -> Option<RoutePlan> {
+        let mut ok = true;
+        let upstream = match upstreams.get(r.upstream.get_ref()) {
+            Some(&id) => id,
+            None => {
+                let known: Vec<&str> = upstreams.keys().map(|k| k.as_str()).collect();
+                self.error(
+                    &r.upstream,
+                    "route.upstream",
+                    format!(
+                        "route #{number} names upstream `{}`, which is not defined (defined: {})",
+                        r.upstream.get_ref(),
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+                ok = false;
+                0
+            }
+        };
+        let host = match &r.host {
+            None => HostMatch::Any,
+            Some(h) => match parse_host_pattern(h.get_ref()) {
+                Ok(m) => m,
+                Err(msg) => {
+                    self.error(h, "route.host", msg);
+                    ok = false;
+                    HostMatch::Any
+                }
+            },
+        };
+        let prefix = r
+            .prefix
+            .as_ref()
+            .map(|p| p.get_ref().clone())
+            .unwrap_or_else(|| "/".into());
+        if let Some(p) = &r.prefix {
+            if let Err(msg) = check_prefix(p.get_ref()) {
+                self.error(p, "route.prefix", msg);
+                ok = false;
+            }
+        }
+        let key = prefix.strip_suffix('/').unwrap_or(&prefix).to_string();
+        let strip = r.strip_prefix.as_ref().map(|s| *s.get_ref()).unwrap_or(false);
+        let rewrite = match (&r.replace_prefix, strip) {
+            (Some(rep), true) => {
+                self.error(
+                    rep,
+                    "route.replace_prefix",
+                    "use either strip_prefix = true or replace_prefix, not both",
+                );
+                ok = false;
+                PathRewrite::Keep
+            }
+            (Some(rep), false) => match check_prefix(rep.get_ref()) {
+                Ok(()) => PathRewrite::Replace(rep.get_ref().strip_suffix('/').unwrap_or(rep.get_ref()).to_string()),
+                Err(msg) => {
+                    self.error(rep, "route.replace_prefix", msg);
+                    ok = false;
+                    PathRewrite::Keep
+                }
+            },
+            (None, true) => PathRewrite::Strip,
+            (None, false) => PathRewrite::Keep,
+        };
+        let response_timeout = self.duration(&r.response_timeout, "route.response_timeout", Duration::from_secs(60));
+        let read_timeout = self.duration(&r.read_timeout, "route.read_timeout", Duration::from_secs(60));
+        let send_timeout = self.duration(&r.send_timeout, "route.send_timeout", Duration::from_secs(60));
+        let idle_timeout = self.duration(&r.idle_timeout, "route.idle_timeout", Duration::from_secs(75));
+        let max_body = self.size(&r.max_body, "route.max_body");
+        let upgrades = match &r.upgrades {
+            None => vec!["websocket".to_string()],
+            Some(list) => {
+                let mut out = Vec::new();
+                for u in list.get_ref() {
+                    if is_token(u) {
+                        out.push(u.to_ascii_lowercase());
+                    } else {
+                        self.error(list, "route.upgrades", format!("`{u}` is not a protocol name"));
+                    }
+                }
+                out
+            }
+        };
+        let tunnel = TunnelLimits {
+            idle_timeout: self.duration(
+                &r.tunnel_idle_timeout,
+                "route.tunnel_idle_timeout",
+                Duration::from_secs(3600),
+            ),
+            max_lifetime: r
+                .tunnel_max_lifetime
+                .as_ref()
+                .map(|_| self.duration(&r.tunnel_max_lifetime, "route.tunnel_max_lifetime", Duration::ZERO)),
+        };
+        let request_headers = self.header_rules(r.request_headers.as_ref(), "route.request_headers");
+        let response_headers = self.header_rules(r.response_headers.as_ref(), "route.response_headers");
+        let forwarding = match &r.forwarding {
+            None => Forwarding::default(),
+            Some(f) => Forwarding {
+                x_forwarded_for: f.x_forwarded_for.unwrap_or(true),
+                x_forwarded_proto: f.x_forwarded_proto.unwrap_or(true),
+                x_forwarded_host: f.x_forwarded_host.unwrap_or(true),
+                x_forwarded_port: f.x_forwarded_port.unwrap_or(true),
+                x_real_ip: f.x_real_ip.unwrap_or(true),
+                x_forwarded_prefix: f.x_forwarded_prefix.unwrap_or(true),
+            },
+        };
+        ok.then(|| RoutePlan {
+            number,
+            host,
+            prefix,
+            key,
+            case_insensitive: r.prefix_case_insensitive,
+            upstream,
+            rewrite,
+            preserve_host: r.preserve_host.unwrap_or(true),
+            response_timeout,
+            read_timeout,
+            send_timeout,
+            idle_timeout,
+            max_body,
+            upgrades,
+            tunnel,
+            request_headers,
+            response_headers,
+            forwarding,
+        })
+    }
+
+    fn header_rules(&mut self, raw: Option<&RawHeaderRules>, key: &str) -> HeaderRules {
+        let Some(raw) = raw else { return HeaderRules::default() };
+        let mut rules = HeaderRules::default();
+        for (list, which) in [(&raw.set, "set"), (&raw.add, "add")] {
+            for (name, value) in list {
+                let k = format!("{key}.{which}");
+                if !is_token(name) {
+                    self.error(value, &k, format!("`{name}` is not a valid header name"));
+                    continue;
+                }
+                if value.get_ref().bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+                    self.error(value, &k, format!("the value of `{name}` contains control characters"));
+                    continue;
+                }
+                let hv = HeaderValue {
+                    name: name.clone(),
+                    lower: name.to_ascii_lowercase(),
+                    value: value.get_ref().clone(),
+                };
+                if which == "set" {
+                    rules.set.push(hv)
+                } else {
+                    rules.add.push(hv)
+                }
+            }
+        }
+        for name in &raw.remove {
+            if is_token(name.get_ref()) {
+                rules.remove.push(name.get_ref().to_ascii_lowercase());
+            } else {
+                self.error(
+                    name,
+                    &format!("{key}.remove"),
+                    format!("`{}` is not a valid header name", name.get_ref()),
+                );
+            }
+        }
+        rules
+    }
+}
+
+/// RFC 9110 token characters, the alphabet of header names.
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn check_prefix(p: &str) -> Result<(), String> {
+    if !p.starts_with('/') {
+        return Err(format!("`{p}` must start with `/`"));
+    }
+    if p.contains(['?', '#', ' ', '%']) || p.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
+        return Err(format!(
+            "`{p}` must be a plain path (no query, fragment, spaces or escapes)"
+        ));
+    }
+    if p.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(format!("`{p}` must not contain `.` or `..` segments"));
+    }
+    if p.contains("//") {
+        return Err(format!("`{p}` must not contain empty segments (`//`)"));
+    }
+    Ok(())
+}
+
+fn parse_host_pattern(h: &str) -> Result<HostMatch, String> {
+    let lower = h.trim().to_ascii_lowercase();
+    let (wild, name) = match lower.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, lower.as_str()),
+    };
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        && !name.starts_with('.')
+        && !name.ends_with('.');
+    if !valid {
+        return Err(format!(
+            "`{h}` is not a host name (use `example.com` or `*.example.com`, without port)"
+        ));
+    }
+    Ok(if wild {
+        HostMatch::Suffix(format!(".{name}"))
+    } else {
+        HostMatch::Exact(name.to_string())
+    })
+}
+
+/// Resolves `host:port` or `http://host:port` once at start-up.
+fn resolve_server(text: &str) -> Result<(SocketAddr, String), String> {
+    let rest = if let Some(r) = text.strip_prefix("http://") {
+        r
+    } else if text.starts_with("https://") {
+        return Err(format!(
+            "`{text}`: https upstreams need TLS support, which this build does not have"
+        ));
+    } else if text.contains("://") {
+        return Err(format!("`{text}`: only http:// upstreams are supported"));
+    } else {
+        text
+    };
+    let authority = rest.trim_end_matches('/');
+    if authority.contains('/') {
+        return Err(format!(
+            "`{text}`: a server is host:port; put paths in the route's replace_prefix"
+        ));
+    }
+    if let Ok(addr) = authority.parse::<SocketAddr>() {
+        return Ok((addr, authority.to_string()));
+    }
+    let addrs: Vec<SocketAddr> = authority
+        .to_socket_addrs()
+        .map_err(|e| format!("`{text}` does not resolve: {e}"))?
+        .collect();
+    let addr = addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("`{text}` resolved to no address"))?;
+    Ok((addr, authority.to_string()))
+}

@@ -1,0 +1,165 @@
+//! The compiled configuration: plain, immutable data built once at start-up and shared by every
+//! worker behind an `Arc`. Nothing here is mutated after `compile` returns.
+
+use crate::route::RouteTable;
+pub use crate::tunnel::TunnelLimits;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub struct Plan {
+    pub source: PathBuf,
+    pub server: ServerSettings,
+    pub listeners: Vec<ListenerPlan>,
+    pub upstreams: Vec<UpstreamPlan>,
+    pub routes: Vec<RoutePlan>,
+    pub table: RouteTable,
+}
+
+pub struct ServerSettings {
+    /// Worker threads; resolved from `workers = 0` to the core count.
+    pub workers: usize,
+    pub max_head_size: usize,
+    pub max_uri_size: usize,
+    pub header_timeout: Duration,
+    /// Process-wide cap on client connections (0 = none), split across workers.
+    pub max_connections: usize,
+}
+
+pub struct ListenerPlan {
+    pub bind: SocketAddr,
+}
+
+pub struct UpstreamPlan {
+    pub name: String,
+    pub servers: Vec<ServerPlan>,
+    pub connect_timeout: Duration,
+    pub keepalive: usize,
+    pub keepalive_timeout: Duration,
+}
+
+pub struct ServerPlan {
+    pub addr: SocketAddr,
+    /// `host:port` as written, sent as Host when a route does not preserve the client's Host.
+    pub authority: String,
+    pub weight: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum HostMatch {
+    Any,
+    /// Lower-case host without port.
+    Exact(String),
+    /// `*.example.com` stored as `.example.com`: any name below it, at any depth.
+    Suffix(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathRewrite {
+    Keep,
+    Strip,
+    /// The replacement without its trailing slash (`/other/` → `/other`, `/` → ``).
+    Replace(String),
+}
+
+pub struct RoutePlan {
+    /// 1-based position in the file, as operators count routes.
+    pub number: usize,
+    pub host: HostMatch,
+    /// The prefix as written.
+    pub prefix: String,
+    /// The prefix without a trailing slash: what is matched and stripped (`/grafana/` → `/grafana`).
+    pub key: String,
+    pub case_insensitive: bool,
+    pub upstream: usize,
+    pub rewrite: PathRewrite,
+    pub preserve_host: bool,
+    pub response_timeout: Duration,
+    pub read_timeout: Duration,
+    pub send_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_body: Option<u64>,
+    /// Lower-case upgrade tokens this route forwards (`websocket` by default).
+    pub upgrades: Vec<String>,
+    pub tunnel: TunnelLimits,
+    pub request_headers: HeaderRules,
+    pub response_headers: HeaderRules,
+    pub forwarding: Forwarding,
+}
+
+impl RoutePlan {
+    /// Whether an `Upgrade:` value names a protocol this route forwards.
+    pub fn allows_upgrade(&self, value: &[u8]) -> bool {
+        let first = value.split(|&b| b == b',').next().map(crate::http::trim).unwrap_or(b"");
+        let name = first.split(|&b| b == b'/').next().unwrap_or(b"");
+        self.upgrades.iter().any(|u| u.as_bytes().eq_ignore_ascii_case(name))
+    }
+
+    /// The prefix ends in `/` and is not the root: a request for exactly the key is redirected to it.
+    pub fn redirects_bare_prefix(&self) -> bool {
+        self.prefix.len() > 1 && self.prefix.ends_with('/')
+    }
+
+    /// Whether the upstream sees a different path than the client: responses are then mapped back.
+    pub fn rewrites_path(&self) -> bool {
+        self.rewrite != PathRewrite::Keep
+    }
+
+    /// The path prefix on the upstream side of the rewrite (`` when stripped).
+    pub fn upstream_key(&self) -> &str {
+        match &self.rewrite {
+            PathRewrite::Keep => &self.key,
+            PathRewrite::Strip => "",
+            PathRewrite::Replace(r) => r,
+        }
+    }
+}
+
+/// Header edits; names are stored lower-case for matching and as written for sending.
+#[derive(Default)]
+pub struct HeaderRules {
+    pub set: Vec<HeaderValue>,
+    pub add: Vec<HeaderValue>,
+    pub remove: Vec<String>,
+}
+
+pub struct HeaderValue {
+    pub name: String,
+    pub lower: String,
+    pub value: String,
+}
+
+impl HeaderRules {
+    /// A header the client (or upstream) sent that this rule set replaces or removes.
+    pub fn drops(&self, name: &[u8]) -> bool {
+        self.remove.iter().any(|r| r.as_bytes().eq_ignore_ascii_case(name))
+            || self.set.iter().any(|s| s.lower.as_bytes().eq_ignore_ascii_case(name))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+#[derive(Clone, Copy)]
+pub struct Forwarding {
+    pub x_forwarded_for: bool,
+    pub x_forwarded_proto: bool,
+    pub x_forwarded_host: bool,
+    pub x_forwarded_port: bool,
+    pub x_real_ip: bool,
+    pub x_forwarded_prefix: bool,
+}
+
+impl Default for Forwarding {
+    fn default() -> Self {
+        Forwarding {
+            x_forwarded_for: true,
+            x_forwarded_proto: true,
+            x_forwarded_host: true,
+            x_forwarded_port: true,
+            x_real_ip: true,
+            x_forwarded_prefix: true,
+        }
+    }
+}

@@ -1,0 +1,756 @@
+//! The upstream exchange for one request: take a pooled connection (or connect), send the head
+//! and body, read the response head, rewrite it for the client, and relay the body, streaming
+//! every body in bounded buffers. Steps: send → (100-continue) → stream request body →
+//! response head → response body → return the connection to the pool when both ends are clean.
+
+use crate::config::{Plan, RoutePlan};
+use crate::http::chunked::{write_chunk_header, ChunkedDecoder, Step, LAST_CHUNK};
+use crate::http::headers::{classify, Known};
+use crate::http::response::inspect as inspect_response;
+use crate::http::write::{header, header_u64};
+use crate::http::Framing;
+use crate::io_util::{read_append, write_from, write_static};
+use crate::proxy::{reply, Reply, WorkerCtx};
+use crate::rewrite::{map_cookie_path, map_location};
+use crate::upstream::{connect, FailureKind, UpstreamError};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::net::TcpStream;
+use std::io;
+use std::time::{Duration, Instant};
+
+/// A request that passed every check, with its upstream head already written.
+pub struct Outgoing {
+    pub route: usize,
+    pub upstream: usize,
+    pub server: usize,
+    pub framing: Framing,
+    pub expect_continue: bool,
+    pub is_head: bool,
+    pub client_keep_alive: bool,
+    pub client_http10: bool,
+    /// The client's Host, kept only when responses need their Location mapped back.
+    pub request_host: Option<String>,
+    /// The request asked for an allowed protocol upgrade and carries Upgrade upstream.
+    pub upgrade: bool,
+}
+
+/// What the client connection does after an exchange.
+pub enum Next {
+    KeepAlive,
+    Close,
+    /// The upstream answered 101: relay bytes both ways from now on.
+    Tunnel(TcpStream),
+}
+
+/// How an exchange ended early.
+enum Abort {
+    /// Tell the client (nothing was written to it yet), then close unless the request was whole.
+    Upstream(UpstreamError),
+    /// The client sent a bad body or vanished: reply if possible, then close.
+    Client(Option<Reply>),
+    /// The response had started: the only honest signal left is closing the connection.
+    Close,
+}
+
+/// Runs one exchange; returns whether the client connection may serve another request, and the
+/// client buffer holding any bytes already received after this request.
+pub async fn exchange<C: AsyncReadRent + AsyncWriteRent>(
+    ctx: &WorkerCtx,
+    client: &mut C,
+    mut cbuf: Vec<u8>,
+    head_len: usize,
+    mut out: Vec<u8>,
+    o: Outgoing,
+) -> (Next, Vec<u8>) {
+    let plan = &*ctx.plan;
+    let route = &plan.routes[o.route];
+
+    // Body bytes that arrived with the head go out in the same write as the head.
+    let mut pos = head_len;
+    let mut body_left = 0u64;
+    let mut decoder: Option<ChunkedDecoder> = None;
+    let mut decoded = 0u64;
+    match o.framing {
+        Framing::Length(n) => {
+            let avail = ((cbuf.len() - pos) as u64).min(n) as usize;
+            out.extend_from_slice(&cbuf[pos..pos + avail]);
+            pos += avail;
+            body_left = n - avail as u64;
+        }
+        Framing::Chunked => {
+            let mut d = ChunkedDecoder::new();
+            match reframe_request(&mut d, &cbuf[pos..], &mut out, &mut decoded) {
+                Ok(used) => pos += used,
+                Err(why) => return refuse_body(ctx, client, cbuf, out, 400, why).await,
+            }
+            decoder = Some(d);
+        }
+        Framing::None | Framing::UntilClose => {}
+    }
+    if route.max_body.is_some_and(|max| decoded > max) {
+        return refuse_body(
+            ctx,
+            client,
+            cbuf,
+            out,
+            413,
+            "request body larger than this route allows",
+        )
+        .await;
+    }
+    let body_done = body_left == 0 && decoder.as_ref().is_none_or(|d| d.is_done());
+    // Everything not yet consumed from the client buffer belongs to the next request.
+    if body_done {
+        cbuf.drain(..pos);
+    } else {
+        cbuf.clear();
+    }
+
+    let mut rbuf = ctx.bodies.get();
+    let mut resp_out = ctx.heads.get();
+    let result = run(
+        ctx,
+        client,
+        &o,
+        route,
+        &mut cbuf,
+        &mut out,
+        &mut rbuf,
+        &mut resp_out,
+        body_done,
+        body_left,
+        decoder,
+        decoded,
+    )
+    .await;
+    ctx.bodies.put(rbuf);
+    ctx.heads.put(resp_out);
+    ctx.heads.put(out);
+    match result {
+        Ok(Done::Tunnel(upstream)) => (Next::Tunnel(upstream), cbuf),
+        Ok(Done::Http {
+            keep,
+            upstream,
+            reusable,
+        }) => {
+            if reusable {
+                ctx.pool.put(plan, o.upstream, o.server, upstream);
+            }
+            (if keep { Next::KeepAlive } else { Next::Close }, cbuf)
+        }
+        Err((abort, request_whole)) => {
+            let keep = match abort {
+                Abort::Upstream(e) => {
+                    eprintln!("ringway: {} {}", route_label(route), e);
+                    let close = !(request_whole && o.client_keep_alive);
+                    let r = Reply {
+                        status: e.status(),
+                        route: None,
+                        location: None,
+                        body: e.to_string().into(),
+                        close,
+                    };
+                    reply(client, r, route.send_timeout).await.is_ok() && !close
+                }
+                Abort::Client(Some(r)) => {
+                    let _ = reply(client, r, route.send_timeout).await;
+                    false
+                }
+                Abort::Client(None) | Abort::Close => false,
+            };
+            (if keep { Next::KeepAlive } else { Next::Close }, cbuf)
+        }
+    }
+}
+
+fn route_label(route: &RoutePlan) -> String {
+    format!("route #{} ({})", route.number, route.prefix)
+}
+
+async fn refuse_body<C: AsyncWriteRent>(
+    ctx: &WorkerCtx,
+    client: &mut C,
+    cbuf: Vec<u8>,
+    out: Vec<u8>,
+    status: u16,
+    why: &'static str,
+) -> (Next, Vec<u8>) {
+    ctx.heads.put(out);
+    let r = Reply {
+        status,
+        route: None,
+        location: None,
+        body: why.into(),
+        close: true,
+    };
+    let _ = reply(client, r, Duration::from_secs(10)).await;
+    (Next::Close, cbuf)
+}
+
+/// Decodes chunked input and appends it re-framed (one chunk per piece, no extensions, no
+/// trailers). Returns the input bytes consumed; stops at the end of the body.
+fn reframe_request(
+    d: &mut ChunkedDecoder,
+    input: &[u8],
+    out: &mut Vec<u8>,
+    decoded: &mut u64,
+) -> Result<usize, &'static str> {
+    let mut p = 0;
+    while p < input.len() && !d.is_done() {
+        match d.step(&input[p..]).map_err(|e| e.reason())? {
+            Step::Data(n) => {
+                write_chunk_header(out, n);
+                out.extend_from_slice(&input[p..p + n]);
+                out.extend_from_slice(b"\r\n");
+                *decoded += n as u64;
+                p += n;
+            }
+            Step::Skip(n) => p += n,
+            Step::Done(n) => {
+                p += n;
+                out.extend_from_slice(LAST_CHUNK);
+            }
+        }
+    }
+    Ok(p)
+}
+
+type Failed = (Abort, bool);
+
+enum Done {
+    Http {
+        keep: bool,
+        upstream: TcpStream,
+        reusable: bool,
+    },
+    Tunnel(TcpStream),
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run<C: AsyncReadRent + AsyncWriteRent>(
+    ctx: &WorkerCtx,
+    client: &mut C,
+    o: &Outgoing,
+    route: &RoutePlan,
+    cbuf: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+    rbuf: &mut Vec<u8>,
+    resp_out: &mut Vec<u8>,
+    body_done: bool,
+    body_left: u64,
+    decoder: Option<ChunkedDecoder>,
+    decoded: u64,
+) -> Result<Done, Failed> {
+    let plan = &*ctx.plan;
+    let up = &plan.upstreams[o.upstream];
+    let mut decoder = decoder;
+    let mut request_whole = body_done;
+
+    // Send, retrying once on a fresh connection when a pooled one turns out stale and the whole
+    // request is still in `out` (nothing is lost by sending it again).
+    let mut fresh_only = false;
+    let (mut upstream, resp) = loop {
+        let pooled = if fresh_only {
+            None
+        } else {
+            ctx.pool.take(plan, o.upstream, o.server)
+        };
+        let reused = pooled.is_some();
+        let mut stream = match pooled {
+            Some(s) => s,
+            None => connect(up, o.server)
+                .await
+                .map_err(|e| (Abort::Upstream(e), body_done))?,
+        };
+        let (res, b) = write_from(&mut stream, std::mem::take(out), 0, route.send_timeout).await;
+        *out = b;
+        if let Err(e) = res {
+            if reused && body_done {
+                fresh_only = true;
+                continue;
+            }
+            return Err((
+                Abort::Upstream(UpstreamError::new(up, o.server, FailureKind::Io(e))),
+                body_done,
+            ));
+        }
+        if !body_done {
+            if o.expect_continue {
+                write_static(client, b"HTTP/1.1 100 Continue\r\n\r\n", route.send_timeout)
+                    .await
+                    .map_err(|_| (Abort::Close, false))?;
+            }
+            stream_request_body(
+                ctx,
+                client,
+                &mut stream,
+                route,
+                cbuf,
+                out,
+                body_left,
+                decoder.take(),
+                decoded,
+            )
+            .await
+            .map_err(|a| {
+                let a = match a {
+                    BodyAbort::Upstream(e) => Abort::Upstream(UpstreamError::new(up, o.server, FailureKind::Io(e))),
+                    BodyAbort::Client(r) => Abort::Client(r),
+                };
+                (a, false)
+            })?;
+            request_whole = true;
+        }
+        rbuf.clear();
+        resp_out.clear();
+        match read_response_head(&mut stream, rbuf, resp_out, plan, route, o).await {
+            Ok(resp) => break (stream, resp),
+            Err(FailureKind::ClosedEarly) if reused && body_done => fresh_only = true,
+            Err(kind) => return Err((Abort::Upstream(UpstreamError::new(up, o.server, kind)), request_whole)),
+        }
+    };
+
+    if resp.status == 101 {
+        // Switch only now that the upstream really agreed: bytes it sent after the 101 head go
+        // to the client with the head, bytes the client sent early go to the upstream.
+        resp_out.extend_from_slice(&rbuf[resp.head_len..]);
+        let (res, b) = write_from(client, std::mem::take(resp_out), 0, route.send_timeout).await;
+        *resp_out = b;
+        res.map_err(|_| (Abort::Close, request_whole))?;
+        if !cbuf.is_empty() {
+            let (res, b) = write_from(&mut upstream, std::mem::take(cbuf), 0, route.send_timeout).await;
+            *cbuf = b;
+            res.map_err(|_| (Abort::Close, request_whole))?;
+            cbuf.clear();
+        }
+        return Ok(Done::Tunnel(upstream));
+    }
+    // The client's response head is in `resp_out`; relay it with the body.
+    let complete = relay_response_body(client, &mut upstream, rbuf, resp_out, &resp, route)
+        .await
+        .map_err(|a| (a, request_whole))?;
+    let keep = o.client_keep_alive && !resp.close_client;
+    Ok(Done::Http {
+        keep,
+        upstream,
+        reusable: complete && resp.reusable && request_whole,
+    })
+}
+
+enum BodyAbort {
+    Upstream(io::Error),
+    Client(Option<Reply>),
+}
+
+/// Streams the rest of the request body from the client to the upstream.
+#[allow(clippy::too_many_arguments)]
+async fn stream_request_body<C: AsyncReadRent, U: AsyncWriteRent>(
+    ctx: &WorkerCtx,
+    client: &mut C,
+    upstream: &mut U,
+    route: &RoutePlan,
+    cbuf: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+    mut left: u64,
+    decoder: Option<ChunkedDecoder>,
+    mut decoded: u64,
+) -> Result<(), BodyAbort> {
+    let mut bbuf = ctx.bodies.get();
+    let result = async {
+        match decoder {
+            None => {
+                while left > 0 {
+                    bbuf.clear();
+                    let cap = bbuf.capacity();
+                    let (res, b) = read_append(
+                        client,
+                        std::mem::take(&mut bbuf),
+                        (left as usize).min(cap),
+                        cap,
+                        route.read_timeout,
+                    )
+                    .await;
+                    bbuf = b;
+                    match res {
+                        Ok(0) | Err(_) => return Err(BodyAbort::Client(None)),
+                        Ok(n) => left -= n as u64,
+                    }
+                    let (res, b) = write_from(upstream, std::mem::take(&mut bbuf), 0, route.send_timeout).await;
+                    bbuf = b;
+                    res.map_err(BodyAbort::Upstream)?;
+                }
+            }
+            Some(mut d) => {
+                while !d.is_done() {
+                    bbuf.clear();
+                    let cap = bbuf.capacity();
+                    let (res, b) = read_append(client, std::mem::take(&mut bbuf), cap, cap, route.read_timeout).await;
+                    bbuf = b;
+                    match res {
+                        Ok(0) | Err(_) => return Err(BodyAbort::Client(None)),
+                        Ok(_) => {}
+                    }
+                    out.clear();
+                    let used = reframe_request(&mut d, &bbuf, out, &mut decoded).map_err(|why| {
+                        BodyAbort::Client(Some(Reply {
+                            status: 400,
+                            route: None,
+                            location: None,
+                            body: why.into(),
+                            close: true,
+                        }))
+                    })?;
+                    if route.max_body.is_some_and(|max| decoded > max) {
+                        return Err(BodyAbort::Client(Some(Reply {
+                            status: 413,
+                            route: None,
+                            location: None,
+                            body: "request body larger than this route allows".into(),
+                            close: true,
+                        })));
+                    }
+                    if d.is_done() {
+                        // Pipelined bytes after the body start the next request.
+                        cbuf.extend_from_slice(&bbuf[used..]);
+                    }
+                    let (res, b) = write_from(upstream, std::mem::take(out), 0, route.send_timeout).await;
+                    *out = b;
+                    res.map_err(BodyAbort::Upstream)?;
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    ctx.bodies.put(bbuf);
+    result
+}
+
+/// What the client will get, decided from the upstream's response head.
+pub struct ResponsePlan {
+    pub status: u16,
+    pub framing: Framing,
+    pub reusable: bool,
+    /// Bytes of `rbuf` taken by the head.
+    pub head_len: usize,
+    /// Re-frame the body as chunked for the client (close-delimited upstream body, 1.1 client).
+    pub chunk_for_client: bool,
+    /// Pass a chunked upstream body through verbatim (1.1 client) or decode it (1.0 client).
+    pub pass_chunked: bool,
+    pub close_client: bool,
+}
+
+async fn read_response_head(
+    upstream: &mut TcpStream,
+    rbuf: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+    plan: &Plan,
+    route: &RoutePlan,
+    o: &Outgoing,
+) -> Result<ResponsePlan, FailureKind> {
+    let deadline = Instant::now() + route.response_timeout;
+    loop {
+        let cap = rbuf.capacity();
+        if rbuf.len() == cap {
+            return Err(FailureKind::BadResponse("response head too large"));
+        }
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let (res, b) = read_append(upstream, std::mem::take(rbuf), cap - rbuf.len(), 0, wait).await;
+        *rbuf = b;
+        match res {
+            Ok(0) => {
+                return Err(if rbuf.is_empty() {
+                    FailureKind::ClosedEarly
+                } else {
+                    FailureKind::BadResponse("connection closed inside the response head")
+                })
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                return Err(FailureKind::ResponseTimeout(route.response_timeout))
+            }
+            Err(e)
+                if rbuf.is_empty()
+                    && matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe) =>
+            {
+                return Err(FailureKind::ClosedEarly)
+            }
+            Err(e) => return Err(FailureKind::Io(e)),
+        }
+        loop {
+            match build_response_head(rbuf, out, plan, route, o)? {
+                HeadParse::Partial => break,
+                HeadParse::Interim(n) => {
+                    // 1xx before the final response: ringway already answered 100-continue itself.
+                    rbuf.drain(..n);
+                    if rbuf.is_empty() {
+                        break;
+                    }
+                }
+                HeadParse::Final(plan) => return Ok(plan),
+            }
+        }
+    }
+}
+
+pub enum HeadParse {
+    Partial,
+    Interim(usize),
+    Final(ResponsePlan),
+}
+
+/// Parses the upstream response head and writes the client's version of it into `out`.
+pub fn build_response_head(
+    rbuf: &[u8],
+    out: &mut Vec<u8>,
+    plan: &Plan,
+    route: &RoutePlan,
+    o: &Outgoing,
+) -> Result<HeadParse, FailureKind> {
+    let mut headers = [httparse::EMPTY_HEADER; 128];
+    let mut res = httparse::Response::new(&mut headers);
+    let head_len = match res.parse(rbuf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(HeadParse::Partial),
+        Err(_) => return Err(FailureKind::BadResponse("unparsable response head")),
+    };
+    let status = res.code.unwrap_or(0);
+    if status == 101 {
+        if !o.upgrade {
+            return Err(FailureKind::BadResponse(
+                "101 Switching Protocols to a request that did not ask to upgrade",
+            ));
+        }
+        return Ok(HeadParse::Final(switching_head(&res, head_len, route, out)));
+    }
+    if (100..200).contains(&status) {
+        return Ok(HeadParse::Interim(head_len));
+    }
+    if !(200..600).contains(&status) {
+        return Err(FailureKind::BadResponse("status code out of range"));
+    }
+    let facts =
+        inspect_response(status, res.version.unwrap_or(1), res.headers, o.is_head).map_err(FailureKind::BadResponse)?;
+    let authority = plan.upstreams[o.upstream].servers[o.server].authority.as_str();
+
+    let mut close_client = !o.client_keep_alive;
+    let (chunk_for_client, pass_chunked) = match facts.framing {
+        Framing::Chunked => (false, !o.client_http10),
+        Framing::UntilClose => (!o.client_http10, false),
+        _ => (false, false),
+    };
+    if o.client_http10 && matches!(facts.framing, Framing::Chunked | Framing::UntilClose) {
+        close_client = true;
+    }
+
+    out.extend_from_slice(b"HTTP/1.1 ");
+    let mut n = itoa::Buffer::new();
+    out.extend_from_slice(n.format(status).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(res.reason.unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let rules = &route.response_headers;
+    for h in res.headers.iter() {
+        let kind = classify(h.name);
+        if kind.is_hop_by_hop()
+            || kind == Known::ContentLength
+            || facts.connection_names.contains(h.name)
+            || rules.drops(h.name.as_bytes())
+        {
+            continue;
+        }
+        let mapped = match kind {
+            Known::Location | Known::ContentLocation => std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| map_location(route, v, authority, o.request_host.as_deref())),
+            Known::SetCookie => std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| map_cookie_path(route, v)),
+            _ => None,
+        };
+        header(
+            out,
+            h.name.as_bytes(),
+            mapped.as_deref().map(str::as_bytes).unwrap_or(h.value),
+        );
+    }
+    for rule in rules.set.iter().chain(&rules.add) {
+        header(out, rule.name.as_bytes(), rule.value.as_bytes());
+    }
+    match facts.framing {
+        Framing::Length(len) => header_u64(out, b"Content-Length", len),
+        Framing::None => {
+            if let Some(len) = facts.content_length {
+                header_u64(out, b"Content-Length", len);
+            } else if status != 204 && status != 304 && !o.is_head {
+                header(out, b"Content-Length", b"0");
+            }
+        }
+        Framing::Chunked | Framing::UntilClose if !o.client_http10 => header(out, b"Transfer-Encoding", b"chunked"),
+        Framing::Chunked | Framing::UntilClose => {}
+    }
+    if close_client {
+        header(out, b"Connection", b"close");
+    } else if o.client_http10 {
+        header(out, b"Connection", b"keep-alive");
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(HeadParse::Final(ResponsePlan {
+        status,
+        framing: facts.framing,
+        reusable: facts.reusable,
+        head_len,
+        chunk_for_client,
+        pass_chunked,
+        close_client,
+    }))
+}
+
+/// The client's copy of a `101 Switching Protocols` head: Upgrade kept, Connection: upgrade.
+fn switching_head(
+    res: &httparse::Response<'_, '_>,
+    head_len: usize,
+    route: &RoutePlan,
+    out: &mut Vec<u8>,
+) -> ResponsePlan {
+    out.extend_from_slice(b"HTTP/1.1 101 ");
+    out.extend_from_slice(res.reason.unwrap_or("Switching Protocols").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let rules = &route.response_headers;
+    for h in res.headers.iter() {
+        let kind = classify(h.name);
+        if (kind.is_hop_by_hop() && kind != Known::Upgrade)
+            || kind == Known::ContentLength
+            || rules.drops(h.name.as_bytes())
+        {
+            continue;
+        }
+        header(out, h.name.as_bytes(), h.value);
+    }
+    for rule in rules.set.iter().chain(&rules.add) {
+        header(out, rule.name.as_bytes(), rule.value.as_bytes());
+    }
+    header(out, b"Connection", b"upgrade");
+    out.extend_from_slice(b"\r\n");
+    ResponsePlan {
+        status: 101,
+        framing: Framing::None,
+        reusable: false,
+        head_len,
+        chunk_for_client: false,
+        pass_chunked: false,
+        close_client: false,
+    }
+}
+
+/// Relays the response body; Ok(true) when the upstream message ended cleanly (the connection is
+/// reusable as far as framing goes). A body cut short closes the client connection (Abort::Close),
+/// so the client never takes a truncated body for a complete one.
+async fn relay_response_body<C: AsyncWriteRent>(
+    client: &mut C,
+    upstream: &mut TcpStream,
+    rbuf: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+    resp: &ResponsePlan,
+    route: &RoutePlan,
+) -> Result<bool, Abort> {
+    let t_send = route.send_timeout;
+    let t_read = route.read_timeout;
+    let mut pos = resp.head_len;
+    let client_err = |_| Abort::Close;
+    match resp.framing {
+        Framing::None => {
+            let (res, b) = write_from(client, std::mem::take(out), 0, t_send).await;
+            *out = b;
+            res.map_err(client_err)?;
+            Ok(rbuf.len() == pos)
+        }
+        Framing::Length(n) => {
+            let avail = ((rbuf.len() - pos) as u64).min(n) as usize;
+            out.extend_from_slice(&rbuf[pos..pos + avail]);
+            let extra = rbuf.len() > pos + avail;
+            let mut left = n - avail as u64;
+            let (res, b) = write_from(client, std::mem::take(out), 0, t_send).await;
+            *out = b;
+            res.map_err(client_err)?;
+            while left > 0 {
+                rbuf.clear();
+                let cap = rbuf.capacity();
+                let (res, b) = read_append(upstream, std::mem::take(rbuf), (left as usize).min(cap), cap, t_read).await;
+                *rbuf = b;
+                match res {
+                    Ok(0) | Err(_) => return Err(Abort::Close),
+                    Ok(got) => left -= got as u64,
+                }
+                let (res, b) = write_from(client, std::mem::take(rbuf), 0, t_send).await;
+                *rbuf = b;
+                res.map_err(client_err)?;
+            }
+            Ok(!extra)
+        }
+        Framing::Chunked => {
+            let mut d = ChunkedDecoder::new();
+            loop {
+                while pos < rbuf.len() && !d.is_done() {
+                    let step = d.step(&rbuf[pos..]).map_err(|_| Abort::Close)?;
+                    let (n, data) = match step {
+                        Step::Data(n) => (n, true),
+                        Step::Skip(n) | Step::Done(n) => (n, false),
+                    };
+                    // 1.1 clients get the (validated) framing verbatim; 1.0 clients only the data.
+                    if resp.pass_chunked || data {
+                        out.extend_from_slice(&rbuf[pos..pos + n]);
+                    }
+                    pos += n;
+                }
+                let (res, b) = write_from(client, std::mem::take(out), 0, t_send).await;
+                *out = b;
+                res.map_err(client_err)?;
+                if d.is_done() {
+                    return Ok(pos == rbuf.len());
+                }
+                out.clear();
+                rbuf.clear();
+                pos = 0;
+                let cap = rbuf.capacity();
+                let (res, b) = read_append(upstream, std::mem::take(rbuf), cap, cap, t_read).await;
+                *rbuf = b;
+                match res {
+                    Ok(0) | Err(_) => return Err(Abort::Close),
+                    Ok(_) => {}
+                }
+            }
+        }
+        Framing::UntilClose => {
+            loop {
+                if pos < rbuf.len() {
+                    if resp.chunk_for_client {
+                        write_chunk_header(out, rbuf.len() - pos);
+                        out.extend_from_slice(&rbuf[pos..]);
+                        out.extend_from_slice(b"\r\n");
+                    } else {
+                        out.extend_from_slice(&rbuf[pos..]);
+                    }
+                }
+                let (res, b) = write_from(client, std::mem::take(out), 0, t_send).await;
+                *out = b;
+                res.map_err(client_err)?;
+                out.clear();
+                rbuf.clear();
+                pos = 0;
+                let cap = rbuf.capacity();
+                let (res, b) = read_append(upstream, std::mem::take(rbuf), cap, cap, t_read).await;
+                *rbuf = b;
+                match res {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(_) => return Err(Abort::Close),
+                }
+            }
+            if resp.chunk_for_client {
+                write_static(client, LAST_CHUNK, t_send).await.map_err(client_err)?;
+            }
+            Ok(false)
+        }
+    }
+}

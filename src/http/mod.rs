@@ -1,0 +1,134 @@
+//! HTTP/1.1 wire handling: request and response heads (parsed by httparse, then checked for the
+//! framing ambiguities that enable request smuggling), body framing, and head writing.
+
+pub mod chunked;
+pub mod headers;
+pub mod request;
+pub mod response;
+pub mod write;
+
+/// How a message body is delimited on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    /// Response only: the body runs until the upstream closes.
+    UntilClose,
+}
+
+/// A request refused before anything was sent upstream; each maps to one status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestError {
+    Malformed(&'static str),
+    HeadTooLarge,
+    UriTooLong,
+    Connect,
+    BodyTooLarge,
+    UnsupportedExpectation,
+    UnsupportedTransferCoding,
+}
+
+impl RequestError {
+    pub fn status(self) -> u16 {
+        match self {
+            RequestError::Malformed(_) => 400,
+            RequestError::HeadTooLarge => 431,
+            RequestError::UriTooLong => 414,
+            RequestError::Connect => 405,
+            RequestError::BodyTooLarge => 413,
+            RequestError::UnsupportedExpectation => 417,
+            RequestError::UnsupportedTransferCoding => 501,
+        }
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            RequestError::Malformed(why) => why,
+            RequestError::HeadTooLarge => "request header fields too large",
+            RequestError::UriTooLong => "request URI too long",
+            RequestError::Connect => "CONNECT is not supported: ringway is not a forward proxy",
+            RequestError::BodyTooLarge => "request body larger than this route allows",
+            RequestError::UnsupportedExpectation => "only Expect: 100-continue is supported",
+            RequestError::UnsupportedTransferCoding => "only the chunked transfer coding is supported",
+        }
+    }
+}
+
+/// Checks line endings of a complete head: every LF preceded by CR, every CR followed by LF.
+/// httparse tolerates bare LF; a proxy must not, or it reads a head differently than its upstream.
+pub fn has_bare_cr_or_lf(head: &[u8]) -> bool {
+    for i in memchr::memchr2_iter(b'\r', b'\n', head) {
+        let ok = if head[i] == b'\n' {
+            i > 0 && head[i - 1] == b'\r'
+        } else {
+            head.get(i + 1) == Some(&b'\n')
+        };
+        if !ok {
+            return true;
+        }
+    }
+    false
+}
+
+/// Strict decimal Content-Length (no sign, no spaces, no empty), with a list of identical values
+/// allowed ("5, 5") as RFC 9110 permits.
+pub fn parse_content_length(value: &[u8]) -> Option<u64> {
+    let mut result: Option<u64> = None;
+    for part in value.split(|&b| b == b',') {
+        let part = trim(part);
+        if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n = part.iter().fold(0u64, |acc, &d| acc * 10 + (d - b'0') as u64);
+        match result {
+            Some(prev) if prev != n => return None,
+            _ => result = Some(n),
+        }
+    }
+    result
+}
+
+pub fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// Iterates the comma-separated tokens of a header value, trimmed, skipping empty ones.
+pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(trim).filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_length_is_strict() {
+        assert_eq!(parse_content_length(b"42"), Some(42));
+        assert_eq!(parse_content_length(b"5, 5"), Some(5));
+        for bad in [
+            &b"+5"[..],
+            b"-1",
+            b"",
+            b"5 5",
+            b"0x10",
+            b"5, 6",
+            b"99999999999999999999",
+        ] {
+            assert_eq!(parse_content_length(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn bare_line_endings() {
+        assert!(!has_bare_cr_or_lf(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(has_bare_cr_or_lf(b"GET / HTTP/1.1\nHost: a\r\n\r\n"));
+        assert!(has_bare_cr_or_lf(b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n"));
+    }
+}

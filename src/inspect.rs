@@ -1,0 +1,212 @@
+//! Operator views of a plan without traffic: `ringway check` prints the compiled table in match
+//! order; `ringway route` runs a request through the same decision code the workers use and
+//! shows what would be sent upstream — the answer to most sub-path questions (redirect loops,
+//! 404 assets) without touching the network.
+
+use crate::config::units::format_duration;
+use crate::config::{HostMatch, PathRewrite, Plan, RoutePlan};
+use crate::proxy::{decide, ClientInfo, Decision};
+use crate::upstream::Balancer;
+use std::fmt::Write;
+use std::net::SocketAddr;
+
+/// Routes in the order a lookup considers them: exact hosts, wildcards (longest first), then
+/// host-less routes; longest prefix first within each.
+pub fn match_order(plan: &Plan) -> Vec<&RoutePlan> {
+    let mut routes: Vec<&RoutePlan> = plan.routes.iter().collect();
+    routes.sort_by_key(|r| {
+        let group = match &r.host {
+            HostMatch::Exact(h) => (0, 0, h.clone()),
+            HostMatch::Suffix(s) => (1, usize::MAX - s.len(), s.clone()),
+            HostMatch::Any => (2, 0, String::new()),
+        };
+        (group, usize::MAX - r.key.len(), r.number)
+    });
+    routes
+}
+
+pub fn route_line(r: &RoutePlan) -> String {
+    let host = match &r.host {
+        HostMatch::Any => "*any*".to_string(),
+        HostMatch::Exact(h) => h.clone(),
+        HostMatch::Suffix(s) => format!("*{s}"),
+    };
+    let mut line = format!("#{} host={} prefix={}", r.number, host, r.prefix);
+    if r.case_insensitive {
+        line.push_str(" (case-insensitive)");
+    }
+    match &r.rewrite {
+        PathRewrite::Keep => {}
+        PathRewrite::Strip => line.push_str(" strip_prefix"),
+        PathRewrite::Replace(to) => {
+            let _ = write!(line, " replace_prefix={to}/");
+        }
+    }
+    line
+}
+
+pub fn describe(plan: &Plan) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "configuration {} is valid", plan.source.display());
+    let _ = writeln!(s, "workers: {}", plan.server.workers);
+    let _ = writeln!(s, "listeners:");
+    for l in &plan.listeners {
+        let _ = writeln!(s, "  {}", l.bind);
+    }
+    let _ = writeln!(s, "upstreams:");
+    for u in &plan.upstreams {
+        let servers: Vec<String> = u
+            .servers
+            .iter()
+            .map(|sv| {
+                if sv.authority == sv.addr.to_string() {
+                    sv.authority.clone()
+                } else {
+                    format!("{} ({})", sv.authority, sv.addr)
+                }
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "  {}: {} (connect_timeout {}, keepalive {})",
+            u.name,
+            servers.join(", "),
+            format_duration(u.connect_timeout),
+            u.keepalive
+        );
+    }
+    let _ = writeln!(s, "routes (in match order):");
+    for r in match_order(plan) {
+        let _ = writeln!(
+            s,
+            "  {} -> {}{} response_timeout={} idle_timeout={}{}",
+            route_line(r),
+            plan.upstreams[r.upstream].name,
+            if r.preserve_host { "" } else { " (Host rewritten)" },
+            format_duration(r.response_timeout),
+            format_duration(r.idle_timeout),
+            r.max_body.map(|m| format!(" max_body={m}")).unwrap_or_default(),
+        );
+    }
+    s
+}
+
+/// Explains a request given as a URL (`http://host/path?q`) or a path (with `-H 'Host: …'`).
+pub fn explain(plan: &Plan, method: &str, url: &str, headers: &[String]) -> Result<String, String> {
+    let (tls, rest) = if let Some(r) = url.strip_prefix("http://") {
+        (false, Some(r))
+    } else if let Some(r) = url.strip_prefix("https://") {
+        (true, Some(r))
+    } else {
+        (false, None)
+    };
+    let (host, target) = match rest {
+        Some(r) => {
+            let i = r.find(['/', '?']).unwrap_or(r.len());
+            let path = &r[i..];
+            (
+                Some(&r[..i]),
+                if path.is_empty() {
+                    "/".to_string()
+                } else if path.starts_with('?') {
+                    format!("/{path}")
+                } else {
+                    path.to_string()
+                },
+            )
+        }
+        None if url.starts_with('/') => (None, url.to_string()),
+        None => return Err(format!("`{url}` is neither an http(s) URL nor a path")),
+    };
+    let mut head = format!("{method} {target} HTTP/1.1\r\n");
+    let has_host = headers.iter().any(|h| {
+        h.split(':')
+            .next()
+            .is_some_and(|n| n.trim().eq_ignore_ascii_case("host"))
+    });
+    match (host, has_host) {
+        (Some(h), false) => head.push_str(&format!("Host: {h}\r\n")),
+        (None, false) => head.push_str("Host: localhost\r\n"),
+        _ => {}
+    }
+    for h in headers {
+        if !h.contains(':') {
+            return Err(format!("header `{h}` must look like 'Name: value'"));
+        }
+        head.push_str(h.trim());
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+
+    let port = plan.listeners.first().map(|l| l.bind.port()).unwrap_or(80);
+    let peer: SocketAddr = "192.0.2.10:50000".parse().unwrap();
+    let local: SocketAddr = SocketAddr::from(([127, 0, 0, 1], port));
+    let info = ClientInfo::new(peer, Some(local), tls);
+    let balancer = Balancer::new(plan);
+    let mut out = Vec::new();
+    let mut s = String::new();
+    match decide(plan, &balancer, &info, head.as_bytes(), &mut out) {
+        Decision::Reply(r) => {
+            match r.route {
+                Some(i) => {
+                    let _ = writeln!(s, "route: {}", route_line(&plan.routes[i]));
+                }
+                None if r.status == 404 => {
+                    let _ = writeln!(s, "route: none (404)");
+                }
+                None => {}
+            }
+            match r.location {
+                Some(loc) => {
+                    let _ = writeln!(s, "redirect: {} {}", r.status, String::from_utf8_lossy(&loc));
+                }
+                None => {
+                    let _ = writeln!(s, "response: {} {}", r.status, r.body);
+                }
+            }
+        }
+        Decision::Forward(o) => {
+            let route = &plan.routes[o.route];
+            let up = &plan.upstreams[o.upstream];
+            let _ = writeln!(s, "route: {}", route_line(route));
+            let _ = writeln!(s, "upstream: {} {}", up.name, up.servers[o.server].authority);
+            let mut sent = [httparse::EMPTY_HEADER; 160];
+            let mut req = httparse::Request::new(&mut sent);
+            let _ = req.parse(&out);
+            let _ = writeln!(
+                s,
+                "upstream request: {} {}",
+                req.method.unwrap_or(""),
+                req.path.unwrap_or("")
+            );
+            let mut recv = [httparse::EMPTY_HEADER; 160];
+            let mut client = httparse::Request::new(&mut recv);
+            let _ = client.parse(head.as_bytes());
+            let same =
+                |a: &httparse::Header, b: &httparse::Header| a.name.eq_ignore_ascii_case(b.name) && a.value == b.value;
+            for h in req.headers.iter() {
+                if !client.headers.iter().any(|c| same(c, h)) {
+                    let _ = writeln!(s, "header set: {}: {}", h.name, String::from_utf8_lossy(h.value));
+                }
+            }
+            for c in client.headers.iter() {
+                if !req.headers.iter().any(|h| h.name.eq_ignore_ascii_case(c.name)) {
+                    let _ = writeln!(s, "header removed: {}", c.name);
+                }
+            }
+            if route.rewrites_path() {
+                let _ = writeln!(
+                    s,
+                    "responses: Location, Content-Location and Set-Cookie paths under {} are mapped back to {}/",
+                    if route.upstream_key().is_empty() {
+                        "/"
+                    } else {
+                        route.upstream_key()
+                    },
+                    route.key
+                );
+            }
+        }
+    }
+    Ok(s)
+}

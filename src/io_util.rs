@@ -1,0 +1,98 @@
+//! Owned-buffer I/O with deadlines, the shape every step of the proxy uses.
+//!
+//! monoio reads and writes take the buffer and hand it back. When a deadline fires, the pending
+//! operation is cancelled and keeps its buffer, so these helpers return an empty Vec then: callers
+//! treat a timeout as the end of the exchange anyway.
+
+use monoio::buf::{IoBuf, IoBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use std::io;
+use std::time::Duration;
+
+pub fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "timed out")
+}
+
+/// Appends up to `limit` bytes to `buf` (growing it by `grow` when full). Ok(0) is end of stream.
+pub async fn read_append<S: AsyncReadRent>(
+    s: &mut S,
+    mut buf: Vec<u8>,
+    limit: usize,
+    grow: usize,
+    t: Duration,
+) -> (io::Result<usize>, Vec<u8>) {
+    let len = buf.len();
+    if buf.capacity() == len {
+        buf.reserve(grow.max(1));
+    }
+    let end = buf.capacity().min(len.saturating_add(limit.max(1)));
+    match monoio::time::timeout(t, s.read(buf.slice_mut(len..end))).await {
+        Ok((res, slice)) => (res, slice.into_inner()),
+        Err(_) => (Err(timed_out()), Vec::new()),
+    }
+}
+
+/// Writes `buf[from..]` completely.
+pub async fn write_from<S: AsyncWriteRent>(
+    s: &mut S,
+    buf: Vec<u8>,
+    from: usize,
+    t: Duration,
+) -> (io::Result<()>, Vec<u8>) {
+    if from >= buf.len() {
+        return (Ok(()), buf);
+    }
+    let fut = s.write_all(buf.slice(from..));
+    match monoio::time::timeout(t, fut).await {
+        Ok((res, slice)) => (res.map(|_| ()), slice.into_inner()),
+        Err(_) => (Err(timed_out()), Vec::new()),
+    }
+}
+
+/// Writes a static byte string (interim responses).
+pub async fn write_static<S: AsyncWriteRent>(s: &mut S, bytes: &'static [u8], t: Duration) -> io::Result<()> {
+    match monoio::time::timeout(t, s.write_all(bytes)).await {
+        Ok((res, _)) => res.map(|_| ()),
+        Err(_) => Err(timed_out()),
+    }
+}
+
+/// A small per-worker free list of I/O buffers, so a request borrows its upstream and body
+/// buffers instead of allocating them, and an idle keep-alive connection holds none.
+pub struct BufPool {
+    free: std::cell::RefCell<Vec<Vec<u8>>>,
+    size: usize,
+    max_kept: usize,
+    keep: usize,
+}
+
+impl BufPool {
+    /// Buffers start at `size` bytes; up to `keep` of them, grown to at most `max_kept`, are kept.
+    pub fn new(size: usize, max_kept: usize, keep: usize) -> Self {
+        BufPool {
+            free: Default::default(),
+            size,
+            max_kept,
+            keep,
+        }
+    }
+
+    pub fn get(&self) -> Vec<u8> {
+        self.free
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.size))
+    }
+
+    pub fn put(&self, mut buf: Vec<u8>) {
+        // Buffers lost to a timeout come back empty; those grown too large are freed.
+        if buf.capacity() < self.size || buf.capacity() > self.max_kept {
+            return;
+        }
+        let mut free = self.free.borrow_mut();
+        if free.len() < self.keep {
+            buf.clear();
+            free.push(buf);
+        }
+    }
+}

@@ -1,0 +1,494 @@
+//! One client connection, start to end. Each request walks the same named steps:
+//! read head → decide (route, check, rewrite into the upstream head) → forward (see `forward`)
+//! → keep the connection for the next request, or close it.
+//!
+//! Connection states: `Idle` (waiting for a first byte, keep-alive timeout) → `Head` (collecting
+//! a head under `header_timeout`) → `Exchange` (request and response streaming) → back to `Idle`
+//! when both sides allow keep-alive, otherwise closed.
+
+use crate::config::{Plan, RoutePlan};
+use crate::forward::{self, Next, Outgoing};
+use crate::http::headers::{classify, Known};
+use crate::http::request::{inspect, RequestFacts};
+use crate::http::write::{header, header_u64, simple_response};
+use crate::http::{has_bare_cr_or_lf, Framing, RequestError};
+use crate::io_util::{read_append, write_from, BufPool};
+use crate::rewrite::{check_path, upstream_path};
+use crate::route::normalize_host;
+use crate::tunnel::{splice_relay, PipePool, TunnelLimits, TunnelStats, DEFAULT_MAX_IDLE_PIPES, DEFAULT_PIPE_SIZE};
+use crate::upstream::{Balancer, ConnPool};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::net::TcpStream;
+use std::borrow::Cow;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything a worker's connections share: the plan and this worker's own pools.
+pub struct WorkerCtx {
+    pub plan: Arc<Plan>,
+    pub pool: ConnPool,
+    pub balancer: Balancer,
+    /// Head-sized buffers: the upstream request head (with a small body) and the client's
+    /// response head (with the start of the body).
+    pub heads: BufPool,
+    /// Body-sized buffers for reading the upstream response and streaming request bodies.
+    pub bodies: BufPool,
+    /// Pipes lent to splice tunnels while bytes are in flight.
+    pub pipes: PipePool,
+}
+
+impl WorkerCtx {
+    pub fn new(plan: Arc<Plan>) -> Self {
+        WorkerCtx {
+            pool: ConnPool::new(&plan),
+            balancer: Balancer::new(&plan),
+            heads: BufPool::new(16 * 1024, 128 * 1024, 32),
+            bodies: BufPool::new(64 * 1024, 64 * 1024, 16),
+            pipes: PipePool::new(DEFAULT_PIPE_SIZE, DEFAULT_MAX_IDLE_PIPES),
+            plan,
+        }
+    }
+}
+
+/// Facts about the client connection, formatted once at accept.
+pub struct ClientInfo {
+    pub peer: SocketAddr,
+    pub peer_ip: String,
+    pub local_port: String,
+    pub scheme: &'static str,
+}
+
+impl ClientInfo {
+    pub fn new(peer: SocketAddr, local: Option<SocketAddr>, tls: bool) -> Self {
+        ClientInfo {
+            peer,
+            peer_ip: peer.ip().to_string(),
+            local_port: local.map(|l| l.port().to_string()).unwrap_or_default(),
+            scheme: if tls { "https" } else { "http" },
+        }
+    }
+}
+
+/// A response ringway writes itself.
+pub struct Reply {
+    pub status: u16,
+    /// The route that produced it, if any (redirects), for `ringway route`.
+    pub route: Option<usize>,
+    pub location: Option<Vec<u8>>,
+    pub body: Cow<'static, str>,
+    pub close: bool,
+}
+
+impl Reply {
+    fn refused(e: RequestError) -> Self {
+        Reply {
+            status: e.status(),
+            route: None,
+            location: None,
+            body: Cow::Borrowed(e.reason()),
+            close: true,
+        }
+    }
+}
+
+pub enum Decision {
+    Forward(Outgoing),
+    Reply(Reply),
+}
+
+const MAX_HEADERS: usize = 128;
+
+/// A client connection that can become a tunnel: plain TCP splices, TLS (later) copies.
+pub trait ClientStream: AsyncReadRent + AsyncWriteRent + Sized {
+    fn tunnel(self, upstream: TcpStream, ctx: &WorkerCtx, limits: &TunnelLimits) -> impl Future<Output = TunnelStats>;
+}
+
+impl ClientStream for TcpStream {
+    async fn tunnel(self, upstream: TcpStream, ctx: &WorkerCtx, limits: &TunnelLimits) -> TunnelStats {
+        splice_relay(self, upstream, &ctx.pipes, limits).await
+    }
+}
+
+/// Serves one client connection. `guard` lives as long as the connection, including a tunnel it
+/// may become (it counts open connections for `max_connections`).
+pub async fn serve<C: ClientStream + 'static, G: 'static>(
+    ctx: Rc<WorkerCtx>,
+    mut client: C,
+    info: ClientInfo,
+    guard: G,
+) {
+    let plan = ctx.plan.clone();
+    let limits = &plan.server;
+    let mut cbuf: Vec<u8> = Vec::with_capacity(4096);
+    // Before the first request the client gets header_timeout; later, the route's idle timeout.
+    let mut idle = limits.header_timeout;
+    loop {
+        let (head, buf) = read_head(
+            &mut client,
+            cbuf,
+            idle,
+            limits.header_timeout,
+            limits.max_head_size,
+            limits.max_uri_size,
+        )
+        .await;
+        cbuf = buf;
+        let head_len = match head {
+            HeadRead::Complete(n) => n,
+            HeadRead::Closed => return,
+            HeadRead::Refused(e) => {
+                let _ = reply(&mut client, Reply::refused(e), limits.header_timeout).await;
+                return;
+            }
+            HeadRead::TimedOut => {
+                let r = Reply {
+                    status: 408,
+                    route: None,
+                    location: None,
+                    body: "request head not received in time".into(),
+                    close: true,
+                };
+                let _ = reply(&mut client, r, limits.header_timeout).await;
+                return;
+            }
+        };
+        let mut out = ctx.heads.get();
+        let decision = decide(&plan, &ctx.balancer, &info, &cbuf[..head_len], &mut out);
+        let keep = match decision {
+            Decision::Reply(r) => {
+                ctx.heads.put(out);
+                let close = r.close;
+                if reply(&mut client, r, limits.header_timeout).await.is_err() || close {
+                    return;
+                }
+                cbuf.drain(..head_len);
+                true
+            }
+            Decision::Forward(outgoing) => {
+                let route = &plan.routes[outgoing.route];
+                idle = route.idle_timeout;
+                // Boxed: a connection that becomes a long-lived tunnel should not carry the
+                // exchange's (large) state machine in its task for the tunnel's whole life.
+                let (next, buf) = Box::pin(forward::exchange(&ctx, &mut client, cbuf, head_len, out, outgoing)).await;
+                cbuf = buf;
+                match next {
+                    Next::KeepAlive => true,
+                    Next::Close => false,
+                    Next::Tunnel(upstream) => {
+                        // The connection is no longer HTTP: from here on, bytes only. The relay
+                        // runs as its own small task so that an idle tunnel does not keep this
+                        // (much larger) HTTP state machine allocated for hours.
+                        let limits = route.tunnel.clone();
+                        let ctx = ctx.clone();
+                        monoio::spawn(async move {
+                            let _guard = guard;
+                            let _stats = client.tunnel(upstream, &ctx, &limits).await;
+                        });
+                        return;
+                    }
+                }
+            }
+        };
+        if !keep {
+            return;
+        }
+        if cbuf.capacity() > 64 * 1024 {
+            cbuf.shrink_to(4096.max(cbuf.len()));
+        }
+    }
+}
+
+enum HeadRead {
+    Complete(usize),
+    Closed,
+    TimedOut,
+    Refused(RequestError),
+}
+
+/// Collects one request head: waits up to `idle` for its first byte, then `header_timeout` for
+/// the rest. Bytes after the head (body, pipelined requests) stay in the buffer.
+async fn read_head<C: AsyncReadRent>(
+    client: &mut C,
+    mut buf: Vec<u8>,
+    idle: Duration,
+    header_timeout: Duration,
+    max_head: usize,
+    max_uri: usize,
+) -> (HeadRead, Vec<u8>) {
+    let mut deadline = None;
+    let mut scanned: usize = 0;
+    loop {
+        // Leading CRLFs between pipelined requests are allowed (RFC 9112 §2.2).
+        let skip = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+        if skip > 0 {
+            buf.drain(..skip);
+            scanned = 0;
+        }
+        if !buf.is_empty() {
+            if let Some(end) = memchr::memmem::find(&buf[scanned.saturating_sub(3)..], b"\r\n\r\n") {
+                return (HeadRead::Complete(scanned.saturating_sub(3) + end + 4), buf);
+            }
+            let settled = if buf.last() == Some(&b'\r') {
+                buf.len() - 1
+            } else {
+                buf.len()
+            };
+            if has_bare_cr_or_lf(&buf[..settled]) {
+                return (
+                    HeadRead::Refused(RequestError::Malformed("bare CR or LF in the request head")),
+                    buf,
+                );
+            }
+            if buf.len() >= max_head {
+                let in_request_line = memchr::memchr(b'\n', &buf).is_none();
+                let e = if in_request_line && buf.len() > max_uri {
+                    RequestError::UriTooLong
+                } else {
+                    RequestError::HeadTooLarge
+                };
+                return (HeadRead::Refused(e), buf);
+            }
+            scanned = buf.len();
+        }
+        let wait = match deadline {
+            None if buf.is_empty() => idle,
+            None => {
+                deadline = Some(std::time::Instant::now() + header_timeout);
+                header_timeout
+            }
+            Some(d) => d.saturating_duration_since(std::time::Instant::now()),
+        };
+        let room = max_head - buf.len();
+        let (res, b) = read_append(client, buf, room, 4096.min(room), wait).await;
+        buf = b;
+        match res {
+            Ok(0) => return (HeadRead::Closed, buf),
+            Ok(_) => {
+                if deadline.is_none() {
+                    deadline = Some(std::time::Instant::now() + header_timeout);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return (
+                    if buf.is_empty() && deadline.is_none() {
+                        HeadRead::Closed
+                    } else {
+                        HeadRead::TimedOut
+                    },
+                    buf,
+                );
+            }
+            Err(_) => return (HeadRead::Closed, buf),
+        }
+    }
+}
+
+pub async fn reply<C: AsyncWriteRent>(client: &mut C, r: Reply, t: Duration) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(256);
+    let loc: Vec<(&str, &[u8])> = r.location.as_deref().map(|l| ("Location", l)).into_iter().collect();
+    simple_response(&mut out, r.status, &loc, &r.body, r.close);
+    write_from(client, out, 0, t).await.0
+}
+
+/// Parses and checks a complete head, picks the route, and writes the upstream request head into
+/// `out`. Pure computation: everything that can be refused is refused here, before any I/O.
+pub fn decide(plan: &Plan, balancer: &Balancer, info: &ClientInfo, head: &[u8], out: &mut Vec<u8>) -> Decision {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => {
+            return Decision::Reply(Reply::refused(RequestError::Malformed("incomplete request head")))
+        }
+        Err(httparse::Error::TooManyHeaders) => return Decision::Reply(Reply::refused(RequestError::HeadTooLarge)),
+        Err(httparse::Error::Version) => {
+            return Decision::Reply(Reply::refused(RequestError::Malformed("unsupported HTTP version")))
+        }
+        Err(_) => return Decision::Reply(Reply::refused(RequestError::Malformed("malformed request head"))),
+    }
+    if has_bare_cr_or_lf(head) {
+        return Decision::Reply(Reply::refused(RequestError::Malformed(
+            "bare CR or LF in the request head",
+        )));
+    }
+    let (method, target, version) = (
+        req.method.unwrap_or(""),
+        req.path.unwrap_or("").as_bytes(),
+        req.version.unwrap_or(1),
+    );
+    if target.len() > plan.server.max_uri_size {
+        return Decision::Reply(Reply::refused(RequestError::UriTooLong));
+    }
+    let facts = match inspect(method, target, version, req.headers) {
+        Ok(f) => f,
+        Err(e) => return Decision::Reply(Reply::refused(e)),
+    };
+    let path = match check_path(facts.target.path) {
+        Ok(p) => p,
+        Err(e) => return Decision::Reply(Reply::refused(RequestError::Malformed(e.reason()))),
+    };
+    let mut host_buf = [0u8; 256];
+    let host = facts.host.and_then(|h| normalize_host(h, &mut host_buf));
+    let has_body = facts.framing != Framing::None;
+    let Some(hit) = plan.table.lookup(&plan.routes, host, &path) else {
+        return Decision::Reply(Reply {
+            status: 404,
+            route: None,
+            location: None,
+            body: "no route matches this request".into(),
+            close: has_body || !facts.keep_alive,
+        });
+    };
+    let route = &plan.routes[hit.route];
+    if hit.bare_prefix {
+        let mut loc = Vec::with_capacity(path.len() + 1 + facts.target.query.len());
+        loc.extend_from_slice(&path);
+        loc.push(b'/');
+        loc.extend_from_slice(facts.target.query);
+        return Decision::Reply(Reply {
+            status: 301,
+            route: Some(hit.route),
+            location: Some(loc),
+            body: Cow::Borrowed(""),
+            close: has_body || !facts.keep_alive,
+        });
+    }
+    if let (Some(max), Framing::Length(n)) = (route.max_body, facts.framing) {
+        if n > max {
+            return Decision::Reply(Reply::refused(RequestError::BodyTooLarge));
+        }
+    }
+    let server = balancer.pick(plan, route.upstream);
+    // Upgrade is forwarded only for protocols the route allows, and never for HTTP/1.0.
+    let upgrade = facts.upgrade.filter(|u| version == 1 && route.allows_upgrade(u));
+    write_upstream_head(
+        plan,
+        route,
+        server,
+        info,
+        method,
+        &facts,
+        upgrade,
+        &path,
+        hit.matched,
+        req.headers,
+        out,
+    );
+    let request_host = (route.rewrites_path())
+        .then(|| facts.host.map(|h| String::from_utf8_lossy(h).into_owned()))
+        .flatten();
+    Decision::Forward(Outgoing {
+        route: hit.route,
+        upstream: route.upstream,
+        server,
+        framing: facts.framing,
+        expect_continue: facts.expect_continue,
+        is_head: facts.is_head,
+        client_keep_alive: facts.keep_alive,
+        client_http10: version == 0,
+        request_host,
+        upgrade: upgrade.is_some(),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_upstream_head(
+    plan: &Plan,
+    route: &RoutePlan,
+    server: usize,
+    info: &ClientInfo,
+    method: &str,
+    facts: &RequestFacts<'_>,
+    upgrade: Option<&[u8]>,
+    path: &[u8],
+    matched: usize,
+    headers: &[httparse::Header<'_>],
+    out: &mut Vec<u8>,
+) {
+    let fwd = route.forwarding;
+    let upstream = &plan.upstreams[route.upstream];
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    upstream_path(route, path, matched, out);
+    out.extend_from_slice(facts.target.query);
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let host_value: &[u8] = match facts.host {
+        Some(h) if route.preserve_host => h,
+        _ => upstream.servers[server].authority.as_bytes(),
+    };
+    header(out, b"Host", host_value);
+
+    let mut client_xff = false;
+    let prefix_header = fwd.x_forwarded_prefix && route.rewrites_path();
+    for h in headers {
+        let kind = classify(h.name);
+        let skip = match kind {
+            Known::Host | Known::ContentLength | Known::Expect => true,
+            k if k.is_hop_by_hop() => true,
+            Known::XForwardedFor if fwd.x_forwarded_for => {
+                client_xff = true;
+                true
+            }
+            Known::XForwardedProto => fwd.x_forwarded_proto,
+            Known::XForwardedHost => fwd.x_forwarded_host,
+            Known::XForwardedPort => fwd.x_forwarded_port,
+            Known::XRealIp => fwd.x_real_ip,
+            Known::XForwardedPrefix => prefix_header,
+            _ => false,
+        };
+        if skip || facts.connection_names.contains(h.name) || route.request_headers.drops(h.name.as_bytes()) {
+            continue;
+        }
+        header(out, h.name.as_bytes(), h.value);
+    }
+    for rule in route.request_headers.set.iter().chain(&route.request_headers.add) {
+        header(out, rule.name.as_bytes(), rule.value.as_bytes());
+    }
+    if fwd.x_forwarded_for {
+        out.extend_from_slice(b"X-Forwarded-For: ");
+        if client_xff {
+            for h in headers.iter().filter(|h| classify(h.name) == Known::XForwardedFor) {
+                out.extend_from_slice(crate::http::trim(h.value));
+                out.extend_from_slice(b", ");
+            }
+        }
+        out.extend_from_slice(info.peer_ip.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if fwd.x_real_ip {
+        header(out, b"X-Real-IP", info.peer_ip.as_bytes());
+    }
+    if fwd.x_forwarded_proto {
+        header(out, b"X-Forwarded-Proto", info.scheme.as_bytes());
+    }
+    if fwd.x_forwarded_host {
+        if let Some(h) = facts.host {
+            header(out, b"X-Forwarded-Host", h);
+        }
+    }
+    if fwd.x_forwarded_port && !info.local_port.is_empty() {
+        header(out, b"X-Forwarded-Port", info.local_port.as_bytes());
+    }
+    if prefix_header {
+        let public = if route.key.is_empty() { "/" } else { route.key.as_str() };
+        header(out, b"X-Forwarded-Prefix", public.as_bytes());
+    }
+    if let Some(protocol) = upgrade {
+        header(out, b"Connection", b"upgrade");
+        header(out, b"Upgrade", protocol);
+    }
+    match facts.framing {
+        Framing::Length(n) => header_u64(out, b"Content-Length", n),
+        Framing::Chunked => header(out, b"Transfer-Encoding", b"chunked"),
+        Framing::None | Framing::UntilClose => {
+            // Methods whose semantics carry a body get an explicit empty one, as nginx does.
+            if matches!(method, "POST" | "PUT" | "PATCH") {
+                header(out, b"Content-Length", b"0");
+            }
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}

@@ -1,0 +1,121 @@
+//! One worker: a pinned thread running a monoio runtime that accepts on its own sockets and
+//! serves each connection as a task. Accept errors from fd exhaustion back off instead of
+//! spinning, so connections already open keep being served.
+
+use crate::config::Plan;
+use crate::proxy::{serve, ClientInfo, WorkerCtx};
+use monoio::net::TcpListener;
+use std::cell::Cell;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+pub fn driver_name() -> &'static str {
+    if std::env::var_os("MONOIO_FORCE_LEGACY_DRIVER").is_some() {
+        "epoll"
+    } else {
+        "io_uring (epoll fallback)"
+    }
+}
+
+pub fn run(
+    id: usize,
+    core: Option<core_affinity::CoreId>,
+    plan: Arc<Plan>,
+    sockets: Vec<(std::net::TcpListener, SocketAddr)>,
+    ready: mpsc::Sender<io::Result<()>>,
+) {
+    if let Some(c) = core {
+        core_affinity::set_for_current(c);
+    }
+    let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .with_entries(4096)
+        .enable_timer()
+        .build();
+    let mut rt = match rt {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(io::Error::new(
+                e.kind(),
+                format!("worker {id}: cannot start the runtime: {e}"),
+            )));
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let ctx = Rc::new(WorkerCtx::new(plan.clone()));
+        let per_worker_cap = match plan.server.max_connections {
+            0 => usize::MAX,
+            n => n.div_ceil(plan.server.workers),
+        };
+        let open = Rc::new(Cell::new(0usize));
+        let mut tasks = Vec::new();
+        for (std_listener, _) in sockets {
+            let listener = match TcpListener::from_std(std_listener) {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                    return;
+                }
+            };
+            tasks.push(monoio::spawn(accept_loop(
+                listener,
+                ctx.clone(),
+                open.clone(),
+                per_worker_cap,
+            )));
+        }
+        let _ = ready.send(Ok(()));
+        for t in tasks {
+            t.await;
+        }
+    });
+}
+
+/// Decrements the worker's open-connection count when a connection task ends, however it ends.
+struct OpenGuard(Rc<Cell<usize>>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+async fn accept_loop(listener: TcpListener, ctx: Rc<WorkerCtx>, open: Rc<Cell<usize>>, cap: usize) {
+    let mut last_warning: Option<std::time::Instant> = None;
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                if open.get() >= cap {
+                    // Over max_connections: close at once rather than queue without bound.
+                    drop(stream);
+                    continue;
+                }
+                open.set(open.get() + 1);
+                let guard = OpenGuard(open.clone());
+                let _ = stream.set_nodelay(true);
+                let info = ClientInfo::new(peer, stream.local_addr().ok(), false);
+                let ctx = ctx.clone();
+                monoio::spawn(serve(ctx, stream, info, guard));
+            }
+            Err(e) => {
+                let exhausted = matches!(
+                    e.raw_os_error(),
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                );
+                if exhausted {
+                    if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+                        eprintln!(
+                            "ringway: accept: {e}; backing off (open connections on this worker: {})",
+                            open.get()
+                        );
+                        last_warning = Some(std::time::Instant::now());
+                    }
+                    monoio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}

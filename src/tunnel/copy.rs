@@ -1,0 +1,131 @@
+//! Relay for streams splice cannot reach (TLS: the bytes must pass through userspace to be
+//! decrypted and encrypted). Each direction reads into an owned buffer and writes it all out.
+//!
+//! Idle cost, honestly: with completion-based I/O a pending read owns its buffer, so an idle
+//! tunnel holds one `COPY_BUF_MIN` buffer per direction (2 × 16 KiB) for as long as it is open,
+//! on top of whatever the streams themselves buffer (rustls keeps its own). The splice relay
+//! holds nothing while idle; prefer it whenever both ends are plain TCP.
+
+use std::cell::Cell;
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split, Splitable};
+
+use super::relay::{run_both, Activity, Budget};
+use super::{TunnelEnd, TunnelLimits, TunnelStats};
+
+/// Buffer a direction starts with and returns to when traffic is light (one TLS record).
+pub const COPY_BUF_MIN: usize = 16 * 1024;
+/// Buffer a direction grows to while reads keep filling it (bulk transfers: fewer syscalls).
+pub const COPY_BUF_MAX: usize = 64 * 1024;
+
+/// Relays bytes both ways between two byte streams until both directions have ended, either
+/// side fails, or a limit in `limits` is reached; then drops (closes) both streams. End of
+/// stream on one side becomes `shutdown()` of the other side's write half.
+///
+/// Requires a runtime built with `enable_timer()`.
+pub async fn copy_relay<C, U>(client: C, upstream: U, limits: &TunnelLimits) -> TunnelStats
+where
+    C: AsyncReadRent + AsyncWriteRent + Split,
+    U: AsyncReadRent + AsyncWriteRent + Split,
+{
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut upstream_read, mut upstream_write) = upstream.into_split();
+    let to_upstream = Cell::new(0);
+    let to_client = Cell::new(0);
+    let activity = Activity::new();
+    let c2u = copy_one_way(
+        &mut client_read,
+        &mut upstream_write,
+        Blame {
+            reader: TunnelEnd::ClientError,
+            writer: TunnelEnd::UpstreamError,
+        },
+        &to_upstream,
+        &activity,
+    );
+    let u2c = copy_one_way(
+        &mut upstream_read,
+        &mut client_write,
+        Blame {
+            reader: TunnelEnd::UpstreamError,
+            writer: TunnelEnd::ClientError,
+        },
+        &to_client,
+        &activity,
+    );
+    let end = run_both(std::pin::pin!(c2u), std::pin::pin!(u2c), limits, &activity).await;
+    TunnelStats {
+        client_to_upstream: to_upstream.get(),
+        upstream_to_client: to_client.get(),
+        end,
+    }
+}
+
+/// Which side a failed read or write is reported against.
+struct Blame {
+    reader: fn(std::io::Error) -> TunnelEnd,
+    writer: fn(std::io::Error) -> TunnelEnd,
+}
+
+async fn copy_one_way<R, W>(
+    from: &mut R,
+    to: &mut W,
+    blame: Blame,
+    moved: &Cell<u64>,
+    activity: &Activity,
+) -> Result<(), TunnelEnd>
+where
+    R: AsyncReadRent,
+    W: AsyncWriteRent,
+{
+    let mut buf = Vec::with_capacity(COPY_BUF_MIN);
+    let mut budget = Budget::new();
+    loop {
+        let (read, filled) = from.read(buf).await;
+        let n = read.map_err(blame.reader)?;
+        if n == 0 {
+            to.shutdown().await.map_err(blame.writer)?;
+            return Ok(());
+        }
+        let (written, sent) = to.write_all(filled).await;
+        written.map_err(blame.writer)?;
+        to.flush().await.map_err(blame.writer)?;
+        moved.set(moved.get() + n as u64);
+        activity.touch();
+        buf = resize(sent, n);
+        budget.spend().await;
+    }
+}
+
+/// Grows the buffer while reads fill it and shrinks it back when a read comes back short, so a
+/// direction that goes quiet waits with the small buffer.
+fn resize(buf: Vec<u8>, last_read: usize) -> Vec<u8> {
+    let capacity = buf.capacity();
+    if last_read == capacity && capacity < COPY_BUF_MAX {
+        Vec::with_capacity(COPY_BUF_MAX)
+    } else if last_read < COPY_BUF_MIN && capacity > COPY_BUF_MIN {
+        Vec::with_capacity(COPY_BUF_MIN)
+    } else {
+        buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffer_grows_on_full_reads_and_shrinks_on_short_ones() {
+        let small = Vec::with_capacity(COPY_BUF_MIN);
+        let cap = small.capacity();
+        let big = resize(small, cap);
+        assert!(big.capacity() >= COPY_BUF_MAX);
+        let cap = big.capacity();
+        let still_big = resize(big, cap);
+        assert!(still_big.capacity() >= COPY_BUF_MAX);
+        let back = resize(still_big, 100);
+        assert!(back.capacity() < COPY_BUF_MAX);
+        let same = resize(back, COPY_BUF_MIN - 1);
+        assert!(same.capacity() < COPY_BUF_MAX);
+    }
+}

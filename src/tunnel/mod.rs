@@ -1,0 +1,95 @@
+//! Upgraded connections (WebSocket and other `101 Switching Protocols` streams) relayed as opaque
+//! byte tunnels. Plain TCP goes through [`splice_relay`] (kernel pipes, no userspace copy, nothing
+//! held while idle); streams that need userspace, such as TLS, go through [`copy_relay`].
+//!
+//! A tunnel's life (both relays):
+//!
+//! ```text
+//!   Open ──(EOF from A: shutdown(SHUT_WR) on B, B→A keeps flowing)──► HalfClosed
+//!   Open / HalfClosed ──(EOF from the other side too)──────────────► BothClosed
+//!   Open / HalfClosed ──(read/write error, e.g. reset)─────────────► ClientError | UpstreamError
+//!   Open / HalfClosed ──(no byte either way for idle_timeout)──────► IdleTimeout
+//!   Open / HalfClosed ──(max_lifetime since the relay started)─────► MaxLifetime
+//! ```
+//!
+//! Every end closes both streams (they are dropped when the relay returns). The caller relays
+//! any bytes it already buffered (early client bytes, bytes after the 101 head) before calling.
+
+mod copy;
+mod pool;
+mod relay;
+mod splice;
+mod sys;
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+pub use copy::{copy_relay, COPY_BUF_MAX, COPY_BUF_MIN};
+pub use pool::{PipePool, DEFAULT_MAX_IDLE_PIPES, DEFAULT_PIPE_SIZE};
+pub use splice::splice_relay;
+
+/// Per-route limits of a tunnel.
+#[derive(Debug, Clone)]
+pub struct TunnelLimits {
+    /// The tunnel ends when no byte moved either way for this long.
+    pub idle_timeout: Duration,
+    /// The tunnel ends this long after the relay started, busy or not.
+    pub max_lifetime: Option<Duration>,
+}
+
+impl Default for TunnelLimits {
+    /// One hour idle, no maximum lifetime: an idle WebSocket must survive far longer than
+    /// nginx's 60 s default.
+    fn default() -> Self {
+        TunnelLimits {
+            idle_timeout: Duration::from_secs(3600),
+            max_lifetime: None,
+        }
+    }
+}
+
+/// Why a tunnel ended.
+#[derive(Debug)]
+pub enum TunnelEnd {
+    /// Both sides sent end of stream and everything was delivered.
+    BothClosed,
+    /// No byte moved either way for `idle_timeout`.
+    IdleTimeout,
+    /// `max_lifetime` elapsed.
+    MaxLifetime,
+    /// Reading from or writing to the client failed (reset, broken pipe...). A failure to get a
+    /// relay pipe while client bytes were waiting is reported here too ("no pipe to relay").
+    ClientError(io::Error),
+    /// Reading from or writing to the upstream failed; also "no pipe to relay" for upstream bytes.
+    UpstreamError(io::Error),
+}
+
+impl TunnelEnd {
+    /// Whether the tunnel ended in an orderly way (not an error).
+    pub fn is_clean(&self) -> bool {
+        !matches!(self, TunnelEnd::ClientError(_) | TunnelEnd::UpstreamError(_))
+    }
+}
+
+impl fmt::Display for TunnelEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TunnelEnd::BothClosed => f.write_str("both sides closed the tunnel"),
+            TunnelEnd::IdleTimeout => f.write_str("tunnel idle timeout reached"),
+            TunnelEnd::MaxLifetime => f.write_str("tunnel maximum lifetime reached"),
+            TunnelEnd::ClientError(e) => write!(f, "tunnel client connection failed: {e}"),
+            TunnelEnd::UpstreamError(e) => write!(f, "tunnel upstream connection failed: {e}"),
+        }
+    }
+}
+
+/// What a finished tunnel relayed, and why it ended.
+#[derive(Debug)]
+pub struct TunnelStats {
+    /// Bytes delivered to the upstream.
+    pub client_to_upstream: u64,
+    /// Bytes delivered to the client.
+    pub upstream_to_client: u64,
+    pub end: TunnelEnd,
+}
