@@ -6,7 +6,6 @@
 mod common;
 use common::*;
 
-
 #[test]
 fn version_prints_and_exits_0() {
     let o = run_cli(&["--version"]);
@@ -59,13 +58,21 @@ fn check_prints_the_compiled_table_in_match_order_and_exits_0() {
     assert!(o.status.success(), "check failed: {}", stderr_of(&o));
     let out = stdout_of(&o);
     let line_of = |pred: &dyn Fn(&str) -> bool, what: &str| {
-        out.lines().position(|l| pred(l)).unwrap_or_else(|| panic!("no line for {what} in:\n{out}"))
+        out.lines()
+            .position(|l| pred(l))
+            .unwrap_or_else(|| panic!("no line for {what} in:\n{out}"))
     };
-    let exact = line_of(&|l| l.contains("exact.test") && l.contains("/grafana/"), "exact host route");
+    let exact = line_of(
+        &|l| l.contains("exact.test") && l.contains("/grafana/"),
+        "exact host route",
+    );
     let wild = line_of(&|l| l.contains("wild.test"), "wildcard route");
     let longer = line_of(&|l| l.contains("/long/er/"), "/long/er/ route");
     let long = line_of(&|l| l.contains("/long/") && !l.contains("/long/er/"), "/long/ route");
-    assert!(exact < wild && wild < longer && longer < long, "routes not in match order:\n{out}");
+    assert!(
+        exact < wild && wild < longer && longer < long,
+        "routes not in match order:\n{out}"
+    );
     for needle in ["127.0.0.1:0", "grafana", "thanos", "127.0.0.1:3000", "127.0.0.1:10902"] {
         assert!(out.contains(needle), "check output lacks {needle}:\n{out}");
     }
@@ -89,14 +96,19 @@ fn route_explains_a_stripped_request() {
     let out = stdout_of(&o);
     let has = |prefix: &str| out.lines().any(|l| l.starts_with(prefix));
     assert!(
-        out.lines().any(|l| l.starts_with("route: #3 ") && l.contains("host=exact.test") && l.contains("prefix=/grafana/")),
+        out.lines()
+            .any(|l| l.starts_with("route: #3 ") && l.contains("host=exact.test") && l.contains("prefix=/grafana/")),
         "{out}"
     );
     assert!(has("upstream: grafana 127.0.0.1:3000"), "{out}");
     assert!(has("upstream request: GET /api/search?query=a%20b&x=1"), "{out}");
     assert!(has("header set: X-WEBAUTH-USER: admin"), "{out}");
     assert!(has("header removed: X-Debug"), "{out}");
-    assert!(out.lines().any(|l| l.starts_with("header set: X-Forwarded-Prefix: /grafana")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("header set: X-Forwarded-Prefix: /grafana")),
+        "{out}"
+    );
 }
 
 #[test]
@@ -106,10 +118,18 @@ fn route_explains_redirects_and_misses() {
     let p = path.to_str().unwrap();
     let o = run_cli(&["route", "--config", p, "http://exact.test/grafana?orgId=1"]);
     assert!(o.status.success());
-    assert!(stdout_of(&o).lines().any(|l| l == "redirect: 301 /grafana/?orgId=1"), "{}", stdout_of(&o));
+    assert!(
+        stdout_of(&o).lines().any(|l| l == "redirect: 301 /grafana/?orgId=1"),
+        "{}",
+        stdout_of(&o)
+    );
     let o = run_cli(&["route", "--config", p, "http://nowhere.test/nothing"]);
     assert!(o.status.success());
-    assert!(stdout_of(&o).lines().any(|l| l == "route: none (404)"), "{}", stdout_of(&o));
+    assert!(
+        stdout_of(&o).lines().any(|l| l == "route: none (404)"),
+        "{}",
+        stdout_of(&o)
+    );
     // a Host given with -H is used like a browser's Host header
     let o = run_cli(&["route", "--config", p, "/anything", "-H", "Host: a.wild.test"]);
     let out = stdout_of(&o);
@@ -188,7 +208,10 @@ fn check_error(what: &str, path: &std::path::Path, o: &std::process::Output, lin
     let file = path.to_str().unwrap();
     let named = lines.iter().any(|l| err.contains(&format!("{file}:{l}")));
     assert!(named, "{what}: stderr must name {file}:{lines:?}; got:\n{err}");
-    assert!(err.contains(key), "{what}: stderr must name the key `{key}`; got:\n{err}");
+    assert!(
+        err.contains(key),
+        "{what}: stderr must name the key `{key}`; got:\n{err}"
+    );
 }
 
 #[test]
@@ -295,7 +318,10 @@ fn the_configured_driver_is_used() {
     let uring = fds.iter().any(|t| t.contains("io_uring"));
     let epoll = fds.iter().any(|t| t.contains("eventpoll"));
     if std::env::var_os("MONOIO_FORCE_LEGACY_DRIVER").is_some() {
-        assert!(!uring && epoll, "MONOIO_FORCE_LEGACY_DRIVER must force epoll; fds: {fds:?}");
+        assert!(
+            !uring && epoll,
+            "MONOIO_FORCE_LEGACY_DRIVER must force epoll; fds: {fds:?}"
+        );
     } else {
         assert!(uring || epoll, "no event driver fd found: {fds:?}");
     }
@@ -307,9 +333,21 @@ fn shipped_quick_start_config_is_valid_and_answers_502_naming_grafana() {
     let o = run_cli(&["check", "--config", shipped.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr_of(&o));
     let out = stdout_of(&o);
-    assert!(out.contains("127.0.0.1:8080") && out.contains("127.0.0.1:3000"), "{out}");
-    let o = run_cli(&["route", "--config", shipped.to_str().unwrap(), "http://localhost:8080/api/health"]);
-    assert!(stdout_of(&o).lines().any(|l| l == "upstream: grafana 127.0.0.1:3000"), "{}", stdout_of(&o));
+    assert!(
+        out.contains("127.0.0.1:8080") && out.contains("127.0.0.1:3000"),
+        "{out}"
+    );
+    let o = run_cli(&[
+        "route",
+        "--config",
+        shipped.to_str().unwrap(),
+        "http://localhost:8080/api/health",
+    ]);
+    assert!(
+        stdout_of(&o).lines().any(|l| l == "upstream: grafana 127.0.0.1:3000"),
+        "{}",
+        stdout_of(&o)
+    );
 
     // Run it (on port 0, Grafana nowhere) and expect the clear 502.
     let dead = refused_addr();

@@ -45,7 +45,10 @@ fn slow_upstream_gives_504_after_response_timeout() {
     assert!(took >= Duration::from_millis(900), "504 before the timeout: {took:?}");
     assert!(took < Duration::from_millis(3000), "504 far too late: {took:?}");
     let body = r.text();
-    assert!(body.contains("upstream app") && body.contains(&b.addr.to_string()), "{body:?}");
+    assert!(
+        body.contains("upstream app") && body.contains(&b.addr.to_string()),
+        "{body:?}"
+    );
     assert!(body.contains("1s"), "body names the timeout: {body:?}");
 }
 
@@ -78,8 +81,15 @@ fn connect_timeout_gives_504_naming_the_upstream() {
     let r = get(&p.url("/"));
     let took = t.elapsed();
     assert_eq!(r.status, 504, "{}", r.text());
-    assert!(r.text().contains("upstream app") && r.text().contains(&addr.to_string()), "{}", r.text());
-    assert!(took >= Duration::from_millis(400) && took < Duration::from_millis(2500), "{took:?}");
+    assert!(
+        r.text().contains("upstream app") && r.text().contains(&addr.to_string()),
+        "{}",
+        r.text()
+    );
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_millis(2500),
+        "{took:?}"
+    );
 }
 
 #[test]
@@ -143,13 +153,19 @@ fn upstream_closing_without_answer_gives_502() {
 
 #[test]
 fn upstream_dying_mid_body_closes_the_client_instead_of_hanging() {
-    let up = Scripted::start(|_, _, _| Step::reply_close(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly 20 bytes here.."));
+    let up = Scripted::start(|_, _, _| {
+        Step::reply_close(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly 20 bytes here..")
+    });
     let p = proxy(up.addr, "");
     let mut c = RawClient::connect(p.addr());
     c.send(&get_req("/", "h", &[]));
     let t = Instant::now();
     match c.try_read_response(false) {
-        Ok(r) => panic!("a truncated body was presented as complete: {} {:?}", r.status, r.text()),
+        Ok(r) => panic!(
+            "a truncated body was presented as complete: {} {:?}",
+            r.status,
+            r.text()
+        ),
         Err(e) => assert!(e.contains("closed"), "client was not closed: {e}"),
     }
     assert!(t.elapsed() < Duration::from_secs(5), "the client hung");
@@ -181,8 +197,14 @@ fn no_fd_leak_on_error_paths() {
         for _ in 0..5 {
             assert_eq!(get(&p.url("/dead/x")).status, 502);
             assert_eq!(get(&p.url("/garbage/x")).status, 502);
-            assert_eq!(raw_roundtrip(p.addr(), b"GET /x HTTP/1.1\r\nHost: h\r\nX-A : b\r\n\r\n").status, 400);
-            assert_eq!(raw_roundtrip(p.addr(), b"GET /nothing HTTP/1.1\r\nHost: h\r\n\r\n").status, 404);
+            assert_eq!(
+                raw_roundtrip(p.addr(), b"GET /x HTTP/1.1\r\nHost: h\r\nX-A : b\r\n\r\n").status,
+                400
+            );
+            assert_eq!(
+                raw_roundtrip(p.addr(), b"GET /nothing HTTP/1.1\r\nHost: h\r\n\r\n").status,
+                404
+            );
             let mut c = RawClient::connect(p.addr());
             c.send(&get_req("/mid/x", "h", &[]));
             assert!(c.try_read_response(false).is_err());
@@ -192,7 +214,8 @@ fn no_fd_leak_on_error_paths() {
         for path in ["/good/", "/slow/"] {
             let mut s = TcpStream::connect(p.addr()).unwrap();
             use std::io::Write;
-            let _ = s.write_all(format!("POST {path}x HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nabc").as_bytes());
+            let _ =
+                s.write_all(format!("POST {path}x HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nabc").as_bytes());
             drop(s);
             let mut s = TcpStream::connect(p.addr()).unwrap();
             let _ = s.write_all(b"GET /good/x HTTP/1.1\r\nHost:");

@@ -23,7 +23,11 @@ fn every_example_passes_check() {
     for f in &files {
         let o = run_cli(&["check", "--config", f.to_str().unwrap()]);
         assert!(o.status.success(), "{} failed check:\n{}", f.display(), stderr_of(&o));
-        assert!(!stdout_of(&o).trim().is_empty(), "{}: check printed nothing", f.display());
+        assert!(
+            !stdout_of(&o).trim().is_empty(),
+            "{}: check printed nothing",
+            f.display()
+        );
     }
 }
 
@@ -41,7 +45,10 @@ fn every_deployment_guide_scenario_has_an_example() {
         .iter()
         .map(|f| {
             let text = std::fs::read_to_string(f).unwrap();
-            (f.display().to_string(), text.parse::<toml::Value>().expect("valid TOML"))
+            (
+                f.display().to_string(),
+                text.parse::<toml::Value>().expect("valid TOML"),
+            )
         })
         .collect();
     let any_route = |pred: &dyn Fn(&toml::Value) -> bool| parsed.iter().any(|(_, v)| routes(v).iter().any(pred));
@@ -54,23 +61,40 @@ fn every_deployment_guide_scenario_has_an_example() {
             .is_some_and(|s| s.keys().any(|k| k.eq_ignore_ascii_case(key)))
     };
     let scenarios: [(&str, bool); 8] = [
-        ("Grafana at the root of a subdomain", any_route(&|r| host(r).is_some() && prefix(r) == "/")),
-        ("Grafana under a sub-path, prefix stripped", any_route(&|r| flag(r, "strip_prefix") && prefix(r) != "/")),
+        (
+            "Grafana at the root of a subdomain",
+            any_route(&|r| host(r).is_some() && prefix(r) == "/"),
+        ),
+        (
+            "Grafana under a sub-path, prefix stripped",
+            any_route(&|r| flag(r, "strip_prefix") && prefix(r) != "/"),
+        ),
         (
             "Grafana serve_from_sub_path / Thanos route prefix (prefix kept)",
             any_route(&|r| prefix(r) != "/" && !flag(r, "strip_prefix") && r.get("replace_prefix").is_none()),
         ),
         (
             "Stash with X-Forwarded-Prefix",
-            any_route(&|r| prefix(r).contains("stash") && (flag(r, "strip_prefix") || r.get("replace_prefix").is_some())),
+            any_route(&|r| {
+                prefix(r).contains("stash") && (flag(r, "strip_prefix") || r.get("replace_prefix").is_some())
+            }),
         ),
-        ("embedded dashboard injecting X-WEBAUTH-USER", any_route(&|r| set_has(r, "request_headers", "X-WEBAUTH-USER"))),
+        (
+            "embedded dashboard injecting X-WEBAUTH-USER",
+            any_route(&|r| set_has(r, "request_headers", "X-WEBAUTH-USER")),
+        ),
         (
             "embedded dashboard adding Access-Control-Allow-Origin",
             any_route(&|r| set_has(r, "response_headers", "Access-Control-Allow-Origin")),
         ),
-        ("host + prefix rule", any_route(&|r| host(r).is_some() && prefix(r) != "/")),
-        ("case-insensitive prefix", any_route(&|r| flag(r, "prefix_case_insensitive"))),
+        (
+            "host + prefix rule",
+            any_route(&|r| host(r).is_some() && prefix(r) != "/"),
+        ),
+        (
+            "case-insensitive prefix",
+            any_route(&|r| flag(r, "prefix_case_insensitive")),
+        ),
     ];
     let missing: Vec<&str> = scenarios.iter().filter(|(_, ok)| !ok).map(|(n, _)| *n).collect();
     assert!(missing.is_empty(), "no example config for: {missing:?}");
@@ -80,7 +104,9 @@ fn every_deployment_guide_scenario_has_an_example() {
 fn localize(v: &mut toml::Value, to: std::net::SocketAddr) {
     if let Some(ls) = v.get_mut("listener").and_then(|l| l.as_array_mut()) {
         for l in ls {
-            l.as_table_mut().unwrap().insert("bind".into(), toml::Value::String("127.0.0.1:0".into()));
+            l.as_table_mut()
+                .unwrap()
+                .insert("bind".into(), toml::Value::String("127.0.0.1:0".into()));
         }
     }
     if let Some(ups) = v.get_mut("upstream").and_then(|u| u.as_table_mut()) {
@@ -101,7 +127,11 @@ fn every_example_serves_its_routes() {
         let p = Ringway::start(&toml::to_string(&v).unwrap());
         for r in routes(&v) {
             let prefix = r.get("prefix").and_then(|p| p.as_str()).unwrap_or("/").to_string();
-            let base = if prefix.ends_with('/') { prefix.clone() } else { format!("{prefix}/") };
+            let base = if prefix.ends_with('/') {
+                prefix.clone()
+            } else {
+                format!("{prefix}/")
+            };
             let host = match r.get("host").and_then(|h| h.as_str()) {
                 Some(h) => h.replace('*', "probe"),
                 None => "unlisted-host.test".to_string(),

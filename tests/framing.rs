@@ -23,7 +23,13 @@ fn content_length_body_is_forwarded_intact() {
     let b = Backend::echo();
     let p = proxy(b.addr, "", "");
     let body = pattern(300_000, 1);
-    let r = http(&agent(), "POST", &p.url("/api/ds/query"), &[("Content-Type", "application/json")], Some(&body));
+    let r = http(
+        &agent(),
+        "POST",
+        &p.url("/api/ds/query"),
+        &[("Content-Type", "application/json")],
+        Some(&body),
+    );
     let e = r.echo();
     assert_eq!(e.method, "POST");
     assert_eq!(e.body_len, body.len() as u64);
@@ -45,12 +51,23 @@ fn chunked_request_body_is_reframed_exactly() {
     assert_eq!(c.read_response().body, b"ok");
 
     let reqs = up.requests();
-    assert_eq!(reqs.len(), 2, "upstream saw {:?}", String::from_utf8_lossy(&up.all_received()));
+    assert_eq!(
+        reqs.len(),
+        2,
+        "upstream saw {:?}",
+        String::from_utf8_lossy(&up.all_received())
+    );
     let first = &reqs[0];
     assert_eq!(decoded_body(first), b"hello, chunked! ");
     let hs = request_headers(first);
-    let te: Vec<_> = hs.iter().filter(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding")).collect();
-    let cl: Vec<_> = hs.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-length")).collect();
+    let te: Vec<_> = hs
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"))
+        .collect();
+    let cl: Vec<_> = hs
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .collect();
     assert!(te.len() + cl.len() == 1, "exactly one framing header upstream: {hs:?}");
     // The second request starts exactly where the first ends: the body framing was consistent.
     assert_eq!(request_line(&reqs[1]), "POST /d HTTP/1.1");
@@ -100,7 +117,11 @@ impl RssSampler {
                 std::thread::sleep(Duration::from_millis(20));
             }
         });
-        RssSampler { max, stop, handle: Some(handle) }
+        RssSampler {
+            max,
+            stop,
+            handle: Some(handle),
+        }
     }
 
     fn finish(mut self) -> u64 {
@@ -136,7 +157,10 @@ fn large_upload_is_streamed_not_buffered() {
     assert_eq!(e.body_len, BIG);
     assert_eq!(e.body_sum, sum.finish());
     assert!(max_rss > 0);
-    assert!(max_rss < RSS_LIMIT_KIB, "ringway RSS reached {max_rss} KiB while relaying a 256 MiB upload");
+    assert!(
+        max_rss < RSS_LIMIT_KIB,
+        "ringway RSS reached {max_rss} KiB while relaying a 256 MiB upload"
+    );
 }
 
 #[test]
@@ -146,7 +170,8 @@ fn large_download_is_streamed_not_buffered() {
     let sampler = RssSampler::start(p.pid());
     let mut s = std::net::TcpStream::connect(p.addr()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(&get_req("/download", "h.test", &["Connection: close"])).unwrap();
+    s.write_all(&get_req("/download", "h.test", &["Connection: close"]))
+        .unwrap();
     // Read slowly at first so a buffering proxy would have to hold the body.
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -176,7 +201,10 @@ fn large_download_is_streamed_not_buffered() {
         want.update(&block);
     }
     assert_eq!(sum.finish(), want.finish());
-    assert!(max_rss < RSS_LIMIT_KIB, "ringway RSS reached {max_rss} KiB while relaying a 256 MiB response");
+    assert!(
+        max_rss < RSS_LIMIT_KIB,
+        "ringway RSS reached {max_rss} KiB while relaying a 256 MiB response"
+    );
 }
 
 #[test]
@@ -189,7 +217,11 @@ fn close_delimited_upstream_response_is_rechunked_for_http11_clients() {
     c.send(&get_req("/a", "h.test", &[]));
     let r = c.read_response();
     assert_eq!(r.status, 200);
-    assert!(r.chunked, "expected chunked re-framing, got head {:?}", String::from_utf8_lossy(&r.raw_head));
+    assert!(
+        r.chunked,
+        "expected chunked re-framing, got head {:?}",
+        String::from_utf8_lossy(&r.raw_head)
+    );
     assert_eq!(r.text(), "streamed until close");
     // The client connection survives the upstream closing.
     c.send(&get_req("/b", "h.test", &[]));
@@ -211,7 +243,11 @@ fn chunked_upstream_response_is_relayed_correctly() {
         let r = c.read_response();
         assert_eq!(r.text(), "Wikipedia in\r\n\r\nchunks.");
     }
-    assert_eq!(up.conn_count(), 1, "a fully read chunked response leaves the upstream reusable");
+    assert_eq!(
+        up.conn_count(),
+        1,
+        "a fully read chunked response leaves the upstream reusable"
+    );
     // and through a real client
     assert_eq!(get(&p.url("/")).text(), "Wikipedia in\r\n\r\nchunks.");
 }
@@ -222,13 +258,20 @@ fn body_over_max_body_gets_413_and_is_not_forwarded() {
     let p = proxy(up.addr, "", "max_body = \"1KB\"");
     let r = raw_roundtrip(
         p.addr(),
-        format!("POST / HTTP/1.1\r\nHost: h.test\r\nContent-Length: 5000\r\n\r\n{}", "x".repeat(5000)).as_bytes(),
+        format!(
+            "POST / HTTP/1.1\r\nHost: h.test\r\nContent-Length: 5000\r\n\r\n{}",
+            "x".repeat(5000)
+        )
+        .as_bytes(),
     );
     assert_eq!(r.status, 413);
     std::thread::sleep(Duration::from_millis(100));
     assert!(up.all_received().is_empty(), "an oversized body was sent upstream");
     // within the limit is fine
-    let r = raw_roundtrip(p.addr(), b"POST / HTTP/1.1\r\nHost: h.test\r\nContent-Length: 10\r\n\r\n0123456789");
+    let r = raw_roundtrip(
+        p.addr(),
+        b"POST / HTTP/1.1\r\nHost: h.test\r\nContent-Length: 10\r\n\r\n0123456789",
+    );
     assert_eq!(r.status, 200);
 }
 
@@ -242,25 +285,46 @@ const SMUGGLING: &[(&str, &[u8])] = &[
         "TE and CL together",
         b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n",
     ),
-    ("differing CL", b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"),
-    ("differing CL list", b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3, 4\r\n\r\nabcd"),
-    ("CL with sign", b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +4\r\n\r\nabcd"),
-    ("CL not a number", b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4x\r\n\r\nabcd"),
+    (
+        "differing CL",
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+    ),
+    (
+        "differing CL list",
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3, 4\r\n\r\nabcd",
+    ),
+    (
+        "CL with sign",
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +4\r\n\r\nabcd",
+    ),
+    (
+        "CL not a number",
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4x\r\n\r\nabcd",
+    ),
     (
         "TE last coding not chunked",
         b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
     ),
-    ("TE gzip only", b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n0\r\n\r\n"),
+    (
+        "TE gzip only",
+        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n0\r\n\r\n",
+    ),
     (
         "TE chunked then another TE line",
         b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n0\r\n\r\n",
     ),
-    ("TE obfuscated", b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n"),
+    (
+        "TE obfuscated",
+        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+    ),
     ("bare LF in head", b"GET / HTTP/1.1\r\nHost: h\nX-A: 1\r\n\r\n"),
     ("bare LF line endings", b"GET / HTTP/1.1\nHost: h\n\n"),
     ("bare CR in head", b"GET / HTTP/1.1\r\nHost: h\rX-A: 1\r\n\r\n"),
     ("obs-fold", b"GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n 2\r\n\r\n"),
-    ("obs-fold with tab", b"GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\t2\r\n\r\n"),
+    (
+        "obs-fold with tab",
+        b"GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\t2\r\n\r\n",
+    ),
     ("space before colon", b"GET / HTTP/1.1\r\nHost: h\r\nX-A : 1\r\n\r\n"),
     (
         "space before colon in Transfer-Encoding",
@@ -299,7 +363,10 @@ fn smuggling_heads_are_refused_with_400_and_nothing_is_sent_upstream() {
         std::thread::sleep(Duration::from_millis(30));
         let seen = up.all_received();
         if !seen.is_empty() {
-            failures.push(format!("{name}: upstream received {:?}", String::from_utf8_lossy(&seen)));
+            failures.push(format!(
+                "{name}: upstream received {:?}",
+                String::from_utf8_lossy(&seen)
+            ));
             break;
         }
     }
@@ -329,8 +396,14 @@ fn malformed_chunks_are_refused_with_400_and_never_smuggled() {
     }
     std::thread::sleep(Duration::from_millis(100));
     let seen = String::from_utf8_lossy(&up.all_received()).into_owned();
-    assert!(!seen.contains("/smuggled"), "a smuggled request reached the upstream:\n{seen}");
-    assert!(up.requests().is_empty(), "upstream answered a malformed body as complete:\n{seen}");
+    assert!(
+        !seen.contains("/smuggled"),
+        "a smuggled request reached the upstream:\n{seen}"
+    );
+    assert!(
+        up.requests().is_empty(),
+        "upstream answered a malformed body as complete:\n{seen}"
+    );
     assert!(failures.is_empty(), "refusals failed:\n{}", failures.join("\n"));
 }
 
@@ -349,18 +422,32 @@ fn oversized_head_is_431_and_oversized_uri_is_414_with_configured_limits() {
     // just under the limits passes
     let r = raw_roundtrip(p.addr(), &get_req(&format!("/{}", "u".repeat(200)), "h", &["X-Ok: 1"]));
     assert_eq!(r.status, 200);
-    assert_eq!(up.requests().len(), 1, "only the request within limits reached the upstream");
+    assert_eq!(
+        up.requests().len(),
+        1,
+        "only the request within limits reached the upstream"
+    );
 }
 
 #[test]
 fn default_limits_are_16k_head_and_8k_uri() {
     let b = Backend::echo();
     let p = proxy(b.addr, "", "");
-    let r = raw_roundtrip(p.addr(), &get_req("/", "h", &[&format!("X-Big: {}", "a".repeat(17_000))]));
+    let r = raw_roundtrip(
+        p.addr(),
+        &get_req("/", "h", &[&format!("X-Big: {}", "a".repeat(17_000))]),
+    );
     assert_eq!(r.status, 431);
     let r = raw_roundtrip(p.addr(), &get_req(&format!("/{}", "u".repeat(8200)), "h", &[]));
     assert_eq!(r.status, 414);
-    let r = raw_roundtrip(p.addr(), &get_req(&format!("/{}", "u".repeat(6000)), "h", &[&format!("X-Big: {}", "a".repeat(8000))]));
+    let r = raw_roundtrip(
+        p.addr(),
+        &get_req(
+            &format!("/{}", "u".repeat(6000)),
+            "h",
+            &[&format!("X-Big: {}", "a".repeat(8000))],
+        ),
+    );
     assert_eq!(r.status, 200, "a 14 KiB head with a 6 KiB URI is within the defaults");
     assert_eq!(b.hits(), 1);
 }
@@ -371,7 +458,10 @@ fn stalled_request_body_is_cut_after_read_timeout() {
     let p = proxy(up.addr, "", "read_timeout = \"500ms\"");
     let mut c = RawClient::connect(p.addr());
     c.send(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nonly-a-little");
-    assert!(c.closed_within(Duration::from_secs(5)), "a stalled upload held the connection open");
+    assert!(
+        c.closed_within(Duration::from_secs(5)),
+        "a stalled upload held the connection open"
+    );
     // the upstream connection carrying the half body is not kept either
     assert!(
         wait_until(Duration::from_secs(3), || up.conns().iter().all(|c| c.closed_by_peer)),

@@ -49,7 +49,10 @@ fn hop_by_hop_request_headers_are_removed() {
     }
     for c in e.all("Connection") {
         let c = c.to_ascii_lowercase();
-        assert!(!c.contains("x-named") && !c.contains("x-also") && !c.contains("upgrade"), "Connection: {c}");
+        assert!(
+            !c.contains("x-named") && !c.contains("x-also") && !c.contains("upgrade"),
+            "Connection: {c}"
+        );
     }
     assert_eq!(e.header("X-End-To-End"), Some("kept"));
 }
@@ -94,9 +97,17 @@ fn forwarding_headers_are_set_and_replace_forged_copies() {
         ],
     );
     let e = raw_roundtrip(p.addr(), &req).echo();
-    let xff: Vec<String> =
-        e.all("X-Forwarded-For").join(",").split(',').map(|s| s.trim().to_string()).collect();
-    assert_eq!(xff, ["203.0.113.9", "198.51.100.7", "192.0.2.1", "127.0.0.1"], "X-Forwarded-For appended");
+    let xff: Vec<String> = e
+        .all("X-Forwarded-For")
+        .join(",")
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect();
+    assert_eq!(
+        xff,
+        ["203.0.113.9", "198.51.100.7", "192.0.2.1", "127.0.0.1"],
+        "X-Forwarded-For appended"
+    );
     assert_eq!(e.all("X-Forwarded-Proto"), ["http"]);
     assert_eq!(e.all("X-Forwarded-Host"), ["media.example.com"]);
     assert_eq!(e.all("X-Forwarded-Port"), [p.addr().port().to_string()]);
@@ -112,7 +123,11 @@ fn forwarding_headers_without_client_copies() {
     assert_eq!(e.url, "/inner/x");
     assert_eq!(e.all("X-Forwarded-For"), ["127.0.0.1"]);
     assert_eq!(e.all("X-Forwarded-Host"), ["h.test:8443"]);
-    assert_eq!(e.all("X-Forwarded-Prefix"), ["/app"], "set when the prefix was replaced");
+    assert_eq!(
+        e.all("X-Forwarded-Prefix"),
+        ["/app"],
+        "set when the prefix was replaced"
+    );
 }
 
 #[test]
@@ -147,7 +162,11 @@ fn each_forwarding_header_can_be_switched_off() {
         let e = get(&p.url(&format!("/r{i}/x"))).echo();
         for (_, other) in keys {
             let present = !e.all(other).is_empty();
-            assert_eq!(present, other != *header, "route with {key} = false: {other} present = {present}");
+            assert_eq!(
+                present,
+                other != *header,
+                "route with {key} = false: {other} present = {present}"
+            );
         }
     }
 }
@@ -172,7 +191,11 @@ fn identity_header_set_by_route_replaces_forged_copies_in_any_casing() {
     );
     let e = raw_roundtrip(p.addr(), &req).echo();
     assert_eq!(e.all("X-WEBAUTH-USER"), ["admin"], "{:?}", e.headers);
-    assert!(e.all("X-Debug").is_empty(), "remove works in any casing: {:?}", e.headers);
+    assert!(
+        e.all("X-Debug").is_empty(),
+        "remove works in any casing: {:?}",
+        e.headers
+    );
     assert!(e.all("X-Extra").contains(&"1"), "add: {:?}", e.headers);
     // without any client copy
     let e = get(&p.url("/")).echo();
@@ -193,10 +216,17 @@ access-control-allow-origin: https://evil2.test\r\nServer: Grafana/10\r\nX-Frame
     assert_eq!(r.status, 200);
     assert_eq!(r.all("Access-Control-Allow-Origin"), ["*"]);
     assert_eq!(r.all("X-Frame-Options"), ["sameorigin"]);
-    assert!(r.all("Server").iter().all(|s| !s.contains("Grafana")), "Server removed: {:?}", r.headers);
+    assert!(
+        r.all("Server").iter().all(|s| !s.contains("Grafana")),
+        "Server removed: {:?}",
+        r.headers
+    );
     // set also applies when the upstream did not send the header
     let up2 = Scripted::always(b"HTTP/1.1 204 No Content\r\n\r\n");
-    let p2 = proxy(up2.addr, "[route.response_headers]\nset = { \"Access-Control-Allow-Origin\" = \"*\" }");
+    let p2 = proxy(
+        up2.addr,
+        "[route.response_headers]\nset = { \"Access-Control-Allow-Origin\" = \"*\" }",
+    );
     let r = get(&p2.url("/"));
     assert_eq!(r.status, 204);
     assert_eq!(r.all("Access-Control-Allow-Origin"), ["*"]);

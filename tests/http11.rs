@@ -31,7 +31,10 @@ fn keep_alive_serves_many_requests_on_one_connection() {
     // a real client library on one agent as well
     let a = agent();
     for i in 0..3 {
-        assert_eq!(http(&a, "GET", &p.url(&format!("/u/{i}")), &[], None).echo().url, format!("/u/{i}"));
+        assert_eq!(
+            http(&a, "GET", &p.url(&format!("/u/{i}")), &[], None).echo().url,
+            format!("/u/{i}")
+        );
     }
 }
 
@@ -73,7 +76,10 @@ fn http10_client_gets_a_complete_answer_and_a_close() {
     assert!(r.version.starts_with("HTTP/1."), "{}", r.version);
     assert!(!r.chunked, "HTTP/1.0 clients cannot read chunked bodies");
     assert_eq!(r.echo().url, "/old");
-    assert!(c.closed_within(Duration::from_secs(3)), "HTTP/1.0 without keep-alive must be closed");
+    assert!(
+        c.closed_within(Duration::from_secs(3)),
+        "HTTP/1.0 without keep-alive must be closed"
+    );
 
     // HTTP/1.0 without Host, through curl as well
     let out = std::process::Command::new("curl")
@@ -87,7 +93,8 @@ fn http10_client_gets_a_complete_answer_and_a_close() {
 
 #[test]
 fn http10_close_delimited_upstream_response_reaches_http10_client_unchunked() {
-    let up = Scripted::start(|_, _, _| Step::reply_close(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nold school"));
+    let up =
+        Scripted::start(|_, _, _| Step::reply_close(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nold school"));
     let p = proxy(up.addr, "", "");
     let mut c = RawClient::connect(p.addr());
     c.send(b"GET / HTTP/1.0\r\n\r\n");
@@ -161,7 +168,11 @@ fn head_204_and_304_carry_no_body_and_the_connection_stays_in_sync() {
     c.send(b"HEAD /page HTTP/1.1\r\nHost: h.test\r\n\r\n");
     let r = c.read_head_response();
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("Content-Length"), Some("1000"), "HEAD keeps the representation's length");
+    assert_eq!(
+        r.header("Content-Length"),
+        Some("1000"),
+        "HEAD keeps the representation's length"
+    );
     c.send(&get_req("/after-head", "h.test", &[]));
     let r = c.read_response();
     assert_eq!(r.body, b"next", "bytes after a HEAD answer would desync the connection");
@@ -179,8 +190,15 @@ fn head_204_and_304_carry_no_body_and_the_connection_stays_in_sync() {
     assert_eq!(r.header("ETag"), Some("\"v1\""));
     c.send(&get_req("/after-304", "h.test", &[]));
     assert_eq!(c.read_response().body, b"next");
-    assert!(c.leftover().is_empty(), "stray bytes: {:?}", String::from_utf8_lossy(c.leftover()));
-    assert!(t.elapsed() < Duration::from_secs(3), "ringway waited for a body that never comes");
+    assert!(
+        c.leftover().is_empty(),
+        "stray bytes: {:?}",
+        String::from_utf8_lossy(c.leftover())
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "ringway waited for a body that never comes"
+    );
 }
 
 #[test]
@@ -192,13 +210,18 @@ fn upstream_connections_are_pooled_with_keep_alive() {
         let r = raw_roundtrip(p.addr(), &get_req(&format!("/{i}"), "h.test", &[]));
         assert_eq!(r.body, b"ok");
     }
-    assert_eq!(up.conn_count(), 1, "one worker, sequential requests: one pooled upstream connection");
+    assert_eq!(
+        up.conn_count(),
+        1,
+        "one worker, sequential requests: one pooled upstream connection"
+    );
     assert_eq!(up.requests().len(), 5);
 }
 
 #[test]
 fn upstream_connection_is_not_reused_when_the_upstream_asks_to_close() {
-    let up = Scripted::start(|_, _, _| Step::reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"));
+    let up =
+        Scripted::start(|_, _, _| Step::reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"));
     let p = proxy(up.addr, "", "");
     for _ in 0..3 {
         assert_eq!(raw_roundtrip(p.addr(), &get_req("/", "h.test", &[])).body, b"ok");
@@ -217,7 +240,10 @@ fn header_timeout_closes_a_client_that_never_finishes_its_head() {
     c.send(b"GET / HTTP/1.1\r\nHost: h.test\r\n");
     let t = Instant::now();
     assert!(c.closed_within(Duration::from_secs(4)), "slow-loris head kept open");
-    assert!(t.elapsed() >= Duration::from_millis(300), "closed before the header timeout");
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "closed before the header timeout"
+    );
     assert_eq!(b.hits(), 0);
 }
 

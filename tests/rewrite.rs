@@ -33,7 +33,10 @@ fn strip_prefix_sends_the_rest_and_the_query_byte_for_byte() {
         (format!("/grafana/api/health{Q}"), format!("/api/health{Q}")),
         ("/grafana/".to_string(), "/".to_string()),
         ("/grafana/?x=1".to_string(), "/?x=1".to_string()),
-        ("/grafana/public/build/app.js?v=3".to_string(), "/public/build/app.js?v=3".to_string()),
+        (
+            "/grafana/public/build/app.js?v=3".to_string(),
+            "/public/build/app.js?v=3".to_string(),
+        ),
         ("/grafana/d/abc/my%20dash".to_string(), "/d/abc/my%20dash".to_string()),
         ("/grafana/grafana/x".to_string(), "/grafana/x".to_string()),
     ];
@@ -73,13 +76,13 @@ fn unaware_app(upstream_path_prefix: &'static str) -> Backend {
             u if u.ends_with("/abs-upstream") => {
                 Reply::fixed(302, &[("Location", &format!("http://{own}{p}login"))], "")
             }
-            u if u.ends_with("/abs-host") => Reply::fixed(302, &[("Location", &format!("http://public.test{p}login"))], ""),
+            u if u.ends_with("/abs-host") => {
+                Reply::fixed(302, &[("Location", &format!("http://public.test{p}login"))], "")
+            }
             u if u.ends_with("/elsewhere") => Reply::fixed(302, &[("Location", "https://sso.other.test/auth?x=1")], ""),
-            u if u.ends_with("/content-location") => Reply::fixed(
-                200,
-                &[("Content-Location", &format!("{p}api/dashboards/1"))],
-                "x",
-            ),
+            u if u.ends_with("/content-location") => {
+                Reply::fixed(200, &[("Content-Location", &format!("{p}api/dashboards/1"))], "x")
+            }
             u if u.ends_with("/cookie") => Reply::fixed(
                 200,
                 &[
@@ -99,11 +102,19 @@ fn unaware_app(upstream_path_prefix: &'static str) -> Backend {
 fn check_mapped_back(p: &Ringway, upstream_addr: std::net::SocketAddr) {
     let r = get_with(&p.url("/grafana/rel"), &[("Host", "public.test")]);
     assert_eq!(r.status, 302);
-    assert_eq!(r.header("Location"), Some("/grafana/login?next=%2F"), "relative Location");
+    assert_eq!(
+        r.header("Location"),
+        Some("/grafana/login?next=%2F"),
+        "relative Location"
+    );
 
     let r = get_with(&p.url("/grafana/abs-upstream"), &[("Host", "public.test")]);
     let loc = r.header("Location").unwrap().to_string();
-    assert_eq!(path_of(&loc), "/grafana/login", "Location absolute to the upstream address: {loc}");
+    assert_eq!(
+        path_of(&loc),
+        "/grafana/login",
+        "Location absolute to the upstream address: {loc}"
+    );
     assert!(
         !loc.contains(&upstream_addr.to_string()),
         "the upstream's own address must not leak to the client: {loc}"
@@ -111,13 +122,21 @@ fn check_mapped_back(p: &Ringway, upstream_addr: std::net::SocketAddr) {
 
     let r = get_with(&p.url("/grafana/abs-host"), &[("Host", "public.test")]);
     let loc = r.header("Location").unwrap();
-    assert_eq!(path_of(loc), "/grafana/login", "Location absolute to the request's Host: {loc}");
+    assert_eq!(
+        path_of(loc),
+        "/grafana/login",
+        "Location absolute to the request's Host: {loc}"
+    );
     if loc.contains("://") {
         assert!(loc.starts_with("http://public.test/"), "{loc}");
     }
 
     let r = get_with(&p.url("/grafana/elsewhere"), &[("Host", "public.test")]);
-    assert_eq!(r.header("Location"), Some("https://sso.other.test/auth?x=1"), "foreign Location is left alone");
+    assert_eq!(
+        r.header("Location"),
+        Some("https://sso.other.test/auth?x=1"),
+        "foreign Location is left alone"
+    );
 
     let r = get_with(&p.url("/grafana/content-location"), &[("Host", "public.test")]);
     assert_eq!(r.header("Content-Location"), Some("/grafana/api/dashboards/1"));
@@ -134,7 +153,10 @@ fn check_mapped_back(p: &Ringway, upstream_addr: std::net::SocketAddr) {
     let other = cookies.iter().find(|c| c.starts_with("other=")).unwrap();
     assert!(other.to_ascii_lowercase().contains("path=/grafana/api;"), "{other}");
     let elsewhere = cookies.iter().find(|c| c.starts_with("elsewhere=")).unwrap();
-    assert_eq!(*elsewhere, "elsewhere=1; Path=/unrelated", "a path outside the upstream prefix stays");
+    assert_eq!(
+        *elsewhere, "elsewhere=1; Path=/unrelated",
+        "a path outside the upstream prefix stays"
+    );
 }
 
 #[test]
@@ -160,5 +182,8 @@ fn kept_prefix_leaves_responses_alone() {
     assert_eq!(r.header("Location"), Some("/grafana/login?next=%2F"));
     let r = get_with(&p.url("/grafana/cookie"), &[("Host", "public.test")]);
     let cookies = r.all("Set-Cookie");
-    assert!(cookies.contains(&"grafana_session=abc; Path=/grafana/; HttpOnly"), "{cookies:?}");
+    assert!(
+        cookies.contains(&"grafana_session=abc; Path=/grafana/; HttpOnly"),
+        "{cookies:?}"
+    );
 }

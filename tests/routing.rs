@@ -58,7 +58,10 @@ prefix_case_insensitive = true
 upstream = "ci"
 "#,
     );
-    Fleet { _backends: backends, proxy: Ringway::start(&cfg) }
+    Fleet {
+        _backends: backends,
+        proxy: Ringway::start(&cfg),
+    }
 }
 
 fn which(f: &Fleet, host: &str, path: &str) -> (u16, String) {
@@ -236,7 +239,12 @@ fn dot_segments_are_refused_with_400_and_never_reach_upstream() {
     }
     assert_eq!(b.hits(), 0, "a refused path reached the upstream");
     // Dots that are not whole segments are fine.
-    for path in ["/public/.well-known/x", "/public/a..b/c", "/public/file.tar.gz", "/public/...x"] {
+    for path in [
+        "/public/.well-known/x",
+        "/public/a..b/c",
+        "/public/file.tar.gz",
+        "/public/...x",
+    ] {
         let r = raw_roundtrip(p.addr(), &get_req(path, "h.test", &[]));
         assert_eq!(r.status, 200, "{path} is a legitimate path");
         assert_eq!(r.echo().url, path);

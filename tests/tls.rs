@@ -36,16 +36,10 @@ fn sni_picks_exact_wildcard_and_default() {
     // Three key types: ECDSA (SEC1 file), RSA (PKCS#1 file), Ed25519 (PKCS#8 from rcgen).
     let com = dir.pair(
         "com",
-        &ca.leaf(
-            &["example.com", "www.example.com"],
-            fixture_key("p256.pkcs8.pem"),
-        ),
+        &ca.leaf(&["example.com", "www.example.com"], fixture_key("p256.pkcs8.pem")),
     );
     std::fs::copy(fixture_path("p256.sec1.pem"), &com.key).unwrap();
-    let org = dir.pair(
-        "org",
-        &ca.leaf(&["*.example.org"], fixture_key("rsa2048.pkcs8.pem")),
-    );
+    let org = dir.pair("org", &ca.leaf(&["*.example.org"], fixture_key("rsa2048.pkcs8.pem")));
     std::fs::copy(fixture_path("rsa2048.pkcs1.pem"), &org.key).unwrap();
     let ed = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
     let net = dir.pair("net", &ca.leaf(&["ed.example.net"], ed));
@@ -64,10 +58,7 @@ fn sni_picks_exact_wildcard_and_default() {
         ("example.org", false, &com), // no SNI at all
     ];
     let expected: Vec<Vec<u8>> = cases.iter().map(|(_, _, p)| first_cert(&p.cert)).collect();
-    let clients = cases
-        .iter()
-        .map(|&(name, sni, _)| (name, sni))
-        .collect::<Vec<_>>();
+    let clients = cases.iter().map(|&(name, sni, _)| (name, sni)).collect::<Vec<_>>();
     let (seen, served) = serve_clients(tls, clients.len(), HANDSHAKE, move |addr| {
         clients
             .iter()
@@ -79,11 +70,7 @@ fn sni_picks_exact_wildcard_and_default() {
             .collect::<Vec<_>>()
     });
     for ((case, want), got) in cases.iter().zip(&expected).zip(&seen) {
-        assert!(
-            got.cert == *want,
-            "{:?}: wrong certificate",
-            (case.0, case.1)
-        );
+        assert!(got.cert == *want, "{:?}: wrong certificate", (case.0, case.1));
         assert_eq!(got.chain_len, 2, "the whole chain (leaf, CA) is sent");
         assert_eq!(got.echo, b"ping");
     }
@@ -94,10 +81,7 @@ fn sni_picks_exact_wildcard_and_default() {
 fn tls12_and_tls13_handshakes_with_http11_alpn() {
     let dir = TempDir::new("versions");
     let ca = Ca::new("versions CA");
-    let pair = dir.pair(
-        "site",
-        &ca.leaf(&["localhost"], KeyPair::generate().unwrap()),
-    );
+    let pair = dir.pair("site", &ca.leaf(&["localhost"], KeyPair::generate().unwrap()));
     let (tls, _) = ServerTls::load(&[pair]).unwrap();
     let (seen, served) = serve_clients(tls, 3, HANDSHAKE, |addr| {
         [
@@ -106,9 +90,7 @@ fn tls12_and_tls13_handshakes_with_http11_alpn() {
             (BOTH, &[]), // a client without ALPN is still served
         ]
         .into_iter()
-        .map(|(versions, alpn)| {
-            client_exchange(addr, test_client_config(versions, alpn), "localhost").unwrap()
-        })
+        .map(|(versions, alpn)| client_exchange(addr, test_client_config(versions, alpn), "localhost").unwrap())
         .collect::<Vec<_>>()
     });
     assert_eq!(seen[0].version, Some(ProtocolVersion::TLSv1_2));
@@ -125,10 +107,7 @@ fn tls12_and_tls13_handshakes_with_http11_alpn() {
 fn stalled_handshakes_are_dropped_at_the_deadline_without_blocking_others() {
     let dir = TempDir::new("timeout");
     let ca = Ca::new("timeout CA");
-    let pair = dir.pair(
-        "site",
-        &ca.leaf(&["localhost"], KeyPair::generate().unwrap()),
-    );
+    let pair = dir.pair("site", &ca.leaf(&["localhost"], KeyPair::generate().unwrap()));
     let (tls, _) = ServerTls::load(&[pair]).unwrap();
     let deadline = Duration::from_millis(1000);
     let (client, served) = serve_clients(tls, 3, deadline, |addr| {
@@ -159,20 +138,14 @@ fn stalled_handshakes_are_dropped_at_the_deadline_without_blocking_others() {
             matches!(result, Ok(0) | Err(io::ErrorKind::ConnectionReset)),
             "{result:?}"
         );
-        assert!(
-            at >= deadline && at < Duration::from_secs(4),
-            "closed after {at:?}"
-        );
+        assert!(at >= deadline && at < Duration::from_secs(4), "closed after {at:?}");
     }
     let kinds: Vec<_> = served
         .iter()
         .map(|r| r.as_ref().map(|_| ()).map_err(io::Error::kind))
         .collect();
     assert_eq!(
-        kinds
-            .iter()
-            .filter(|k| **k == Err(io::ErrorKind::TimedOut))
-            .count(),
+        kinds.iter().filter(|k| **k == Err(io::ErrorKind::TimedOut)).count(),
         2,
         "{served:?}"
     );
@@ -183,15 +156,11 @@ fn stalled_handshakes_are_dropped_at_the_deadline_without_blocking_others() {
 fn plaintext_client_gets_a_handshake_error() {
     let dir = TempDir::new("plaintext");
     let ca = Ca::new("plaintext CA");
-    let pair = dir.pair(
-        "site",
-        &ca.leaf(&["localhost"], KeyPair::generate().unwrap()),
-    );
+    let pair = dir.pair("site", &ca.leaf(&["localhost"], KeyPair::generate().unwrap()));
     let (tls, _) = ServerTls::load(&[pair]).unwrap();
     let (_, served) = serve_clients(tls, 1, HANDSHAKE, |addr| {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            .unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let _ = s.read(&mut [0u8; 256]);
     });
@@ -199,42 +168,21 @@ fn plaintext_client_gets_a_handshake_error() {
     assert_ne!(err.kind(), io::ErrorKind::TimedOut, "{err}");
 }
 
-// Known limits of monoio-rustls 0.4 (see monoio-rs/monoio-tls issue #11 and the unmerged PR #1),
-// kept as runnable evidence: `cargo test --test tls -- --ignored`. Both panic the worker thread.
+// Regressions for the monoio-rustls 0.4 panics (monoio-rs/monoio-tls#11) that made us write our
+// own stream: a read cancelled by a timeout must leave the stream usable. (The concurrent-relay
+// case runs through the binary: `corrupt_record_during_a_blocked_wss_write_keeps_the_worker`.)
 
 #[test]
-#[ignore = "documents a monoio-rustls 0.4 panic"]
-#[should_panic(expected = "buffer")]
-fn known_limit_reusing_a_stream_after_a_cancelled_read_panics() {
+fn a_stream_is_usable_after_a_cancelled_read() {
     let (tls, _dir) = one_cert_server("cancel");
     serve_raw(tls, |mut tls| {
         Box::pin(async move {
-            let idle =
-                monoio::time::timeout(Duration::from_millis(100), tls.read(Vec::with_capacity(64)));
+            let idle = monoio::time::timeout(Duration::from_millis(100), tls.read(Vec::with_capacity(64)));
             assert!(idle.await.is_err(), "the client sends nothing more");
-            let _ = tls.read(Vec::with_capacity(64)).await; // panics: buffer still lent out
-        })
-    });
-}
-
-#[test]
-#[ignore = "documents a monoio-rustls 0.4 panic"]
-#[should_panic(expected = "buffer")]
-fn known_limit_split_relay_panics_on_a_corrupt_record_during_a_blocked_write() {
-    let (tls, _dir) = one_cert_server("split");
-    serve_raw(tls, |tls| {
-        Box::pin(async move {
-            let (mut rd, mut wr) = monoio::io::Splitable::into_split(tls);
-            // The client never reads, so this write blocks with the write buffer lent out...
-            let _writer = monoio::spawn(async move {
-                loop {
-                    if wr.write_all(vec![b'x'; 64 * 1024]).await.0.is_err() {
-                        break;
-                    }
-                }
-            });
-            // ...and the read half, on the corrupt record, tries to send an alert through it.
-            let _ = rd.read(Vec::with_capacity(64)).await;
+            // The next record is corrupt: an error, not a panic.
+            let (res, _) = tls.read(Vec::with_capacity(64)).await;
+            let err = res.expect_err("a corrupt record is an error");
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
         })
     });
 }
@@ -252,8 +200,7 @@ fn serve_raw(
         let sock = std::net::TcpStream::connect(addr).unwrap();
         let name = ServerName::try_from("localhost").unwrap();
         let config = Arc::new(test_client_config(BOTH, &[]));
-        let mut tls =
-            rustls::StreamOwned::new(rustls::ClientConnection::new(config, name).unwrap(), sock);
+        let mut tls = rustls::StreamOwned::new(rustls::ClientConnection::new(config, name).unwrap(), sock);
         tls.write_all(b"ping").unwrap();
         thread::sleep(Duration::from_millis(300));
         let _ = tls
@@ -305,11 +252,7 @@ fn load_errors_name_the_file() {
     };
 
     let cases: Vec<(CertPair, &Path, &str)> = vec![
-        (
-            pair(&a.cert, &b.key),
-            &b.key,
-            "does not match the certificate in",
-        ),
+        (pair(&a.cert, &b.key), &b.key, "does not match the certificate in"),
         (pair(&missing, &a.key), &missing, "cannot read"),
         (pair(&a.cert, &missing), &missing, "cannot read"),
         (pair(&a.key, &a.key), &a.key, "no certificate found"),
@@ -326,16 +269,10 @@ fn load_errors_name_the_file() {
         // The good pair first: an error in any later pair still fails the whole listener.
         let err = ServerTls::load(&[a.clone(), pair.clone()]).unwrap_err();
         let text = err.to_string();
-        assert!(
-            text.contains(&file.display().to_string()),
-            "{pair:?}: {text}"
-        );
+        assert!(text.contains(&file.display().to_string()), "{pair:?}: {text}");
         assert!(text.contains(words), "{pair:?}: {text}");
     }
-    assert!(matches!(
-        ServerTls::load(&[]),
-        Err(TlsError::NoCertificates)
-    ));
+    assert!(matches!(ServerTls::load(&[]), Err(TlsError::NoCertificates)));
     assert!(matches!(
         ServerTls::load(&[pair(&a.cert, &b.key)]),
         Err(TlsError::KeyMismatch { .. })
@@ -354,10 +291,7 @@ fn expired_and_nameless_certificates_are_warnings() {
 
     let (_, warnings) = ServerTls::load(&[old.clone(), nameless.clone()]).unwrap();
     assert_eq!(warnings.len(), 2, "{warnings:?}");
-    assert!(
-        warnings[0].contains(&old.cert.display().to_string()),
-        "{warnings:?}"
-    );
+    assert!(warnings[0].contains(&old.cert.display().to_string()), "{warnings:?}");
     assert!(warnings[0].contains("old.test"), "{warnings:?}");
     assert!(
         warnings[0].contains("expired on 2020-01-01 00:00:00 UTC"),
@@ -399,10 +333,7 @@ fn upstream_verification_failures_say_why() {
     let dir = TempDir::new("upstream-bad");
     let ca = Ca::new("upstream CA");
     let other_ca = Ca::new("some other CA");
-    let site = dir.pair(
-        "site",
-        &ca.leaf(&["localhost"], KeyPair::generate().unwrap()),
-    );
+    let site = dir.pair("site", &ca.leaf(&["localhost"], KeyPair::generate().unwrap()));
     let good_ca = dir.write("ca.pem", &ca.cert.pem());
     let wrong_ca = dir.write("other-ca.pem", &other_ca.cert.pem());
 
@@ -410,18 +341,14 @@ fn upstream_verification_failures_say_why() {
     let addr = upstream_server(&site, BOTH, 1);
     let err = block_on(upstream_exchange(&wrong, addr, "localhost")).unwrap_err();
     assert!(err.to_string().contains("upstream localhost"), "{err}");
-    assert!(
-        err.to_string().contains("not signed by a trusted CA"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("not signed by a trusted CA"), "{err}");
 
     let good = UpstreamTls::new(Some(&good_ca), false).unwrap();
     let addr = upstream_server(&site, BOTH, 1);
     let err = block_on(upstream_exchange(&good, addr, "wrong.example")).unwrap_err();
     assert!(err.to_string().contains("upstream wrong.example"), "{err}");
     assert!(
-        err.to_string()
-            .contains("not valid for name \"wrong.example\""),
+        err.to_string().contains("not valid for name \"wrong.example\""),
         "{err}"
     );
     assert!(err.to_string().contains("localhost"), "{err}");
@@ -430,10 +357,7 @@ fn upstream_verification_failures_say_why() {
         Ok(system) => {
             let addr = upstream_server(&site, BOTH, 1);
             let err = block_on(upstream_exchange(&system, addr, "localhost")).unwrap_err();
-            assert!(
-                err.to_string().contains("not signed by a trusted CA"),
-                "{err}"
-            );
+            assert!(err.to_string().contains("not signed by a trusted CA"), "{err}");
         }
         Err(e @ TlsError::NoSystemRoots { .. }) => eprintln!("skipping system roots: {e}"),
         Err(e) => panic!("{e}"),
@@ -444,10 +368,7 @@ fn upstream_verification_failures_say_why() {
 fn upstream_insecure_skips_verification() {
     let dir = TempDir::new("upstream-insecure");
     let ca = Ca::new("unknown CA");
-    let site = dir.pair(
-        "site",
-        &ca.leaf(&["localhost"], KeyPair::generate().unwrap()),
-    );
+    let site = dir.pair("site", &ca.leaf(&["localhost"], KeyPair::generate().unwrap()));
     let insecure = UpstreamTls::new(None, true).unwrap();
     let addr = upstream_server(&site, BOTH, 1);
     assert_eq!(
@@ -607,10 +528,7 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// A client that accepts any certificate, so the test can look at which one it was given.
-fn test_client_config(
-    versions: &[&'static rustls::SupportedProtocolVersion],
-    alpn: &[&[u8]],
-) -> ClientConfig {
+fn test_client_config(versions: &[&'static rustls::SupportedProtocolVersion], alpn: &[&[u8]]) -> ClientConfig {
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(versions)
         .unwrap()
@@ -678,10 +596,7 @@ impl Ca {
         let mut params = CertificateParams::new(Vec::new()).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
         let key = KeyPair::generate().unwrap();
         Ca {
             cert: params.self_signed(&key).unwrap(),
@@ -704,9 +619,7 @@ impl Ca {
 }
 
 fn fixture_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/tls_keys")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tls_keys").join(name)
 }
 
 fn fixture_key(name: &str) -> KeyPair {
@@ -729,8 +642,7 @@ impl TempDir {
     fn new(tag: &str) -> TempDir {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("ringway-tls-{}-{tag}-{n}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("ringway-tls-{}-{tag}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
     }

@@ -14,6 +14,9 @@ pub struct Plan {
     pub upstreams: Vec<UpstreamPlan>,
     pub routes: Vec<RoutePlan>,
     pub table: RouteTable,
+    /// Things that work but deserve attention (expired certificate, skipped verification), each
+    /// `FILE:LINE: key: message`; printed at start-up and by `ringway check`.
+    pub warnings: Vec<String>,
 }
 
 pub struct ServerSettings {
@@ -28,6 +31,12 @@ pub struct ServerSettings {
 
 pub struct ListenerPlan {
     pub bind: SocketAddr,
+    /// Certificates (SNI) of a TLS listener; `None` for plaintext.
+    pub tls: Option<crate::tls::ServerTls>,
+    /// Strict-Transport-Security value added to proxied responses (TLS listeners only).
+    pub hsts: Option<String>,
+    /// Base URL (`https://host[:port]`, no trailing slash) every request is redirected to (308).
+    pub redirect_https: Option<String>,
 }
 
 pub struct UpstreamPlan {
@@ -36,6 +45,8 @@ pub struct UpstreamPlan {
     pub connect_timeout: Duration,
     pub keepalive: usize,
     pub keepalive_timeout: Duration,
+    /// Client TLS settings, present when a server is `https://`.
+    pub tls: Option<crate::tls::UpstreamTls>,
 }
 
 pub struct ServerPlan {
@@ -43,6 +54,10 @@ pub struct ServerPlan {
     /// `host:port` as written, sent as Host when a route does not preserve the client's Host.
     pub authority: String,
     pub weight: u32,
+    /// `https://`: connect with TLS, verifying the certificate for `host`.
+    pub tls: bool,
+    /// The host part of `authority` (SNI and certificate name), without brackets.
+    pub host: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

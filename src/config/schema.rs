@@ -34,6 +34,20 @@ pub struct RawServer {
 #[serde(deny_unknown_fields)]
 pub struct RawListener {
     pub bind: S<String>,
+    /// `[[listener.tls]]`: certificate pairs; the first is the default for clients without SNI.
+    #[serde(default)]
+    pub tls: Vec<S<RawCertPair>>,
+    /// Strict-Transport-Security value sent on responses of a TLS listener.
+    pub hsts: Option<S<String>>,
+    /// Plaintext listener: answer every request with 308 to this base URL + path and query.
+    pub redirect_https: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertPair {
+    pub cert: S<String>,
+    pub key: S<String>,
 }
 
 #[derive(Deserialize)]
@@ -45,6 +59,10 @@ pub struct RawUpstream {
     pub keepalive: Option<S<i64>>,
     /// How long a pooled connection may stay idle before it is closed.
     pub keepalive_timeout: Option<S<String>>,
+    /// PEM CA file trusted for `https://` servers (default: the system roots).
+    pub ca: Option<S<String>>,
+    /// Accept any certificate from `https://` servers (explicit only; `ringway check` warns).
+    pub insecure_skip_verify: Option<S<bool>>,
 }
 
 #[derive(Deserialize)]

@@ -53,18 +53,12 @@ impl fmt::Display for TlsError {
                     path.display()
                 )
             }
-            TlsError::NoKey {
-                path,
-                encrypted: true,
-            } => write!(
+            TlsError::NoKey { path, encrypted: true } => write!(
                 f,
                 "{}: the private key is encrypted; store it unencrypted (PKCS#8, PKCS#1 or SEC1)",
                 path.display()
             ),
-            TlsError::NoKey {
-                path,
-                encrypted: false,
-            } => write!(
+            TlsError::NoKey { path, encrypted: false } => write!(
                 f,
                 "{}: no private key found (expected a PKCS#8 \"PRIVATE KEY\", PKCS#1 \
                  \"RSA PRIVATE KEY\" or SEC1 \"EC PRIVATE KEY\" block)",

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use monoio::net::TcpStream;
-use monoio_rustls::TlsAcceptor;
 use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 use rustls::{InconsistentKeys, ServerConfig};
@@ -18,7 +17,7 @@ use super::{pem, provider, x509, CertPair, ServerStream, TlsError, ALPN_HTTP11, 
 /// TLS settings of one listener. Cloning shares the configuration.
 #[derive(Clone)]
 pub struct ServerTls {
-    acceptor: TlsAcceptor,
+    config: Arc<ServerConfig>,
 }
 
 impl ServerTls {
@@ -74,7 +73,7 @@ impl ServerTls {
         config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
         Ok((
             ServerTls {
-                acceptor: TlsAcceptor::from(config),
+                config: Arc::new(config),
             },
             warnings,
         ))
@@ -83,9 +82,11 @@ impl ServerTls {
     /// Server-side handshake. A client that has not completed it by `timeout` (including one that
     /// sends nothing, or stalls halfway) gets an error of kind `TimedOut` and its socket is closed.
     pub async fn accept(&self, tcp: TcpStream, timeout: Duration) -> io::Result<ServerStream> {
-        match monoio::time::timeout(timeout, self.acceptor.accept(tcp)).await {
-            Ok(Ok(stream)) => Ok(stream),
-            Ok(Err(e)) => Err(e.into()),
+        let conn = rustls::ServerConnection::new(self.config.clone()).map_err(io::Error::other)?;
+        let mut stream = ServerStream::new(tcp, conn)?;
+        match monoio::time::timeout(timeout, stream.handshake()).await {
+            Ok(Ok(())) => Ok(stream),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!("TLS handshake not completed within {timeout:?}"),
@@ -101,10 +102,7 @@ impl std::fmt::Debug for ServerTls {
 }
 
 /// Reads one chain and its key and checks that they belong together.
-fn load_pair(
-    pair: &CertPair,
-    provider: &CryptoProvider,
-) -> Result<(CertifiedKey, x509::CertInfo), TlsError> {
+fn load_pair(pair: &CertPair, provider: &CryptoProvider) -> Result<(CertifiedKey, x509::CertInfo), TlsError> {
     let chain = pem::read_certs(&pair.cert)?;
     let info = x509::inspect(&chain[0]).map_err(|detail| TlsError::BadCertificate {
         path: pair.cert.clone(),
@@ -120,15 +118,11 @@ fn load_pair(
     let certified = CertifiedKey::new(chain, key);
     match certified.keys_match() {
         // Unknown: the key type cannot report its public key; rustls accepts that too.
-        Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => {
-            Ok((certified, info))
-        }
-        Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
-            Err(TlsError::KeyMismatch {
-                cert: pair.cert.clone(),
-                key: pair.key.clone(),
-            })
-        }
+        Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => Ok((certified, info)),
+        Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => Err(TlsError::KeyMismatch {
+            cert: pair.cert.clone(),
+            key: pair.key.clone(),
+        }),
         Err(e) => Err(TlsError::BadCertificate {
             path: pair.cert.clone(),
             detail: e.to_string(),
@@ -138,12 +132,7 @@ fn load_pair(
 
 /// "certificate /etc/x.pem (example.com, www.example.com, …)" for warnings.
 fn describe(path: &Path, names: &[String]) -> String {
-    let mut shown = names
-        .iter()
-        .take(3)
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join(", ");
+    let mut shown = names.iter().take(3).map(String::as_str).collect::<Vec<_>>().join(", ");
     if names.len() > 3 {
         shown.push_str(", …");
     }

@@ -85,12 +85,8 @@ mod tests {
     #[test]
     fn exact_then_wildcard_then_default() {
         let mut r = SniResolver::new();
-        assert!(r
-            .add(dummy(), &names(&["example.com", "www.example.com"]))
-            .is_empty());
-        assert!(r
-            .add(dummy(), &names(&["*.example.org", "example.org"]))
-            .is_empty());
+        assert!(r.add(dummy(), &names(&["example.com", "www.example.com"])).is_empty());
+        assert!(r.add(dummy(), &names(&["*.example.org", "example.org"])).is_empty());
         assert!(r.add(dummy(), &names(&["admin.example.org"])).is_empty());
         for (sni, want) in [
             (None, 0),
@@ -113,10 +109,7 @@ mod tests {
     fn first_certificate_keeps_a_shared_name() {
         let mut r = SniResolver::new();
         r.add(dummy(), &names(&["a.example.com"]));
-        let taken = r.add(
-            dummy(),
-            &names(&["a.example.com", "*.example.com", "b.example.com"]),
-        );
+        let taken = r.add(dummy(), &names(&["a.example.com", "*.example.com", "b.example.com"]));
         assert_eq!(taken, names(&["a.example.com"]));
         assert_eq!(r.pick(Some("a.example.com")), 0);
         assert_eq!(r.pick(Some("b.example.com")), 1);

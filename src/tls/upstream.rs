@@ -7,20 +7,17 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use monoio::net::TcpStream;
-use monoio_rustls::TlsConnector;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use super::{pem, provider, ClientStream, TlsError, ALPN_HTTP11, VERSIONS};
 
 /// TLS settings for one upstream. Cloning shares the configuration (and its session cache).
 #[derive(Clone)]
 pub struct UpstreamTls {
-    connector: TlsConnector,
+    config: Arc<ClientConfig>,
 }
 
 impl UpstreamTls {
@@ -42,7 +39,7 @@ impl UpstreamTls {
         let mut config = builder.with_no_client_auth();
         config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
         Ok(UpstreamTls {
-            connector: TlsConnector::from(config),
+            config: Arc::new(config),
         })
     }
 
@@ -57,10 +54,11 @@ impl UpstreamTls {
                 format!("upstream host {server_name:?} is not a valid DNS name or IP address"),
             )
         })?;
-        self.connector
-            .connect(name, tcp)
-            .await
-            .map_err(|e| explain(server_name, e.into()))
+        let conn = rustls::ClientConnection::new(self.config.clone(), name)
+            .map_err(|e| explain(server_name, io::Error::other(e)))?;
+        let mut stream = ClientStream::new(tcp, conn)?;
+        stream.handshake().await.map_err(|e| explain(server_name, e))?;
+        Ok(stream)
     }
 }
 
@@ -72,10 +70,7 @@ impl std::fmt::Debug for UpstreamTls {
 
 /// Adds the upstream's name to a handshake error, and plain words for the usual rustls reasons.
 fn explain(server_name: &str, e: io::Error) -> io::Error {
-    let reason = match e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    {
+    let reason = match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
         Some(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
             "certificate is not signed by a trusted CA (check the upstream's `ca` and that the \
              server sends its intermediates)"
@@ -121,9 +116,7 @@ fn system_roots() -> Result<Arc<RootCertStore>, TlsError> {
             _ => Ok(Arc::new(roots)),
         }
     });
-    roots
-        .clone()
-        .map_err(|detail| TlsError::NoSystemRoots { detail })
+    roots.clone().map_err(|detail| TlsError::NoSystemRoots { detail })
 }
 
 /// `insecure_skip_verify`: any certificate is accepted, but the handshake signatures are still
@@ -149,12 +142,7 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -163,12 +151,7 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

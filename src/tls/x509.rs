@@ -18,10 +18,7 @@ pub(crate) struct CertInfo {
 /// Parses an end-entity certificate; the error text comes from webpki.
 pub(crate) fn inspect(der: &CertificateDer<'_>) -> Result<CertInfo, String> {
     let cert = webpki::EndEntityCert::try_from(der).map_err(|e| e.to_string())?;
-    let dns_names = cert
-        .valid_dns_names()
-        .map(|n| n.to_ascii_lowercase())
-        .collect();
+    let dns_names = cert.valid_dns_names().map(|n| n.to_ascii_lowercase()).collect();
     Ok(CertInfo {
         dns_names,
         validity: validity(der),
@@ -42,21 +39,14 @@ pub(crate) struct Time {
 impl Time {
     /// Seconds since 1970-01-01T00:00:00Z (days-from-civil, proleptic Gregorian calendar).
     pub fn unix(&self) -> i64 {
-        let y = if self.month <= 2 {
-            self.year - 1
-        } else {
-            self.year
-        };
+        let y = if self.month <= 2 { self.year - 1 } else { self.year };
         let era = y.div_euclid(400);
         let yoe = y - era * 400;
         let m = i64::from(self.month);
         let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(self.day) - 1;
         let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
         let days = era * 146_097 + doe - 719_468;
-        days * 86_400
-            + i64::from(self.hour) * 3600
-            + i64::from(self.minute) * 60
-            + i64::from(self.second)
+        days * 86_400 + i64::from(self.hour) * 3600 + i64::from(self.minute) * 60 + i64::from(self.second)
     }
 }
 
@@ -101,9 +91,7 @@ fn next(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     } else {
         let n = usize::from(first & 0x7f);
         check((1..=4).contains(&n) && rest.len() >= n)?;
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        let len = rest[..n].iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
         (len, &rest[n..])
     };
     check(rest.len() >= len)?;
@@ -156,14 +144,8 @@ mod tests {
         assert_eq!(time(0x17, b"491231235959Z").unwrap().year, 2049);
         assert_eq!(time(0x17, b"500101000000Z").unwrap().year, 1950);
         assert_eq!(time(0x18, b"19700101000000Z").unwrap().unix(), 0);
-        assert_eq!(
-            time(0x18, b"20240229120000Z").unwrap().unix(),
-            1_709_208_000
-        );
-        assert_eq!(
-            time(0x18, b"40960101000000Z").unwrap().unix(),
-            67_090_118_400
-        );
+        assert_eq!(time(0x18, b"20240229120000Z").unwrap().unix(), 1_709_208_000);
+        assert_eq!(time(0x18, b"40960101000000Z").unwrap().unix(), 67_090_118_400);
     }
 
     #[test]
@@ -181,15 +163,9 @@ mod tests {
 
     #[test]
     fn der_lengths() {
-        assert_eq!(
-            next(&[0x30, 0x01, 0xaa, 0xbb]),
-            Some((0x30, &[0xaa][..], &[0xbb][..]))
-        );
+        assert_eq!(next(&[0x30, 0x01, 0xaa, 0xbb]), Some((0x30, &[0xaa][..], &[0xbb][..])));
         let long = [&[0x04, 0x81, 0x80][..], &[7u8; 0x80]].concat();
-        assert_eq!(
-            next(&long).map(|(_, c, r)| (c.len(), r.len())),
-            Some((0x80, 0))
-        );
+        assert_eq!(next(&long).map(|(_, c, r)| (c.len(), r.len())), Some((0x80, 0)));
         assert_eq!(next(&[0x30, 0x02, 0xaa]), None);
         assert_eq!(next(&[0x30, 0x85, 1, 1, 1, 1, 1]), None);
         assert_eq!(next(&[0x30]), None);

@@ -1,8 +1,10 @@
 //! Upstream side of the proxy: choosing a server, connecting with a deadline, and the per-worker
 //! keep-alive pool. Errors say which upstream and server failed and how.
 
+mod conn;
 mod pool;
 
+pub use conn::UpstreamConn;
 pub use pool::ConnPool;
 
 use crate::config::{Plan, UpstreamPlan};
@@ -23,6 +25,8 @@ pub enum FailureKind {
     /// The connection closed or reset before a complete response head arrived.
     ClosedEarly,
     BadResponse(&'static str),
+    /// The TLS handshake failed: certificate verification, protocol mismatch, or the server left.
+    Tls(io::Error),
     Io(io::Error),
 }
 
@@ -62,6 +66,7 @@ impl fmt::Display for UpstreamError {
             FailureKind::ReadTimeout(t) => write!(f, "stalled for {} while sending the response", d(*t)),
             FailureKind::ClosedEarly => write!(f, "closed the connection before answering"),
             FailureKind::BadResponse(why) => write!(f, "sent a malformed response: {why}"),
+            FailureKind::Tls(e) => write!(f, "is not usable over TLS: {e}"),
             FailureKind::Io(e) => write!(f, "failed: {e}"),
         }
     }
@@ -88,22 +93,32 @@ impl Balancer {
     }
 }
 
-/// Opens a new connection to one server of `up`.
-pub async fn connect(up: &UpstreamPlan, server: usize) -> Result<TcpStream, UpstreamError> {
-    let addr = up.servers[server].addr;
-    match monoio::time::timeout(up.connect_timeout, TcpStream::connect_addr(addr)).await {
+/// Opens a new connection to one server of `up`; for `https://` servers the TLS handshake
+/// (verification, SNI = the server's host name) is part of it, within the same `connect_timeout`.
+pub async fn connect(up: &UpstreamPlan, server: usize) -> Result<UpstreamConn, UpstreamError> {
+    let plan = &up.servers[server];
+    let attempt = async {
+        let tcp = TcpStream::connect_addr(plan.addr).await.map_err(|e| match e.kind() {
+            io::ErrorKind::ConnectionRefused => FailureKind::Refused,
+            _ => FailureKind::Unreachable(e),
+        })?;
+        let _ = tcp.set_nodelay(true);
+        match (&up.tls, plan.tls) {
+            (Some(tls), true) => tls
+                .connect(tcp, &plan.host)
+                .await
+                .map(|s| UpstreamConn::Tls(Box::new(s)))
+                .map_err(FailureKind::Tls),
+            _ => Ok(UpstreamConn::Plain(tcp)),
+        }
+    };
+    match monoio::time::timeout(up.connect_timeout, attempt).await {
         Err(_) => Err(UpstreamError::new(
             up,
             server,
             FailureKind::ConnectTimeout(up.connect_timeout),
         )),
-        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
-            Err(UpstreamError::new(up, server, FailureKind::Refused))
-        }
-        Ok(Err(e)) => Err(UpstreamError::new(up, server, FailureKind::Unreachable(e))),
-        Ok(Ok(s)) => {
-            let _ = s.set_nodelay(true);
-            Ok(s)
-        }
+        Ok(Err(kind)) => Err(UpstreamError::new(up, server, kind)),
+        Ok(Ok(conn)) => Ok(conn),
     }
 }

@@ -131,7 +131,13 @@ impl Ringway {
             }
         }
         assert!(!addrs.is_empty(), "ringway is ready but printed no `listening on` line");
-        Ringway { child, addrs, config_path, log, _dir: dir }
+        Ringway {
+            child,
+            addrs,
+            config_path,
+            log,
+            _dir: dir,
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -152,7 +158,9 @@ impl Ringway {
 
     /// Number of open file descriptors of the proxy process.
     pub fn fd_count(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).expect("read /proc/PID/fd").count()
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("read /proc/PID/fd")
+            .count()
     }
 
     /// Targets of the proxy's open fds (`socket:[123]`, `anon_inode:[io_uring]`, ...).
@@ -212,11 +220,18 @@ impl Ringway {
 
 impl Drop for Ringway {
     fn drop(&mut self) {
-        let healthy = (!self.stderr().contains("panicked"), matches!(self.child.try_wait(), Ok(None)));
+        let healthy = (
+            !self.stderr().contains("panicked"),
+            matches!(self.child.try_wait(), Ok(None)),
+        );
         let _ = self.child.kill();
         let _ = self.child.wait();
         if !thread::panicking() {
-            assert!(healthy.0, "ringway panicked during the test; stderr:\n{}", self.stderr());
+            assert!(
+                healthy.0,
+                "ringway panicked during the test; stderr:\n{}",
+                self.stderr()
+            );
             assert!(healthy.1, "ringway died during the test; stderr:\n{}", self.stderr());
         }
     }
@@ -281,7 +296,12 @@ pub struct Checksum {
 
 impl Default for Checksum {
     fn default() -> Self {
-        Checksum { h: 0xcbf2_9ce4_8422_2325, pending: [0; 8], npending: 0, len: 0 }
+        Checksum {
+            h: 0xcbf2_9ce4_8422_2325,
+            pending: [0; 8],
+            npending: 0,
+            len: 0,
+        }
     }
 }
 
@@ -348,7 +368,11 @@ pub enum Reply {
     /// JSON echo of the request.
     Echo,
     /// Fixed answer.
-    Fixed { status: u16, headers: Vec<(String, String)>, body: Vec<u8> },
+    Fixed {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
     /// Sleep, then echo.
     Delay(Duration),
     /// `len` bytes of `pattern(.., 7)`, streamed with Content-Length.
@@ -423,7 +447,12 @@ impl Backend {
                 }
             })
         };
-        Backend { addr, hits, server, handle: Some(handle) }
+        Backend {
+            addr,
+            hits,
+            server,
+            handle: Some(handle),
+        }
     }
 
     pub fn hits(&self) -> usize {
@@ -502,7 +531,11 @@ fn serve_one(mut req: tiny_http::Request, route: &Router) {
             ))
         }
         Reply::Large(len) => {
-            let reader = PatternReader { left: len, block: pattern(65536, 7), pos: 0 };
+            let reader = PatternReader {
+                left: len,
+                block: pattern(65536, 7),
+                pos: 0,
+            };
             req.respond(tiny_http::Response::new(
                 tiny_http::StatusCode(200),
                 vec![],
@@ -589,13 +622,22 @@ impl HttpResp {
     }
 
     pub fn echo(&self) -> Echo {
-        assert_eq!(self.status, 200, "expected an echo (200), got {}: {}", self.status, self.text());
+        assert_eq!(
+            self.status,
+            200,
+            "expected an echo (200), got {}: {}",
+            self.status,
+            self.text()
+        );
         Echo::parse(&self.text())
     }
 }
 
 pub fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new().redirects(0).timeout(Duration::from_secs(15)).build()
+    ureq::AgentBuilder::new()
+        .redirects(0)
+        .timeout(Duration::from_secs(15))
+        .build()
 }
 
 pub fn http(agent: &ureq::Agent, method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> HttpResp {
@@ -621,7 +663,11 @@ pub fn http(agent: &ureq::Agent, method: &str, url: &str, headers: &[(&str, &str
     }
     let mut body = Vec::new();
     resp.into_reader().read_to_end(&mut body).expect("read body");
-    HttpResp { status, headers: hs, body }
+    HttpResp {
+        status,
+        headers: hs,
+        body,
+    }
 }
 
 pub fn get(url: &str) -> HttpResp {
@@ -668,7 +714,13 @@ impl RawResp {
     }
 
     pub fn echo(&self) -> Echo {
-        assert_eq!(self.status, 200, "expected an echo (200), got {}: {}", self.status, self.text());
+        assert_eq!(
+            self.status,
+            200,
+            "expected an echo (200), got {}: {}",
+            self.status,
+            self.text()
+        );
         Echo::parse(&self.text())
     }
 }
@@ -700,7 +752,11 @@ impl RawClient {
         let stream = TcpStream::connect(addr).expect("connect to ringway");
         stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         stream.set_nodelay(true).unwrap();
-        RawClient { stream, buf: Vec::new(), eof: false }
+        RawClient {
+            stream,
+            buf: Vec::new(),
+            eof: false,
+        }
     }
 
     pub fn set_timeout(&self, d: Duration) {
@@ -739,7 +795,10 @@ impl RawClient {
                 self.eof = true;
                 Ok(false)
             }
-            Err(e) => Err(format!("read error ({e}); buffered so far: {:?}", String::from_utf8_lossy(&self.buf))),
+            Err(e) => Err(format!(
+                "read error ({e}); buffered so far: {:?}",
+                String::from_utf8_lossy(&self.buf)
+            )),
         }
     }
 
@@ -756,7 +815,10 @@ impl RawClient {
                 return Ok(line);
             }
             if !self.fill()? {
-                return Err(format!("connection closed inside a line: {:?}", String::from_utf8_lossy(&self.buf)));
+                return Err(format!(
+                    "connection closed inside a line: {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                ));
             }
         }
     }
@@ -833,7 +895,10 @@ impl RawClient {
                 resp.body.extend_from_slice(&data);
                 let crlf = self.read_line()?;
                 if !crlf.is_empty() {
-                    return Err(format!("chunk data not followed by CRLF: {:?}", String::from_utf8_lossy(&crlf)));
+                    return Err(format!(
+                        "chunk data not followed by CRLF: {:?}",
+                        String::from_utf8_lossy(&crlf)
+                    ));
                 }
             }
         } else if let Some(cl) = resp.header("content-length") {
@@ -923,11 +988,19 @@ pub struct Step {
 
 impl Step {
     pub fn reply(bytes: &[u8]) -> Step {
-        Step { delay: Duration::ZERO, bytes: bytes.to_vec(), close: false }
+        Step {
+            delay: Duration::ZERO,
+            bytes: bytes.to_vec(),
+            close: false,
+        }
     }
 
     pub fn reply_close(bytes: &[u8]) -> Step {
-        Step { delay: Duration::ZERO, bytes: bytes.to_vec(), close: true }
+        Step {
+            delay: Duration::ZERO,
+            bytes: bytes.to_vec(),
+            close: true,
+        }
     }
 }
 
@@ -955,7 +1028,9 @@ pub fn complete_request_len(buf: &[u8]) -> Option<usize> {
     let head_end = find(buf, b"\r\n\r\n")? + 4;
     let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
     let headers = parse_header_lines(&head);
-    let te = headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let te = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
     if te {
         let mut pos = head_end;
         loop {
