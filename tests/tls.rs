@@ -670,3 +670,306 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+// ---- end to end, through the built binary ----
+
+#[path = "common/mod.rs"]
+mod common;
+
+/// A backend that answers every request with the request head it received as the body.
+fn head_echo_backend() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for sock in listener.incoming().map_while(Result::ok) {
+            thread::spawn(move || serve_head_echo(sock));
+        }
+    });
+    addr
+}
+
+fn serve_head_echo<S: Read + Write>(mut sock: S) {
+    loop {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match sock.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return,
+            }
+        }
+        let reply = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", head.len());
+        if sock.write_all(reply.as_bytes()).is_err() || sock.write_all(&head).is_err() {
+            return;
+        }
+        let _ = sock.flush();
+    }
+}
+
+fn proxy_config(listeners: &str, upstream: &str) -> String {
+    format!(
+        "[server]\nworkers = 1\nheader_timeout = \"1s\"\n{listeners}\n{upstream}\n[[route]]\nupstream = \"app\"\n"
+    )
+}
+
+fn toml_path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// A TLS client request to `addr`: returns the leaf certificate and the whole response text.
+fn tls_get(addr: SocketAddr, sni: &str, path: &str) -> (Vec<u8>, String) {
+    let sock = std::net::TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(HANDSHAKE)).unwrap();
+    let name = ServerName::try_from(sni.to_owned()).unwrap();
+    let config = Arc::new(test_client_config(BOTH, &[H11]));
+    let mut tls = rustls::StreamOwned::new(rustls::ClientConnection::new(config, name).unwrap(), sock);
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n");
+    tls.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out);
+    let cert = tls.conn.peer_certificates().unwrap()[0].to_vec();
+    (cert, String::from_utf8_lossy(&out).into_owned())
+}
+
+#[test]
+fn e2e_sni_default_forwarded_proto_port_and_hsts() {
+    let dir = TempDir::new("e2e-sni");
+    let ca = Ca::new("e2e CA");
+    let a = dir.pair("a", &ca.leaf(&["a.test"], KeyPair::generate().unwrap()));
+    let b = dir.pair("b", &ca.leaf(&["*.b.test"], KeyPair::generate().unwrap()));
+    let listeners = format!(
+        "[[listener]]\nbind = \"127.0.0.1:0\"\nhsts = \"max-age=60\"\n\
+         [[listener.tls]]\ncert = \"{}\"\nkey = \"{}\"\n[[listener.tls]]\ncert = \"{}\"\nkey = \"{}\"\n",
+        toml_path(&a.cert),
+        toml_path(&a.key),
+        toml_path(&b.cert),
+        toml_path(&b.key)
+    );
+    let proxy = common::Ringway::start(&proxy_config(&listeners, &common::upstream("app", head_echo_backend())));
+    let port = proxy.addr().port();
+    for (sni, expect) in [("a.test", &a), ("x.b.test", &b), ("other.test", &a)] {
+        let (cert, resp) = tls_get(proxy.addr(), sni, "/p?q=1");
+        assert_eq!(cert, first_cert(&expect.cert), "certificate for {sni}");
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        assert!(resp.contains("X-Forwarded-Proto: https\r\n"), "{resp}");
+        assert!(resp.contains(&format!("X-Forwarded-Port: {port}\r\n")), "{resp}");
+        assert!(resp.contains("Strict-Transport-Security: max-age=60\r\n"), "{resp}");
+        assert!(resp.contains("GET /p?q=1 HTTP/1.1"), "{resp}");
+    }
+}
+
+#[test]
+fn e2e_redirect_https_is_a_308_to_the_same_path_and_query() {
+    let listeners = "[[listener]]\nbind = \"127.0.0.1:0\"\nredirect_https = \"https://example.com:8443\"\n";
+    let proxy = common::Ringway::start(&proxy_config(listeners, &common::upstream("app", head_echo_backend())));
+    let mut sock = std::net::TcpStream::connect(proxy.addr()).unwrap();
+    sock.set_read_timeout(Some(HANDSHAKE)).unwrap();
+    sock.write_all(b"GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    let _ = sock.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 308"), "{out}");
+    assert!(out.contains("Location: https://example.com:8443/a/b?x=1&y=2\r\n"), "{out}");
+}
+
+/// An HTTPS backend (blocking rustls) that echoes request heads, like `head_echo_backend`.
+fn https_head_echo_backend(pair: &CertPair) -> SocketAddr {
+    let chain = CertificateDer::pem_file_iter(&pair.cert).unwrap().map(Result::unwrap).collect();
+    let key = PrivateKeyDer::from_pem_file(&pair.key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(BOTH)
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let config = Arc::new(config);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for sock in listener.incoming().map_while(Result::ok) {
+            let config = config.clone();
+            thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(config).unwrap();
+                serve_head_echo(rustls::StreamOwned::new(conn, sock));
+            });
+        }
+    });
+    addr
+}
+
+fn plain_get(addr: SocketAddr, path: &str) -> String {
+    let mut sock = std::net::TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(HANDSHAKE)).unwrap();
+    sock.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut out = String::new();
+    let _ = sock.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn e2e_https_upstream_verified_by_test_ca_and_failure_is_a_502() {
+    let dir = TempDir::new("e2e-up");
+    let ca = Ca::new("upstream CA");
+    let other = Ca::new("other CA");
+    let site = dir.pair("site", &ca.leaf(&["localhost"], KeyPair::generate().unwrap()));
+    let good_ca = dir.write("ca.pem", &ca.cert.pem());
+    let wrong_ca = dir.write("wrong.pem", &other.cert.pem());
+    let backend = https_head_echo_backend(&site);
+    let listeners = "[[listener]]\nbind = \"127.0.0.1:0\"\n";
+    let up = |ca: &Path| {
+        format!(
+            "[upstream.app]\nservers = [\"https://localhost:{}\"]\nca = \"{}\"\n",
+            backend.port(),
+            toml_path(ca)
+        )
+    };
+    let proxy = common::Ringway::start(&proxy_config(listeners, &up(&good_ca)));
+    for _ in 0..3 {
+        let resp = plain_get(proxy.addr(), "/hello");
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        assert!(resp.contains("GET /hello HTTP/1.1"), "{resp}");
+    }
+
+    let proxy = common::Ringway::start(&proxy_config(listeners, &up(&wrong_ca)));
+    let resp = plain_get(proxy.addr(), "/hello");
+    assert!(resp.starts_with("HTTP/1.1 502"), "{resp}");
+    assert!(resp.contains("not signed by a trusted CA"), "{resp}");
+    thread::sleep(Duration::from_millis(100));
+    assert!(proxy.stderr().contains("not signed by a trusted CA"), "{}", proxy.stderr());
+}
+
+fn wss_listener(dir: &TempDir) -> String {
+    let pair = dir.pair("wss", &Ca::new("wss CA").leaf(&["localhost"], KeyPair::generate().unwrap()));
+    format!(
+        "[[listener]]\nbind = \"127.0.0.1:0\"\n[[listener.tls]]\ncert = \"{}\"\nkey = \"{}\"\n",
+        toml_path(&pair.cert),
+        toml_path(&pair.key)
+    )
+}
+
+type TlsClient = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+
+fn tls_connect(addr: SocketAddr) -> TlsClient {
+    let sock = std::net::TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let config = Arc::new(test_client_config(BOTH, &[H11]));
+    let name = ServerName::try_from("localhost").unwrap();
+    rustls::StreamOwned::new(rustls::ClientConnection::new(config, name).unwrap(), sock)
+}
+
+fn ws_echo_server() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            thread::spawn(move || {
+                let Ok(mut ws) = tungstenite::accept(stream) else { return };
+                while let Ok(msg) = ws.read() {
+                    if msg.is_binary() || msg.is_text() {
+                        if ws.send(msg).is_err() {
+                            return;
+                        }
+                    } else {
+                        let _ = ws.flush();
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn e2e_wss_echo_with_a_1mb_message() {
+    let dir = TempDir::new("e2e-wss");
+    let proxy = common::Ringway::start(&proxy_config(&wss_listener(&dir), &common::upstream("app", ws_echo_server())));
+    let url = format!("wss://localhost:{}/ws", proxy.addr().port());
+    let (mut ws, resp) = tungstenite::client(url, tls_connect(proxy.addr())).expect("wss handshake");
+    assert_eq!(resp.status(), 101);
+    let big = common::pattern(1 << 20, 42);
+    for _ in 0..2 {
+        ws.send(tungstenite::Message::binary(big.clone())).unwrap();
+        match ws.read().unwrap() {
+            tungstenite::Message::Binary(got) => assert!(got[..] == big[..], "echo differs"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    ws.send(tungstenite::Message::text("small")).unwrap();
+    assert_eq!(ws.read().unwrap(), tungstenite::Message::text("small"));
+    ws.close(None).unwrap();
+}
+
+#[test]
+fn e2e_stalled_handshake_is_dropped_and_others_are_served() {
+    let dir = TempDir::new("e2e-stall");
+    let proxy = common::Ringway::start(&proxy_config(&wss_listener(&dir), &common::upstream("app", head_echo_backend())));
+    let started = Instant::now();
+    let mut stalled = std::net::TcpStream::connect(proxy.addr()).unwrap();
+    stalled.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).unwrap(); // half a ClientHello
+    let (_, resp) = tls_get(proxy.addr(), "localhost", "/meanwhile");
+    assert!(resp.starts_with("HTTP/1.1 200"), "served while another client stalls: {resp}");
+    stalled.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 64];
+    let closed = matches!(stalled.read(&mut buf), Ok(0) | Err(_));
+    let waited = started.elapsed();
+    assert!(closed, "the stalled client is closed");
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(4), "{waited:?}");
+}
+
+/// An upstream that answers the upgrade with 101 and then floods the tunnel until it breaks.
+fn flooding_upstream() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for mut sock in listener.incoming().map_while(Result::ok) {
+            thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if sock.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let _ = sock.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+                let chunk = vec![b'f'; 64 * 1024];
+                while sock.write_all(&chunk).is_ok() {}
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn e2e_corrupt_record_during_a_blocked_wss_write_keeps_the_worker() {
+    let dir = TempDir::new("e2e-corrupt");
+    let mut proxy = common::Ringway::start(&proxy_config(&wss_listener(&dir), &common::upstream("app", flooding_upstream())));
+    let mut tls = tls_connect(proxy.addr());
+    tls.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .unwrap();
+    let mut first = [0u8; 12];
+    tls.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 101");
+    // Stop reading: the proxy's writes to us block; then a corrupt record arrives.
+    thread::sleep(Duration::from_millis(500));
+    tls.sock
+        .write_all(&[&[0x17, 0x03, 0x03, 0x00, 0x20][..], &[0x55; 32]].concat())
+        .unwrap();
+    thread::sleep(Duration::from_millis(300));
+    proxy.assert_healthy();
+    // The worker still serves (one worker: the same one).
+    let mut other = tls_connect(proxy.addr());
+    other
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .unwrap();
+    let mut head = [0u8; 12];
+    other.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+    drop(tls);
+    drop(other);
+    proxy.assert_healthy();
+}

@@ -115,7 +115,7 @@ impl Ringway {
                     if let Some(a) = line.strip_prefix("ringway: listening on ") {
                         let a = a.trim();
                         addrs.push(a.parse().unwrap_or_else(|e| panic!("bad listening address {a:?}: {e}")));
-                    } else if line == "ringway: ready" {
+                    } else if line.starts_with("ringway: ready") {
                         break;
                     }
                 }
