@@ -117,6 +117,7 @@ Content-Length: 29\r\n\r\n";
         client_http10: false,
         request_host: Some("example.com".into()),
         upgrade: false,
+        listener: 0,
     };
     let mut out = Vec::with_capacity(4096);
     c.bench_function("response head rewrite (Location + Set-Cookie mapped)", |b| {

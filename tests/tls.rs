@@ -707,9 +707,7 @@ fn serve_head_echo<S: Read + Write>(mut sock: S) {
 }
 
 fn proxy_config(listeners: &str, upstream: &str) -> String {
-    format!(
-        "[server]\nworkers = 1\nheader_timeout = \"1s\"\n{listeners}\n{upstream}\n[[route]]\nupstream = \"app\"\n"
-    )
+    format!("[server]\nworkers = 1\nheader_timeout = \"1s\"\n{listeners}\n{upstream}\n[[route]]\nupstream = \"app\"\n")
 }
 
 fn toml_path(p: &Path) -> String {
@@ -769,12 +767,18 @@ fn e2e_redirect_https_is_a_308_to_the_same_path_and_query() {
     let mut out = String::new();
     let _ = sock.read_to_string(&mut out);
     assert!(out.starts_with("HTTP/1.1 308"), "{out}");
-    assert!(out.contains("Location: https://example.com:8443/a/b?x=1&y=2\r\n"), "{out}");
+    assert!(
+        out.contains("Location: https://example.com:8443/a/b?x=1&y=2\r\n"),
+        "{out}"
+    );
 }
 
 /// An HTTPS backend (blocking rustls) that echoes request heads, like `head_echo_backend`.
 fn https_head_echo_backend(pair: &CertPair) -> SocketAddr {
-    let chain = CertificateDer::pem_file_iter(&pair.cert).unwrap().map(Result::unwrap).collect();
+    let chain = CertificateDer::pem_file_iter(&pair.cert)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     let key = PrivateKeyDer::from_pem_file(&pair.key).unwrap();
     let config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(BOTH)
@@ -836,11 +840,18 @@ fn e2e_https_upstream_verified_by_test_ca_and_failure_is_a_502() {
     assert!(resp.starts_with("HTTP/1.1 502"), "{resp}");
     assert!(resp.contains("not signed by a trusted CA"), "{resp}");
     thread::sleep(Duration::from_millis(100));
-    assert!(proxy.stderr().contains("not signed by a trusted CA"), "{}", proxy.stderr());
+    assert!(
+        proxy.stderr().contains("not signed by a trusted CA"),
+        "{}",
+        proxy.stderr()
+    );
 }
 
 fn wss_listener(dir: &TempDir) -> String {
-    let pair = dir.pair("wss", &Ca::new("wss CA").leaf(&["localhost"], KeyPair::generate().unwrap()));
+    let pair = dir.pair(
+        "wss",
+        &Ca::new("wss CA").leaf(&["localhost"], KeyPair::generate().unwrap()),
+    );
     format!(
         "[[listener]]\nbind = \"127.0.0.1:0\"\n[[listener.tls]]\ncert = \"{}\"\nkey = \"{}\"\n",
         toml_path(&pair.cert),
@@ -864,7 +875,9 @@ fn ws_echo_server() -> SocketAddr {
     thread::spawn(move || {
         for stream in listener.incoming().map_while(Result::ok) {
             thread::spawn(move || {
-                let Ok(mut ws) = tungstenite::accept(stream) else { return };
+                let Ok(mut ws) = tungstenite::accept(stream) else {
+                    return;
+                };
                 while let Ok(msg) = ws.read() {
                     if msg.is_binary() || msg.is_text() {
                         if ws.send(msg).is_err() {
@@ -883,7 +896,10 @@ fn ws_echo_server() -> SocketAddr {
 #[test]
 fn e2e_wss_echo_with_a_1mb_message() {
     let dir = TempDir::new("e2e-wss");
-    let proxy = common::Ringway::start(&proxy_config(&wss_listener(&dir), &common::upstream("app", ws_echo_server())));
+    let proxy = common::Ringway::start(&proxy_config(
+        &wss_listener(&dir),
+        &common::upstream("app", ws_echo_server()),
+    ));
     let url = format!("wss://localhost:{}/ws", proxy.addr().port());
     let (mut ws, resp) = tungstenite::client(url, tls_connect(proxy.addr())).expect("wss handshake");
     assert_eq!(resp.status(), 101);
@@ -903,18 +919,27 @@ fn e2e_wss_echo_with_a_1mb_message() {
 #[test]
 fn e2e_stalled_handshake_is_dropped_and_others_are_served() {
     let dir = TempDir::new("e2e-stall");
-    let proxy = common::Ringway::start(&proxy_config(&wss_listener(&dir), &common::upstream("app", head_echo_backend())));
+    let proxy = common::Ringway::start(&proxy_config(
+        &wss_listener(&dir),
+        &common::upstream("app", head_echo_backend()),
+    ));
     let started = Instant::now();
     let mut stalled = std::net::TcpStream::connect(proxy.addr()).unwrap();
     stalled.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).unwrap(); // half a ClientHello
     let (_, resp) = tls_get(proxy.addr(), "localhost", "/meanwhile");
-    assert!(resp.starts_with("HTTP/1.1 200"), "served while another client stalls: {resp}");
+    assert!(
+        resp.starts_with("HTTP/1.1 200"),
+        "served while another client stalls: {resp}"
+    );
     stalled.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = [0u8; 64];
     let closed = matches!(stalled.read(&mut buf), Ok(0) | Err(_));
     let waited = started.elapsed();
     assert!(closed, "the stalled client is closed");
-    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(4), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
 }
 
 /// An upstream that answers the upgrade with 101 and then floods the tunnel until it breaks.
@@ -932,7 +957,9 @@ fn flooding_upstream() -> SocketAddr {
                     }
                     head.push(byte[0]);
                 }
-                let _ = sock.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+                let _ = sock.write_all(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+                );
                 let chunk = vec![b'f'; 64 * 1024];
                 while sock.write_all(&chunk).is_ok() {}
             });
@@ -944,7 +971,10 @@ fn flooding_upstream() -> SocketAddr {
 #[test]
 fn e2e_corrupt_record_during_a_blocked_wss_write_keeps_the_worker() {
     let dir = TempDir::new("e2e-corrupt");
-    let mut proxy = common::Ringway::start(&proxy_config(&wss_listener(&dir), &common::upstream("app", flooding_upstream())));
+    let mut proxy = common::Ringway::start(&proxy_config(
+        &wss_listener(&dir),
+        &common::upstream("app", flooding_upstream()),
+    ));
     let mut tls = tls_connect(proxy.addr());
     tls.write_all(
         b"GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\

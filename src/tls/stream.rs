@@ -146,7 +146,7 @@ impl<C: Session> TlsStream<C> {
                 let mut conn = self.conn.borrow_mut();
                 let mut reader = conn.reader();
                 match reader.fill_buf() {
-                    Ok(data) if data.is_empty() => return Ok(0),
+                    Ok([]) => return Ok(0),
                     Ok(data) => {
                         let n = take(data);
                         reader.consume(n);

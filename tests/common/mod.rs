@@ -953,7 +953,7 @@ impl RawClient {
         let before = self.buf.len();
         let r = self.fill();
         self.stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        matches!(r, Err(_)) && self.buf.len() == before && !self.eof
+        r.is_err() && self.buf.len() == before && !self.eof
     }
 }
 
