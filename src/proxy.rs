@@ -123,14 +123,14 @@ impl ClientStream for TcpStream {
     async fn tunnel(self, upstream: UpstreamConn, ctx: &WorkerCtx, limits: &TunnelLimits) -> TunnelStats {
         match upstream {
             UpstreamConn::Plain(upstream) => splice_relay(self, upstream, &ctx.pipes, limits).await,
-            tls => ready_relay(self, tls, &ctx.bodies, limits).await,
+            tls => ready_relay(self, tls, &ctx.bodies, &ctx.pipes, limits).await,
         }
     }
 }
 
 impl<S: Session> ClientStream for TlsStream<S> {
     async fn tunnel(self, upstream: UpstreamConn, ctx: &WorkerCtx, limits: &TunnelLimits) -> TunnelStats {
-        ready_relay(self, upstream, &ctx.bodies, limits).await
+        ready_relay(self, upstream, &ctx.bodies, &ctx.pipes, limits).await
     }
 }
 

@@ -59,7 +59,7 @@ fn check_prints_the_compiled_table_in_match_order_and_exits_0() {
     let out = stdout_of(&o);
     let line_of = |pred: &dyn Fn(&str) -> bool, what: &str| {
         out.lines()
-            .position(|l| pred(l))
+            .position(pred)
             .unwrap_or_else(|| panic!("no line for {what} in:\n{out}"))
     };
     let exact = line_of(

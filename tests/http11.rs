@@ -256,3 +256,41 @@ fn idle_keep_alive_connection_is_closed_after_idle_timeout() {
     assert_eq!(c.read_response().status, 200);
     assert!(c.closed_within(Duration::from_secs(4)), "idle connection not closed");
 }
+
+#[test]
+fn upstream_connection_is_not_reused_when_the_client_left_mid_response() {
+    let big: &'static [u8] = {
+        let mut v = b"HTTP/1.1 200 OK\r\nContent-Length: 8388608\r\n\r\n".to_vec();
+        v.extend(std::iter::repeat_n(b'x', 8 << 20));
+        Box::leak(v.into_boxed_slice())
+    };
+    let up = Scripted::start(move |conn, _, _| {
+        if conn == 0 {
+            Step::reply(big)
+        } else {
+            Step::reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        }
+    });
+    let p = proxy(up.addr, "", "");
+    let mut c = RawClient::connect(p.addr());
+    c.send(&get_req("/big", "h.test", &[]));
+    // read only a little of the 8 MiB answer, then go away
+    let mut buf = [0u8; 4096];
+    let n = std::io::Read::read(&mut c.stream, &mut buf).unwrap();
+    assert!(n > 0 && buf.starts_with(b"HTTP/1.1 200"));
+    drop(c);
+    assert!(
+        wait_until(Duration::from_secs(5), || up
+            .conns()
+            .first()
+            .is_some_and(|c| c.closed_by_peer)),
+        "the upstream connection with an unread response body was kept"
+    );
+    let r = raw_roundtrip(p.addr(), &get_req("/next", "h.test", &[]));
+    assert_eq!(r.body, b"ok");
+    assert_eq!(
+        up.conns()[0].requests.len(),
+        1,
+        "a half-read upstream connection was reused"
+    );
+}

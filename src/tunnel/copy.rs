@@ -7,10 +7,12 @@
 //! holds nothing while idle; prefer it whenever both ends are plain TCP.
 
 use std::cell::Cell;
+use std::pin::pin;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split, Splitable};
+use monoio::time::Sleep;
 
-use super::relay::{run_both, Activity, Budget};
+use super::relay::{drive, Activity, Budget, Side};
 use super::{TunnelEnd, TunnelLimits, TunnelStats};
 
 /// Buffer a direction starts with and returns to when traffic is light (one TLS record).
@@ -28,32 +30,27 @@ where
     C: AsyncReadRent + AsyncWriteRent + Split,
     U: AsyncReadRent + AsyncWriteRent + Split,
 {
-    let (mut client_read, mut client_write) = client.into_split();
-    let (mut upstream_read, mut upstream_write) = upstream.into_split();
+    let (client_read, client_write) = client.into_split();
+    let (upstream_read, upstream_write) = upstream.into_split();
     let to_upstream = Cell::new(0);
     let to_client = Cell::new(0);
     let activity = Activity::new();
-    let c2u = copy_one_way(
-        &mut client_read,
-        &mut upstream_write,
-        Blame {
-            reader: TunnelEnd::ClientError,
-            writer: TunnelEnd::UpstreamError,
-        },
+    let c2u = pin!(copy_one_way(
+        client_read,
+        upstream_write,
+        Side::Client,
         &to_upstream,
         &activity,
-    );
-    let u2c = copy_one_way(
-        &mut upstream_read,
-        &mut client_write,
-        Blame {
-            reader: TunnelEnd::UpstreamError,
-            writer: TunnelEnd::ClientError,
-        },
+    ));
+    let u2c = pin!(copy_one_way(
+        upstream_read,
+        client_write,
+        Side::Upstream,
         &to_client,
         &activity,
-    );
-    let end = run_both(std::pin::pin!(c2u), std::pin::pin!(u2c), limits, &activity).await;
+    ));
+    let timer = pin!(None::<Sleep>);
+    let end = drive(c2u, u2c, timer, limits, &activity).await;
     TunnelStats {
         client_to_upstream: to_upstream.get(),
         upstream_to_client: to_client.get(),
@@ -61,16 +58,11 @@ where
     }
 }
 
-/// Which side a failed read or write is reported against.
-struct Blame {
-    reader: fn(std::io::Error) -> TunnelEnd,
-    writer: fn(std::io::Error) -> TunnelEnd,
-}
-
+/// Owns its halves: when this direction ends, dropping them releases its share of the streams.
 async fn copy_one_way<R, W>(
-    from: &mut R,
-    to: &mut W,
-    blame: Blame,
+    mut from: R,
+    mut to: W,
+    from_side: Side,
     moved: &Cell<u64>,
     activity: &Activity,
 ) -> Result<(), TunnelEnd>
@@ -82,14 +74,14 @@ where
     let mut budget = Budget::new();
     loop {
         let (read, filled) = from.read(buf).await;
-        let n = read.map_err(blame.reader)?;
+        let n = read.map_err(|e| from_side.failed(e))?;
         if n == 0 {
-            to.shutdown().await.map_err(blame.writer)?;
+            to.shutdown().await.map_err(|e| from_side.other().failed(e))?;
             return Ok(());
         }
         let (written, sent) = to.write_all(filled).await;
-        written.map_err(blame.writer)?;
-        to.flush().await.map_err(blame.writer)?;
+        written.map_err(|e| from_side.other().failed(e))?;
+        to.flush().await.map_err(|e| from_side.other().failed(e))?;
         moved.set(moved.get() + n as u64);
         activity.touch();
         buf = resize(sent, n);

@@ -1,13 +1,16 @@
-//! Per-worker pool of kernel pipes for the splice relay. A tunnel borrows a pipe only while bytes
-//! are in flight and gives it back once the pipe is empty, so idle tunnels hold no pipe and the
-//! per-user pipe budget (`fs.pipe-user-pages-soft`) is spent on active transfers only.
+//! Per-worker state of the splice relay: a pool of kernel pipes and the tunnels' shared timer. A
+//! tunnel borrows a pipe only while bytes are in flight and gives it back once the pipe is empty,
+//! so idle tunnels hold no pipe and the per-user pipe budget (`fs.pipe-user-pages-soft`) is spent
+//! on active transfers only.
 
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::rc::Rc;
 
 use super::sys;
+use super::timer::SharedTimers;
 
 /// Pipe capacity asked of the kernel when none is given (also Linux's default capacity).
 pub const DEFAULT_PIPE_SIZE: usize = 64 * 1024;
@@ -21,10 +24,12 @@ struct Pipe {
     capacity: usize,
 }
 
-/// Empty pipes for one worker thread. Not `Send`: each worker owns its pool and borrows from it
-/// without locks.
+/// Empty pipes for one worker thread, and the one timer all of the worker's splice tunnels share
+/// for their idle and lifetime deadlines (see `timer.rs`). Not `Send`: each worker owns its pool
+/// and uses it without locks.
 pub struct PipePool {
     idle: RefCell<Vec<Pipe>>,
+    timers: Rc<SharedTimers>,
     pipe_size: usize,
     max_idle: usize,
     in_use: Cell<usize>,
@@ -38,6 +43,7 @@ impl PipePool {
     pub fn new(pipe_size: usize, max_idle: usize) -> Self {
         PipePool {
             idle: RefCell::new(Vec::new()),
+            timers: Rc::default(),
             pipe_size,
             max_idle,
             in_use: Cell::new(0),
@@ -59,6 +65,15 @@ impl PipePool {
     /// Pipes created since the pool was made (a counter for metrics: reuse keeps it low).
     pub fn created(&self) -> u64 {
         self.created.get()
+    }
+
+    /// Tunnel deadlines currently parked on this worker's shared timer.
+    pub fn armed_timers(&self) -> usize {
+        self.timers.pending()
+    }
+
+    pub(crate) fn timers(&self) -> &Rc<SharedTimers> {
+        &self.timers
     }
 
     /// Lends an empty pipe, creating one when the pool has none.
@@ -168,6 +183,15 @@ mod tests {
         let d = pool.lend().unwrap();
         assert_eq!((pool.idle(), pool.created()), (1, 3), "an idle pipe is reused");
         drop(d);
+    }
+
+    #[test]
+    fn a_refused_size_falls_back_to_the_pipe_the_kernel_gave() {
+        // Above fs.pipe-max-size (1 MiB here) an unprivileged F_SETPIPE_SZ fails with EPERM, as
+        // it does once the user's pipe budget is spent: the pipe is still usable.
+        let pool = PipePool::new(64 * 1024 * 1024, 1);
+        let pipe = pool.lend().unwrap();
+        assert!(pipe.capacity() >= 4096);
     }
 
     #[test]

@@ -9,7 +9,9 @@ use std::io::{self, IoSlice};
 
 use monoio::net::TcpStream;
 
-use super::relay::{run_both, Activity, Budget};
+use super::pool::PipePool;
+use super::relay::{drive, Activity, Budget};
+use super::timer::SharedDeadline;
 use super::{sys, TunnelEnd, TunnelLimits, TunnelStats};
 use crate::io_util::BufPool;
 use crate::tls::{Session, TlsStream};
@@ -89,11 +91,13 @@ impl<C: Session> RelayEnd for TlsStream<C> {
 }
 
 /// Relays both ways between `client` and `upstream` until both directions ended, either side
-/// failed, or a limit was reached; then drops (closes) both. Buffers come from `pool`.
+/// failed, or a limit was reached; then drops (closes) both. Buffers come from `pool`; the
+/// idle/lifetime deadline lives in the worker's shared timer (held by `pipes`, no pipe is used).
 pub async fn ready_relay<C: RelayEnd, U: RelayEnd>(
     client: C,
     upstream: U,
     pool: &BufPool,
+    pipes: &PipePool,
     limits: &TunnelLimits,
 ) -> TunnelStats {
     let to_upstream = Cell::new(0);
@@ -121,7 +125,8 @@ pub async fn ready_relay<C: RelayEnd, U: RelayEnd>(
             };
             let c2u = std::pin::pin!(c2u.pump(pool));
             let u2c = std::pin::pin!(u2c.pump(pool));
-            run_both(c2u, u2c, limits, &activity).await
+            let timer = std::pin::pin!(SharedDeadline::new(pipes.timers()));
+            drive(c2u, u2c, timer, limits, &activity).await
         }
     };
     TunnelStats {

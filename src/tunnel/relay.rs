@@ -1,14 +1,39 @@
-//! What both relays share: the two directions run as two futures polled by one task, next to one
+//! What both relays share: the two directions run as two futures polled by one task, next to a
 //! timer that enforces the idle timeout and the maximum lifetime.
 
 use std::cell::Cell;
 use std::future::{poll_fn, Future};
+use std::io;
 use std::pin::Pin;
 use std::task::Poll;
 
-use monoio::time::{sleep_until, Instant, Sleep};
+use monoio::time::Instant;
 
+use super::timer::RelayTimer;
 use super::{TunnelEnd, TunnelLimits};
+
+/// The two ends of a tunnel, to report a failure against the right one.
+#[derive(Clone, Copy)]
+pub(crate) enum Side {
+    Client,
+    Upstream,
+}
+
+impl Side {
+    pub(crate) fn failed(self, e: io::Error) -> TunnelEnd {
+        match self {
+            Side::Client => TunnelEnd::ClientError(e),
+            Side::Upstream => TunnelEnd::UpstreamError(e),
+        }
+    }
+
+    pub(crate) fn other(self) -> Side {
+        match self {
+            Side::Client => Side::Upstream,
+            Side::Upstream => Side::Client,
+        }
+    }
+}
 
 /// When the tunnel started and when a byte last moved either way.
 pub(crate) struct Activity {
@@ -57,25 +82,28 @@ impl Activity {
 }
 
 /// Runs both directions until both have ended cleanly (`BothClosed`), one fails, or the timer
-/// fires. The timer is re-armed lazily: bytes only touch a `Cell`, and the sleep is moved forward
+/// fires. The timer is re-armed lazily: bytes only touch a `Cell`, and the timer is moved forward
 /// when it fires early.
 ///
-/// The legs are pinned by the caller where they are created (passing them by value would let
-/// the state machine keep a second slot for each), and the timer lives in its own allocation:
-/// this future is held for the whole life of a mostly idle tunnel, so its size is its cost.
-pub(crate) async fn run_both<A, B>(
-    mut c2u: Pin<&mut A>,
-    mut u2c: Pin<&mut B>,
-    limits: &TunnelLimits,
-    activity: &Activity,
-) -> TunnelEnd
+/// The caller pins the directions and the timer in its own state and lends them here: an async
+/// fn taking futures by value would store them twice (arguments stay in an async fn's state).
+pub(crate) fn drive<'a, A, B, T>(
+    mut c2u: Pin<&'a mut A>,
+    mut u2c: Pin<&'a mut B>,
+    mut timer: Pin<&'a mut T>,
+    limits: &'a TunnelLimits,
+    activity: &'a Activity,
+) -> impl Future<Output = TunnelEnd> + 'a
 where
     A: Future<Output = Result<(), TunnelEnd>>,
     B: Future<Output = Result<(), TunnelEnd>>,
+    T: RelayTimer,
 {
+    if let Some(deadline) = activity.next_deadline(limits) {
+        timer.as_mut().arm(deadline);
+    }
     let (mut c2u_done, mut u2c_done) = (false, false);
-    let mut timer: Option<Pin<Box<Sleep>>> = activity.next_deadline(limits).map(|d| Box::pin(sleep_until(d)));
-    poll_fn(|cx| {
+    poll_fn(move |cx| {
         if !c2u_done {
             if let Poll::Ready(result) = c2u.as_mut().poll(cx) {
                 if let Err(end) = result {
@@ -95,21 +123,17 @@ where
         if c2u_done && u2c_done {
             return Poll::Ready(TunnelEnd::BothClosed);
         }
-        while let Some(sleep) = timer.as_mut() {
-            if sleep.as_mut().poll(cx).is_pending() {
-                break;
-            }
+        while timer.as_mut().poll_fire(cx).is_ready() {
             if let Some(end) = activity.expired(limits, Instant::now()) {
                 return Poll::Ready(end);
             }
             match activity.next_deadline(limits) {
-                Some(deadline) => sleep.as_mut().reset(deadline),
-                None => timer = None,
+                Some(deadline) => timer.as_mut().arm(deadline),
+                None => break,
             }
         }
         Poll::Pending
     })
-    .await
 }
 
 /// Chunks a direction may relay back to back before it lets the worker's other tasks run.

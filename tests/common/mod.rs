@@ -115,7 +115,8 @@ impl Ringway {
                     if let Some(a) = line.strip_prefix("ringway: listening on ") {
                         let a = a.trim();
                         addrs.push(a.parse().unwrap_or_else(|e| panic!("bad listening address {a:?}: {e}")));
-                    } else if line.starts_with("ringway: ready") {
+                    } else if line == "ringway: ready" || line.starts_with("ringway: ready ") {
+                        // The contract's line; trailing detail such as "(2 workers, …)" is tolerated.
                         break;
                     }
                 }
@@ -656,7 +657,14 @@ pub fn http(agent: &ureq::Agent, method: &str, url: &str, headers: &[(&str, &str
     };
     let status = resp.status();
     let mut hs = Vec::new();
-    for n in resp.headers_names() {
+    let mut names = resp.headers_names();
+    names.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+    let mut seen: Vec<String> = Vec::new();
+    for n in names {
+        if seen.iter().any(|s| s.eq_ignore_ascii_case(&n)) {
+            continue;
+        }
+        seen.push(n.clone());
         for v in resp.all(&n) {
             hs.push((n.clone(), v.to_string()));
         }
@@ -1100,6 +1108,8 @@ impl Scripted {
                                 nreq += 1;
                                 thread::sleep(step.delay);
                                 if s.write_all(&step.bytes).is_err() {
+                                    // the proxy closed (or reset) while we were still answering
+                                    conns.lock().unwrap()[idx].closed_by_peer = true;
                                     break;
                                 }
                                 if step.close {
