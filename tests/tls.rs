@@ -1003,3 +1003,43 @@ fn e2e_corrupt_record_during_a_blocked_wss_write_keeps_the_worker() {
     drop(other);
     proxy.assert_healthy();
 }
+
+#[test]
+fn e2e_check_warns_on_expired_certificates_and_skipped_verification_and_errors_name_the_file() {
+    let dir = TempDir::new("e2e-check");
+    let ca = Ca::new("check CA");
+    let mut params = CertificateParams::new(vec!["old.test".to_owned()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+    let old = dir.pair("old", &ca.sign(params, KeyPair::generate().unwrap()));
+    let config = |cert: &Path| {
+        format!(
+            "[[listener]]\nbind = \"127.0.0.1:0\"\n[[listener.tls]]\ncert = \"{}\"\nkey = \"{}\"\n\
+             [upstream.app]\nservers = [\"https://localhost:9\"]\ninsecure_skip_verify = true\n\
+             [[route]]\nupstream = \"app\"\n",
+            toml_path(cert),
+            toml_path(&old.key)
+        )
+    };
+    let file = dir.write("ok.toml", &config(&old.cert));
+    let out = common::run_cli(&["check", "--config", file.to_str().unwrap()]);
+    let stderr = common::stderr_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning") && stderr.contains("expired on 2020-01-01"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("insecure_skip_verify") && stderr.contains("NOT verified"),
+        "{stderr}"
+    );
+
+    let missing = dir.path("missing.pem");
+    let file = dir.write("bad.toml", &config(&missing));
+    let out = common::run_cli(&["check", "--config", file.to_str().unwrap()]);
+    let stderr = common::stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
+    let out = common::run_cli(&["--config", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "run exits 2 too");
+}
