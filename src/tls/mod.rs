@@ -10,6 +10,13 @@
 //! The stream is cancellation-safe (no buffer is ever lent to a pending kernel operation) and
 //! its two directions may be driven concurrently by a relay; monoio-rustls 0.4, used before,
 //! panicked in both cases (monoio-rs/monoio-tls#11; regression tests in `tests/tls.rs`).
+//!
+//! Idle cost, measured (debug build, 1 worker, 1000 connections, RSS growth / 1000): an idle TLS
+//! keep-alive connection after one request ~18.9 KB (plaintext: ~8.4 KB); an idle wss tunnel
+//! (TLS client, plain upstream) ~16.8 KB (plain splice tunnel: ~3.5 KB). The difference is
+//! rustls' own state: its connection struct and a 4 KiB receive buffer (rustls shrinks it back to
+//! 4 KiB on every read that finds it empty; there is no API to release it entirely). Nothing of
+//! ours is held while idle.
 //! - The runtime needs `enable_timer()` for the handshake deadline.
 
 mod error;
