@@ -1043,3 +1043,63 @@ fn e2e_check_warns_on_expired_certificates_and_skipped_verification_and_errors_n
     let out = common::run_cli(&["--config", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "run exits 2 too");
 }
+
+/// A WebSocket echo server behind TLS (an `https://` upstream that upgrades).
+fn wss_echo_upstream(pair: &CertPair) -> SocketAddr {
+    let chain = CertificateDer::pem_file_iter(&pair.cert)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&pair.key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(BOTH)
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let config = Arc::new(config);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for sock in listener.incoming().map_while(Result::ok) {
+            let config = config.clone();
+            thread::spawn(move || {
+                let tls = rustls::StreamOwned::new(rustls::ServerConnection::new(config).unwrap(), sock);
+                let Ok(mut ws) = tungstenite::accept(tls) else { return };
+                while let Ok(msg) = ws.read() {
+                    if (msg.is_binary() || msg.is_text()) && ws.send(msg).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn e2e_ws_through_to_an_https_upstream() {
+    let dir = TempDir::new("e2e-ws-up");
+    let ca = Ca::new("ws upstream CA");
+    let site = dir.pair("site", &ca.leaf(&["localhost"], KeyPair::generate().unwrap()));
+    let ca_file = dir.write("ca.pem", &ca.cert.pem());
+    let backend = wss_echo_upstream(&site);
+    let upstream = format!(
+        "[upstream.app]\nservers = [\"https://localhost:{}\"]\nca = \"{}\"\n",
+        backend.port(),
+        toml_path(&ca_file)
+    );
+    // Plain client → TLS upstream, and TLS client → TLS upstream.
+    let listeners = format!("[[listener]]\nbind = \"127.0.0.1:0\"\n{}", wss_listener(&dir));
+    let proxy = common::Ringway::start(&proxy_config(&listeners, &upstream));
+    let big = common::pattern(256 * 1024, 7);
+    let sock = std::net::TcpStream::connect(proxy.addrs[0]).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let (mut ws, _) = tungstenite::client(format!("ws://localhost:{}/ws", proxy.addrs[0].port()), sock).unwrap();
+    ws.send(tungstenite::Message::binary(big.clone())).unwrap();
+    assert!(ws.read().unwrap().into_data()[..] == big[..]);
+    let url = format!("wss://localhost:{}/ws", proxy.addrs[1].port());
+    let (mut ws, _) = tungstenite::client(url, tls_connect(proxy.addrs[1])).unwrap();
+    ws.send(tungstenite::Message::binary(big.clone())).unwrap();
+    assert!(ws.read().unwrap().into_data()[..] == big[..]);
+}
