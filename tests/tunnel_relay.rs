@@ -105,7 +105,10 @@ where
         monoio::FusionRuntime::Legacy(_) => "epoll",
     };
     if expected == "legacy" {
-        assert_eq!(driver, "epoll", "MONOIO_FORCE_LEGACY_DRIVER=1 must select epoll");
+        assert_eq!(
+            driver, "epoll",
+            "MONOIO_FORCE_LEGACY_DRIVER=1 must select epoll"
+        );
     }
     eprintln!("[driver: {driver}]");
     runtime.block_on(async {
@@ -119,9 +122,11 @@ fn run_in_child(name: &str, legacy: bool) {
     let mut cmd = Command::new(std::env::current_exe().expect("path of the test binary"));
     cmd.args([name, "--exact", "--nocapture", "--test-threads=1"]);
     if legacy {
-        cmd.env(CHILD_ENV, "legacy").env("MONOIO_FORCE_LEGACY_DRIVER", "1");
+        cmd.env(CHILD_ENV, "legacy")
+            .env("MONOIO_FORCE_LEGACY_DRIVER", "1");
     } else {
-        cmd.env(CHILD_ENV, "fusion").env_remove("MONOIO_FORCE_LEGACY_DRIVER");
+        cmd.env(CHILD_ENV, "fusion")
+            .env_remove("MONOIO_FORCE_LEGACY_DRIVER");
     }
     let out = cmd.output().expect("re-run the test binary");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -136,7 +141,10 @@ fn run_in_child(name: &str, legacy: bool) {
         out.status.success(),
         "{name} failed under {label}\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
-    assert!(stdout.contains("1 passed"), "the child did not run {name}:\n{stdout}");
+    assert!(
+        stdout.contains("1 passed"),
+        "the child did not run {name}:\n{stdout}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -207,7 +215,9 @@ impl Proxy {
 
     /// A tunnel: (the client's end, the backend's end).
     async fn open(&self) -> (TcpStream, TcpStream) {
-        let client = TcpStream::connect_addr(self.addr).await.expect("connect to the proxy");
+        let client = TcpStream::connect_addr(self.addr)
+            .await
+            .expect("connect to the proxy");
         let (upstream, _) = self.backend.accept().await.expect("backend accept");
         (client, upstream)
     }
@@ -366,7 +376,11 @@ async fn transfer_1mib(relay: Relay) {
     assert_eq!(got_up.len(), MIB);
     assert_eq!(fnv1a(&got_up), fnv1a(&up), "client → upstream corrupted");
     assert_eq!(got_down.len(), MIB);
-    assert_eq!(fnv1a(&got_down), fnv1a(&down), "upstream → client corrupted");
+    assert_eq!(
+        fnv1a(&got_down),
+        fnv1a(&down),
+        "upstream → client corrupted"
+    );
 
     let (_, stats) = proxy.single_end().await;
     assert_both_closed(&stats);
@@ -410,7 +424,10 @@ async fn small_messages(relay: Relay) {
     let started = Instant::now();
     let echo = monoio::spawn(async move {
         for i in 0..MESSAGES {
-            assert_eq!(read_exact(&mut upstream, MESSAGE_LEN).await, message(b'c', i));
+            assert_eq!(
+                read_exact(&mut upstream, MESSAGE_LEN).await,
+                message(b'c', i)
+            );
             write_all(&mut upstream, message(b'u', i)).await;
         }
         upstream
@@ -447,7 +464,10 @@ async fn small_messages(relay: Relay) {
     let expected_up: Vec<u8> = (0..MESSAGES).flat_map(|i| message(b'C', i)).collect();
     let expected_down: Vec<u8> = (0..MESSAGES).flat_map(|i| message(b'U', i)).collect();
     assert!(got_up == expected_up, "client → upstream burst corrupted");
-    assert!(got_down == expected_down, "upstream → client burst corrupted");
+    assert!(
+        got_down == expected_down,
+        "upstream → client burst corrupted"
+    );
 
     let (_, stats) = proxy.single_end().await;
     assert_both_closed(&stats);
@@ -492,7 +512,10 @@ async fn half_close_client_first(relay: Relay) {
             upstream
         }
     });
-    assert!(read_to_end(&mut client).await == answer, "{relay:?}: answer corrupted");
+    assert!(
+        read_to_end(&mut client).await == answer,
+        "{relay:?}: answer corrupted"
+    );
     drop(writer.await);
     let (_, stats) = proxy.single_end().await;
     assert_both_closed(&stats);
@@ -553,7 +576,11 @@ async fn client_reset(relay: Relay) {
     let (_, stats) = proxy.single_end().await;
     match &stats.end {
         TunnelEnd::ClientError(e) => {
-            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{relay:?}: {e}")
+            assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset,
+                "{relay:?}: {e}"
+            )
         }
         other => panic!("{relay:?}: expected a client error, got {other:?}"),
     }
@@ -572,7 +599,11 @@ async fn upstream_reset(relay: Relay) {
     let (_, stats) = proxy.single_end().await;
     match &stats.end {
         TunnelEnd::UpstreamError(e) => {
-            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{relay:?}: {e}")
+            assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset,
+                "{relay:?}: {e}"
+            )
         }
         other => panic!("{relay:?}: expected an upstream error, got {other:?}"),
     }
@@ -613,7 +644,11 @@ async fn idle_timeout(relay: Relay) {
         quiet_since = Instant::now();
         monoio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(proxy.ended_count(), 0, "{relay:?}: ended while traffic flowed");
+    assert_eq!(
+        proxy.ended_count(),
+        0,
+        "{relay:?}: ended while traffic flowed"
+    );
     assert!(closed_within(&mut client, Duration::from_secs(3)).await);
     assert!(closed_within(&mut upstream, Duration::from_secs(3)).await);
     let (at, stats) = proxy.single_end().await;
@@ -637,7 +672,10 @@ async fn max_lifetime(relay: Relay) {
     let (mut client, mut upstream) = proxy.open().await;
     let opened = Instant::now();
     while proxy.ended_count() == 0 {
-        assert!(opened.elapsed() < Duration::from_secs(5), "{relay:?}: never ended");
+        assert!(
+            opened.elapsed() < Duration::from_secs(5),
+            "{relay:?}: never ended"
+        );
         let (written, _) = client.write_all(vec![b'c']).await;
         if written.is_ok() {
             let _ = upstream.read(Vec::with_capacity(8)).await;
@@ -771,7 +809,11 @@ async fn idle_tunnels(relay: Relay) {
         threads_idle, threads_before,
         "{relay:?}: {TUNNELS} idle tunnels changed the thread count"
     );
-    assert_eq!(proxy.pool.in_use(), 0, "{relay:?}: an idle tunnel holds a pipe");
+    assert_eq!(
+        proxy.pool.in_use(),
+        0,
+        "{relay:?}: an idle tunnel holds a pipe"
+    );
     let pool_fds = 2 * proxy.pool.idle();
     // The test's two ends take 2 fds per tunnel; the rest is the proxy's.
     let proxy_fds = fds_idle - fds_before - pool_fds - 2 * TUNNELS;
@@ -790,7 +832,11 @@ async fn idle_tunnels(relay: Relay) {
         ends_heap / TUNNELS,
     );
     if relay == Relay::Splice {
-        assert_eq!(proxy.pool.armed_timers(), TUNNELS, "one shared-timer entry per tunnel");
+        assert_eq!(
+            proxy.pool.armed_timers(),
+            TUNNELS,
+            "one shared-timer entry per tunnel"
+        );
         assert!(
             proxy_heap <= 2048,
             "an idle splice tunnel holds {proxy_heap} heap bytes in the proxy"
@@ -802,5 +848,9 @@ async fn idle_tunnels(relay: Relay) {
     }
     proxy.wait_ended(TUNNELS).await;
     assert_eq!(threads(), threads_before);
-    assert_eq!(proxy.pool.armed_timers(), 0, "ended tunnels leave no timer entry");
+    assert_eq!(
+        proxy.pool.armed_timers(),
+        0,
+        "ended tunnels leave no timer entry"
+    );
 }

@@ -76,7 +76,9 @@ where
         let (read, filled) = from.read(buf).await;
         let n = read.map_err(|e| from_side.failed(e))?;
         if n == 0 {
-            to.shutdown().await.map_err(|e| from_side.other().failed(e))?;
+            to.shutdown()
+                .await
+                .map_err(|e| from_side.other().failed(e))?;
             return Ok(());
         }
         let (written, sent) = to.write_all(filled).await;

@@ -181,7 +181,11 @@ mod tests {
             "the third pipe is closed, not kept"
         );
         let d = pool.lend().unwrap();
-        assert_eq!((pool.idle(), pool.created()), (1, 3), "an idle pipe is reused");
+        assert_eq!(
+            (pool.idle(), pool.created()),
+            (1, 3),
+            "an idle pipe is reused"
+        );
         drop(d);
     }
 

@@ -105,7 +105,8 @@ impl Leg<'_> {
                 match sys::splice(sys::socket_fd(self.from), pipe.write_end(), pipe.capacity()) {
                     Ok(0) => {
                         drop(pipe);
-                        return sys::shutdown_write(sys::socket_fd(self.to)).map_err(|e| self.write_failed(e));
+                        return sys::shutdown_write(sys::socket_fd(self.to))
+                            .map_err(|e| self.write_failed(e));
                     }
                     Ok(n) => {
                         pipe.filled = n;
@@ -161,7 +162,9 @@ mod tests {
             .unwrap();
         runtime.block_on(async {
             let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let client = TcpStream::connect_addr(listener.local_addr().unwrap()).await.unwrap();
+            let client = TcpStream::connect_addr(listener.local_addr().unwrap())
+                .await
+                .unwrap();
             let (upstream, _) = listener.accept().await.unwrap();
             let pool = PipePool::default();
             let limits = TunnelLimits::default();
