@@ -120,6 +120,7 @@ Content-Length: 29\r\n\r\n";
         idempotent: true,
         host_at: None,
         response_headers: Vec::new(),
+        listener: 0,
     };
     let mut out = Vec::with_capacity(4096);
     c.bench_function("response head rewrite (Location + Set-Cookie mapped)", |b| {

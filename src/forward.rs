@@ -17,9 +17,8 @@ use crate::http::Framing;
 use crate::io_util::{read_append, write_from, write_static};
 use crate::proxy::{reply, Reply, WorkerCtx};
 use crate::rewrite::{map_cookie_path, map_location};
-use crate::upstream::{connect, FailureKind, Tried, UpstreamError};
+use crate::upstream::{connect, FailureKind, Tried, UpstreamConn, UpstreamError};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
-use monoio::net::TcpStream;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -46,6 +45,8 @@ pub struct Outgoing {
     pub response_headers: Vec<u8>,
     /// The request asked for an allowed protocol upgrade and carries Upgrade upstream.
     pub upgrade: bool,
+    /// The listener that accepted the client (its `hsts` applies to the response).
+    pub listener: usize,
 }
 
 /// What the client connection does after an exchange.
@@ -53,7 +54,7 @@ pub enum Next {
     KeepAlive,
     Close,
     /// The upstream answered 101: relay bytes both ways from now on.
-    Tunnel(TcpStream),
+    Tunnel(UpstreamConn),
 }
 
 /// How an exchange ended early.
@@ -234,10 +235,10 @@ type Failed = (Abort, bool);
 enum Done {
     Http {
         keep: bool,
-        upstream: TcpStream,
+        upstream: UpstreamConn,
         reusable: bool,
     },
-    Tunnel(TcpStream),
+    Tunnel(UpstreamConn),
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -527,7 +528,7 @@ pub struct ResponsePlan {
 }
 
 async fn read_response_head(
-    upstream: &mut TcpStream,
+    upstream: &mut UpstreamConn,
     rbuf: &mut Vec<u8>,
     out: &mut Vec<u8>,
     plan: &Plan,
@@ -637,6 +638,7 @@ pub fn build_response_head(
     out.extend_from_slice(res.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     let rules = &route.response_headers;
+    let hsts = plan.listeners.get(o.listener).and_then(|l| l.hsts.as_deref());
     for h in res.headers.iter() {
         let kind = classify(h.name);
         if kind.is_hop_by_hop()
@@ -644,6 +646,7 @@ pub fn build_response_head(
             || facts.connection_names.contains(h.name)
             || rules.drops(h.name.as_bytes())
             || (route.access.cors.is_some() && crate::auth::cors::is_cors_header(h.name.as_bytes()))
+            || (hsts.is_some() && h.name.eq_ignore_ascii_case("strict-transport-security"))
         {
             continue;
         }
@@ -666,6 +669,9 @@ pub fn build_response_head(
         header(out, rule.name.as_bytes(), rule.value.as_bytes());
     }
     out.extend_from_slice(&o.response_headers);
+    if let Some(value) = hsts {
+        header(out, b"Strict-Transport-Security", value.as_bytes());
+    }
     match facts.framing {
         Framing::Length(len) => header_u64(out, b"Content-Length", len),
         Framing::None => {
@@ -737,7 +743,7 @@ fn switching_head(
 /// so the client never takes a truncated body for a complete one.
 async fn relay_response_body<C: AsyncWriteRent>(
     client: &mut C,
-    upstream: &mut TcpStream,
+    upstream: &mut UpstreamConn,
     rbuf: &mut Vec<u8>,
     out: &mut Vec<u8>,
     resp: &ResponsePlan,

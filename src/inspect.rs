@@ -52,7 +52,17 @@ pub fn describe(plan: &Plan) -> String {
     let _ = writeln!(s, "workers: {}", plan.server.workers);
     let _ = writeln!(s, "listeners:");
     for l in &plan.listeners {
-        let _ = writeln!(s, "  {}", l.bind);
+        let mut line = format!("  {}", l.bind);
+        if l.tls.is_some() {
+            line.push_str(" tls");
+        }
+        if let Some(h) = &l.hsts {
+            let _ = write!(line, " hsts=\"{h}\"");
+        }
+        if let Some(r) = &l.redirect_https {
+            let _ = write!(line, " redirect_https={r}");
+        }
+        let _ = writeln!(s, "{line}");
     }
     let _ = writeln!(s, "upstreams:");
     for u in &plan.upstreams {
@@ -60,10 +70,11 @@ pub fn describe(plan: &Plan) -> String {
             .servers
             .iter()
             .map(|sv| {
+                let scheme = if sv.tls { "https://" } else { "" };
                 if sv.authority == sv.addr.to_string() {
-                    sv.authority.clone()
+                    format!("{scheme}{}", sv.authority)
                 } else {
-                    format!("{} ({})", sv.authority, sv.addr)
+                    format!("{scheme}{} ({})", sv.authority, sv.addr)
                 }
             })
             .collect();
@@ -192,10 +203,13 @@ pub fn explain(plan: &Plan, method: &str, url: &str, headers: &[String]) -> Resu
     }
     head.push_str("\r\n");
 
-    let port = plan.listeners.first().map(|l| l.bind.port()).unwrap_or(80);
+    // The first listener of the URL's kind (TLS for https://) answers, as a client would reach it.
+    let listener = plan.listeners.iter().position(|l| l.tls.is_some() == tls).unwrap_or(0);
+    let port = plan.listeners.get(listener).map(|l| l.bind.port()).unwrap_or(80);
     let peer: SocketAddr = "192.0.2.10:50000".parse().unwrap();
     let local: SocketAddr = SocketAddr::from(([127, 0, 0, 1], port));
-    let info = ClientInfo::new(peer, Some(local), tls);
+    let mut info = ClientInfo::new(peer, Some(local), tls);
+    info.listener = listener;
     let access = crate::auth::WorkerAccess::new(plan);
     let mut out = Vec::new();
     let mut s = String::new();

@@ -4,7 +4,7 @@
 //! one pinned worker per core; everything on the request path lives in the worker that accepted
 //! the connection. The request path, file by file: `server` (accept) → `proxy` (read head,
 //! decide) → `route` + `rewrite` → `forward` (upstream exchange, body relay) → `upstream` (pool);
-//! upgraded connections continue in `tunnel`.
+//! upgraded connections continue in `tunnel`. TLS (listeners and `https://` upstreams) is `tls`.
 
 pub mod auth;
 pub mod config;
@@ -16,5 +16,6 @@ pub mod proxy;
 pub mod rewrite;
 pub mod route;
 pub mod server;
+pub mod tls;
 pub mod tunnel;
 pub mod upstream;

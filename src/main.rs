@@ -86,6 +86,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    for w in &plan.warnings {
+        eprintln!("ringway: warning: {w}");
+    }
     match args.command.as_str() {
         "check" => {
             print!("{}", inspect::describe(&plan));

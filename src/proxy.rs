@@ -16,8 +16,11 @@ use crate::http::{has_bare_cr_or_lf, Framing, RequestError};
 use crate::io_util::{read_append, write_from, BufPool};
 use crate::rewrite::{check_path, upstream_path};
 use crate::route::normalize_host;
-use crate::tunnel::{splice_relay, PipePool, TunnelLimits, TunnelStats, DEFAULT_MAX_IDLE_PIPES, DEFAULT_PIPE_SIZE};
-use crate::upstream::{affinity, Board, ConnPool, Upstreams};
+use crate::tls::{Session, TlsStream};
+use crate::tunnel::{
+    ready_relay, splice_relay, PipePool, TunnelLimits, TunnelStats, DEFAULT_MAX_IDLE_PIPES, DEFAULT_PIPE_SIZE,
+};
+use crate::upstream::{affinity, Board, ConnPool, UpstreamConn, Upstreams};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 use std::borrow::Cow;
@@ -64,6 +67,8 @@ pub struct ClientInfo {
     pub peer_ip: String,
     pub local_port: String,
     pub scheme: &'static str,
+    /// Index of the listener (in `Plan::listeners`) that accepted the connection.
+    pub listener: usize,
 }
 
 impl ClientInfo {
@@ -73,6 +78,7 @@ impl ClientInfo {
             peer_ip: peer.ip().to_string(),
             local_port: local.map(|l| l.port().to_string()).unwrap_or_default(),
             scheme: if tls { "https" } else { "http" },
+            listener: 0,
         }
     }
 }
@@ -110,14 +116,30 @@ pub enum Decision {
 
 const MAX_HEADERS: usize = 128;
 
-/// A client connection that can become a tunnel: plain TCP splices, TLS (later) copies.
+/// A client connection that can become a tunnel: plain TCP to plain TCP splices; anything with
+/// TLS on either side goes through the readiness copy relay (a pooled buffer only while bytes are
+/// in flight).
 pub trait ClientStream: AsyncReadRent + AsyncWriteRent + Sized {
-    fn tunnel(self, upstream: TcpStream, ctx: &WorkerCtx, limits: &TunnelLimits) -> impl Future<Output = TunnelStats>;
+    fn tunnel(
+        self,
+        upstream: UpstreamConn,
+        ctx: &WorkerCtx,
+        limits: &TunnelLimits,
+    ) -> impl Future<Output = TunnelStats>;
 }
 
 impl ClientStream for TcpStream {
-    async fn tunnel(self, upstream: TcpStream, ctx: &WorkerCtx, limits: &TunnelLimits) -> TunnelStats {
-        splice_relay(self, upstream, &ctx.pipes, limits).await
+    async fn tunnel(self, upstream: UpstreamConn, ctx: &WorkerCtx, limits: &TunnelLimits) -> TunnelStats {
+        match upstream {
+            UpstreamConn::Plain(upstream) => splice_relay(self, upstream, &ctx.pipes, limits).await,
+            tls => ready_relay(self, tls, &ctx.bodies, &ctx.pipes, limits).await,
+        }
+    }
+}
+
+impl<S: Session> ClientStream for TlsStream<S> {
+    async fn tunnel(self, upstream: UpstreamConn, ctx: &WorkerCtx, limits: &TunnelLimits) -> TunnelStats {
+        ready_relay(self, upstream, &ctx.bodies, &ctx.pipes, limits).await
     }
 }
 
@@ -349,6 +371,17 @@ pub fn decide(plan: &Plan, access: &WorkerAccess, info: &ClientInfo, head: &[u8]
     if target.len() > plan.server.max_uri_size {
         return Decision::Reply(Reply::refused(RequestError::UriTooLong));
     }
+    if let Some(base) = &plan
+        .listeners
+        .get(info.listener)
+        .and_then(|l| l.redirect_https.as_ref())
+    {
+        return Decision::Reply(redirect_to_https(
+            base,
+            target,
+            version == 1 && request_keeps_alive(req.headers),
+        ));
+    }
     let facts = match inspect(method, target, version, req.headers) {
         Ok(f) => f,
         Err(e) => return Decision::Reply(Reply::refused(e)),
@@ -445,11 +478,57 @@ pub fn decide(plan: &Plan, access: &WorkerAccess, info: &ClientInfo, head: &[u8]
         request_host,
         upgrade: upgrade.is_some(),
         response_headers: auth::response_headers(plan, hit.route, &granted),
+        listener: info.listener,
     };
     match subrequest {
         None => Decision::Forward(outgoing),
         Some(s) => Decision::Authorize(outgoing, s),
     }
+}
+
+/// `redirect_https`: 308 (method and body kept by the client) to the same path and query. The
+/// request body, if any, is not read, so such a connection is closed after the reply.
+fn redirect_to_https(base: &str, target: &[u8], keep_alive: bool) -> Reply {
+    let mut loc = Vec::with_capacity(base.len() + target.len());
+    loc.extend_from_slice(base.as_bytes());
+    if target.first() == Some(&b'/') {
+        loc.extend_from_slice(target);
+    } else {
+        // absolute-form or `*`: keep only the path and query of an absolute URI.
+        let after_scheme = target
+            .windows(3)
+            .position(|w| w == b"://")
+            .map(|i| &target[i + 3..])
+            .unwrap_or(b"");
+        match after_scheme.iter().position(|&b| b == b'/' || b == b'?') {
+            Some(i) if after_scheme[i] == b'/' => loc.extend_from_slice(&after_scheme[i..]),
+            Some(i) => {
+                loc.push(b'/');
+                loc.extend_from_slice(&after_scheme[i..]);
+            }
+            None => loc.push(b'/'),
+        }
+    }
+    Reply {
+        status: 308,
+        route: None,
+        location: Some(loc),
+        body: Cow::Borrowed(""),
+        close: !keep_alive,
+    }
+}
+
+/// A bodiless HTTP/1.1 request without `Connection: close` (the redirect may keep the connection).
+fn request_keeps_alive(headers: &[httparse::Header<'_>]) -> bool {
+    let mut keep = true;
+    for h in headers {
+        match classify(h.name) {
+            Known::ContentLength | Known::TransferEncoding => return false,
+            Known::Connection if h.value.windows(5).any(|w| w.eq_ignore_ascii_case(b"close")) => keep = false,
+            _ => {}
+        }
+    }
+    keep
 }
 
 /// Writes the upstream request head; returns where the Host value sits when it names the server

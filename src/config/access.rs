@@ -172,7 +172,7 @@ impl Compiler<'_> {
             return None;
         }
         let addr = match resolve_server(authority) {
-            Ok((addr, _)) => addr,
+            Ok((addr, _, _)) => addr,
             Err(m) => {
                 self.error(&raw.url, &format!("{key}.url"), m);
                 return None;

@@ -62,6 +62,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Plan, Vec<ConfigError>> {
         text,
         file: path,
         errors: Vec::new(),
+        warnings: Vec::new(),
     };
     let raw: RawConfig = match toml::from_str(text) {
         Ok(raw) => raw,
@@ -108,6 +109,7 @@ struct Compiler<'a> {
     text: &'a str,
     file: &'a Path,
     errors: Vec<ConfigError>,
+    warnings: Vec<String>,
 }
 
 impl Compiler<'_> {
@@ -160,20 +162,7 @@ impl Compiler<'_> {
         let listeners = raw
             .listener
             .iter()
-            .filter_map(|l| {
-                let bind = &l.get_ref().bind;
-                match bind.get_ref().parse::<SocketAddr>() {
-                    Ok(addr) => Some(ListenerPlan { bind: addr }),
-                    Err(_) => {
-                        self.error(
-                            bind,
-                            "listener.bind",
-                            format!("`{}` is not an address like 0.0.0.0:8080 or [::]:8080", bind.get_ref()),
-                        );
-                        None
-                    }
-                }
-            })
+            .filter_map(|l| self.listener(l.get_ref()))
             .collect::<Vec<_>>();
         if raw.listener.is_empty() {
             self.errors.push(ConfigError {
@@ -237,7 +226,129 @@ impl Compiler<'_> {
             routes,
             table,
             access,
+            warnings: std::mem::take(&mut self.warnings),
         }
+    }
+
+    fn warn<T>(&mut self, at: &S<T>, key: &str, message: impl fmt::Display) {
+        let line = self.line(at.span().start);
+        self.warnings
+            .push(format!("{}:{}: {}: {}", self.file.display(), line, key, message));
+    }
+
+    /// A path in the configuration, relative to the configuration file's directory.
+    fn path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        match self.file.parent() {
+            Some(dir) if p.is_relative() => dir.join(p),
+            _ => p.to_path_buf(),
+        }
+    }
+
+    fn listener(&mut self, l: &RawListener) -> Option<ListenerPlan> {
+        let bind = match l.bind.get_ref().parse::<SocketAddr>() {
+            Ok(addr) => addr,
+            Err(_) => {
+                self.error(
+                    &l.bind,
+                    "listener.bind",
+                    format!(
+                        "`{}` is not an address like 0.0.0.0:8080 or [::]:8080",
+                        l.bind.get_ref()
+                    ),
+                );
+                return None;
+            }
+        };
+        let tls = if l.tls.is_empty() {
+            None
+        } else {
+            let pairs: Vec<crate::tls::CertPair> = l
+                .tls
+                .iter()
+                .map(|p| crate::tls::CertPair {
+                    cert: self.path(p.get_ref().cert.get_ref()),
+                    key: self.path(p.get_ref().key.get_ref()),
+                })
+                .collect();
+            match crate::tls::ServerTls::load(&pairs) {
+                Ok((tls, warnings)) => {
+                    for w in warnings {
+                        self.warn(&l.tls[0].get_ref().cert, "listener.tls.cert", w);
+                    }
+                    Some(tls)
+                }
+                Err(e) => {
+                    // Point at the pair the error names, when it names one.
+                    let text = e.to_string();
+                    let at = l
+                        .tls
+                        .iter()
+                        .zip(&pairs)
+                        .find(|(_, p)| {
+                            text.contains(&*p.cert.to_string_lossy()) || text.contains(&*p.key.to_string_lossy())
+                        })
+                        .map(|(raw, _)| raw)
+                        .unwrap_or(&l.tls[0]);
+                    self.error(&at.get_ref().cert, "listener.tls", text);
+                    return None;
+                }
+            }
+        };
+        let hsts = match &l.hsts {
+            None => None,
+            Some(h) if tls.is_none() => {
+                self.error(
+                    h,
+                    "listener.hsts",
+                    "only a TLS listener (with [[listener.tls]]) can send HSTS",
+                );
+                None
+            }
+            Some(h) if h.get_ref().is_empty() || h.get_ref().bytes().any(|b| b < 0x20 || b == 0x7f) => {
+                self.error(
+                    h,
+                    "listener.hsts",
+                    "must be a header value such as \"max-age=31536000\"",
+                );
+                None
+            }
+            Some(h) => Some(h.get_ref().clone()),
+        };
+        let redirect_https = match &l.redirect_https {
+            None => None,
+            Some(r) if tls.is_some() => {
+                self.error(
+                    r,
+                    "listener.redirect_https",
+                    "a TLS listener cannot redirect to HTTPS; use it on a plaintext listener",
+                );
+                None
+            }
+            Some(r) => {
+                let base = r.get_ref().trim_end_matches('/');
+                let rest = base.strip_prefix("https://").unwrap_or("");
+                if rest.is_empty()
+                    || rest.contains(['/', '?', '#', ' '])
+                    || rest.bytes().any(|b| !(0x21..0x7f).contains(&b))
+                {
+                    self.error(
+                        r,
+                        "listener.redirect_https",
+                        format!("`{}` must be https://host or https://host:port (no path)", r.get_ref()),
+                    );
+                    None
+                } else {
+                    Some(base.to_string())
+                }
+            }
+        };
+        Some(ListenerPlan {
+            bind,
+            tls,
+            hsts,
+            redirect_https,
+        })
     }
 
     fn server(&mut self, raw: &RawServer) -> ServerSettings {
@@ -315,10 +426,12 @@ impl Compiler<'_> {
             }
             let weight = weight as u32;
             match resolve_server(addr) {
-                Ok((sock, authority)) => servers.push(ServerPlan {
+                Ok((sock, authority, tls)) => servers.push(ServerPlan {
                     addr: sock,
+                    host: host_of(&authority),
                     authority,
                     weight,
+                    tls,
                 }),
                 Err(m) => self.error(&raw.servers, &key, m),
             }
@@ -401,6 +514,7 @@ impl Compiler<'_> {
             let names: Vec<&str> = servers.iter().map(|s| s.authority.as_str()).collect();
             HashRing::build(&names, &weights)
         });
+        let tls = self.upstream_tls(name, raw, servers.iter().any(|s| s.tls));
         UpstreamPlan {
             name: name.to_string(),
             servers,
@@ -420,6 +534,7 @@ impl Compiler<'_> {
             retries,
             health,
             passive,
+            tls,
         }
     }
 
@@ -483,6 +598,45 @@ impl Compiler<'_> {
             rise,
             fall,
             expect,
+        }
+    }
+
+    fn upstream_tls(&mut self, name: &str, raw: &RawUpstream, any_https: bool) -> Option<crate::tls::UpstreamTls> {
+        let insecure = raw.insecure_skip_verify.as_ref().is_some_and(|v| *v.get_ref());
+        if !any_https {
+            if let Some(ca) = &raw.ca {
+                self.warn(
+                    ca,
+                    &format!("upstream.{name}.ca"),
+                    "no server of this upstream is https://, so it is unused",
+                );
+            }
+            if let Some(v) = raw.insecure_skip_verify.as_ref().filter(|_| insecure) {
+                self.warn(
+                    v,
+                    &format!("upstream.{name}.insecure_skip_verify"),
+                    "no server of this upstream is https://, so it is unused",
+                );
+            }
+            return None;
+        }
+        if let Some(v) = raw.insecure_skip_verify.as_ref().filter(|_| insecure) {
+            self.warn(
+                v,
+                &format!("upstream.{name}.insecure_skip_verify"),
+                "certificates of this upstream are NOT verified; anyone on the path can impersonate it",
+            );
+        }
+        let ca = raw.ca.as_ref().map(|c| (c, self.path(c.get_ref())));
+        match crate::tls::UpstreamTls::new(ca.as_ref().map(|(_, p)| p.as_path()), insecure) {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                match &ca {
+                    Some((at, _)) => self.error(*at, &format!("upstream.{name}.ca"), e.to_string()),
+                    None => self.error(&raw.servers, &format!("upstream.{name}.servers"), e.to_string()),
+                }
+                None
+            }
         }
     }
 
@@ -739,18 +893,28 @@ fn parse_status_range(text: &str) -> Option<(u16, u16)> {
     ((100..=599).contains(&a) && (100..=599).contains(&b) && a <= b).then_some((a, b))
 }
 
-/// Resolves `host:port` or `http://host:port` once at start-up.
-fn resolve_server(text: &str) -> Result<(SocketAddr, String), String> {
-    let rest = if let Some(r) = text.strip_prefix("http://") {
-        r
-    } else if text.starts_with("https://") {
-        return Err(format!(
-            "`{text}`: https upstreams need TLS support, which this build does not have"
-        ));
+/// The host of `host:port` or `[v6]:port`, for SNI and certificate names.
+fn host_of(authority: &str) -> String {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("").to_string();
+    }
+    match authority.rsplit_once(':') {
+        Some((host, _)) => host.to_string(),
+        None => authority.to_string(),
+    }
+}
+
+/// Resolves `host:port`, `http://host:port` or `https://host[:port]` once at start-up; returns
+/// the address, the authority as written and whether the server speaks TLS.
+fn resolve_server(text: &str) -> Result<(SocketAddr, String, bool), String> {
+    let (rest, tls) = if let Some(r) = text.strip_prefix("http://") {
+        (r, false)
+    } else if let Some(r) = text.strip_prefix("https://") {
+        (r, true)
     } else if text.contains("://") {
-        return Err(format!("`{text}`: only http:// upstreams are supported"));
+        return Err(format!("`{text}`: only http:// and https:// upstreams are supported"));
     } else {
-        text
+        (text, false)
     };
     let authority = rest.trim_end_matches('/');
     if authority.contains('/') {
@@ -758,8 +922,16 @@ fn resolve_server(text: &str) -> Result<(SocketAddr, String), String> {
             "`{text}`: a server is host:port; put paths in the route's replace_prefix"
         ));
     }
+    // https:// without a port means 443.
+    let with_port;
+    let authority = if tls && !authority.ends_with(']') && !authority.contains(':') {
+        with_port = format!("{authority}:443");
+        with_port.as_str()
+    } else {
+        authority
+    };
     if let Ok(addr) = authority.parse::<SocketAddr>() {
-        return Ok((addr, authority.to_string()));
+        return Ok((addr, authority.to_string(), tls));
     }
     let addrs: Vec<SocketAddr> = authority
         .to_socket_addrs()
@@ -771,7 +943,7 @@ fn resolve_server(text: &str) -> Result<(SocketAddr, String), String> {
         .or(addrs.first())
         .copied()
         .ok_or_else(|| format!("`{text}` resolved to no address"))?;
-    Ok((addr, authority.to_string()))
+    Ok((addr, authority.to_string(), tls))
 }
 
 #[cfg(test)]

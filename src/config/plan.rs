@@ -17,6 +17,9 @@ pub struct Plan {
     pub table: RouteTable,
     /// Trusted proxies, `[auth.NAME]` tables and the identity headers stripped from clients.
     pub access: crate::auth::AccessPlan,
+    /// Things that work but deserve attention (expired certificate, skipped verification), each
+    /// `FILE:LINE: key: message`; printed at start-up and by `ringway check`.
+    pub warnings: Vec<String>,
 }
 
 pub struct ServerSettings {
@@ -31,6 +34,12 @@ pub struct ServerSettings {
 
 pub struct ListenerPlan {
     pub bind: SocketAddr,
+    /// Certificates (SNI) of a TLS listener; `None` for plaintext.
+    pub tls: Option<crate::tls::ServerTls>,
+    /// Strict-Transport-Security value added to proxied responses (TLS listeners only).
+    pub hsts: Option<String>,
+    /// Base URL (`https://host[:port]`, no trailing slash) every request is redirected to (308).
+    pub redirect_https: Option<String>,
 }
 
 pub struct UpstreamPlan {
@@ -54,6 +63,8 @@ pub struct UpstreamPlan {
     pub retries: u32,
     pub health: Option<HealthPlan>,
     pub passive: Option<PassivePlan>,
+    /// Client TLS settings, present when a server is `https://`.
+    pub tls: Option<crate::tls::UpstreamTls>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,6 +124,10 @@ pub struct ServerPlan {
     /// `host:port` as written, sent as Host when a route does not preserve the client's Host.
     pub authority: String,
     pub weight: u32,
+    /// `https://`: connect with TLS, verifying the certificate for `host`.
+    pub tls: bool,
+    /// The host part of `authority` (SNI and certificate name), without brackets.
+    pub host: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

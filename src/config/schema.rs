@@ -41,6 +41,20 @@ pub struct RawServer {
 #[serde(deny_unknown_fields)]
 pub struct RawListener {
     pub bind: S<String>,
+    /// `[[listener.tls]]`: certificate pairs; the first is the default for clients without SNI.
+    #[serde(default)]
+    pub tls: Vec<S<RawCertPair>>,
+    /// Strict-Transport-Security value sent on responses of a TLS listener.
+    pub hsts: Option<S<String>>,
+    /// Plaintext listener: answer every request with 308 to this base URL + path and query.
+    pub redirect_https: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertPair {
+    pub cert: S<String>,
+    pub key: S<String>,
 }
 
 #[derive(Deserialize)]
@@ -61,6 +75,10 @@ pub struct RawUpstream {
     pub retries: Option<S<i64>>,
     pub health: Option<RawHealth>,
     pub passive: Option<RawPassive>,
+    /// PEM CA file trusted for `https://` servers (default: the system roots).
+    pub ca: Option<S<String>>,
+    /// Accept any certificate from `https://` servers (explicit only; `ringway check` warns).
+    pub insecure_skip_verify: Option<S<bool>>,
 }
 
 #[derive(Deserialize)]

@@ -53,7 +53,7 @@ pub fn run(
         };
         let open = Rc::new(Cell::new(0usize));
         let mut tasks = Vec::new();
-        for (std_listener, _) in sockets {
+        for (index, (std_listener, _)) in sockets.into_iter().enumerate() {
             let listener = match TcpListener::from_std(std_listener) {
                 Ok(l) => l,
                 Err(e) => {
@@ -63,6 +63,7 @@ pub fn run(
             };
             tasks.push(monoio::spawn(accept_loop(
                 listener,
+                index,
                 ctx.clone(),
                 open.clone(),
                 per_worker_cap,
@@ -84,7 +85,8 @@ impl Drop for OpenGuard {
     }
 }
 
-async fn accept_loop(listener: TcpListener, ctx: Rc<WorkerCtx>, open: Rc<Cell<usize>>, cap: usize) {
+async fn accept_loop(listener: TcpListener, index: usize, ctx: Rc<WorkerCtx>, open: Rc<Cell<usize>>, cap: usize) {
+    let tls = ctx.plan.listeners[index].tls.clone();
     let mut last_warning: Option<std::time::Instant> = None;
     loop {
         match listener.accept().await {
@@ -97,9 +99,29 @@ async fn accept_loop(listener: TcpListener, ctx: Rc<WorkerCtx>, open: Rc<Cell<us
                 open.set(open.get() + 1);
                 let guard = OpenGuard(open.clone());
                 let _ = stream.set_nodelay(true);
-                let info = ClientInfo::new(peer, stream.local_addr().ok(), false);
+                let mut info = ClientInfo::new(peer, stream.local_addr().ok(), tls.is_some());
+                info.listener = index;
                 let ctx = ctx.clone();
-                monoio::spawn(serve(ctx, stream, info, guard));
+                match &tls {
+                    None => {
+                        monoio::spawn(serve(ctx, stream, info, guard));
+                    }
+                    Some(tls) => {
+                        // The handshake runs in the connection's own task, under header_timeout:
+                        // a client stalling mid-handshake delays nobody and is dropped.
+                        let tls = tls.clone();
+                        monoio::spawn(async move {
+                            let timeout = ctx.plan.server.header_timeout;
+                            match tls.accept(stream, timeout).await {
+                                Ok(stream) => serve(ctx, stream, info, guard).await,
+                                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                                    eprintln!("ringway: TLS client {peer}: {e}; closed")
+                                }
+                                Err(_) => {}
+                            }
+                        });
+                    }
+                }
             }
             Err(e) => {
                 let exhausted = matches!(

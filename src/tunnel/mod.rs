@@ -1,6 +1,8 @@
 //! Upgraded connections (WebSocket and other `101 Switching Protocols` streams) relayed as opaque
 //! byte tunnels. Plain TCP goes through [`splice_relay`] (kernel pipes, no userspace copy, nothing
-//! held while idle); streams that need userspace, such as TLS, go through [`copy_relay`].
+//! held while idle); streams that need userspace, such as TLS, go through [`ready_relay`] (readiness
+//! waits, a pooled buffer only while bytes are in flight). [`copy_relay`] is the older owned-buffer
+//! relay, which holds two buffers while idle.
 //!
 //! A tunnel's life (both relays):
 //!
@@ -23,9 +25,10 @@
 
 mod copy;
 mod pool;
+mod ready;
 mod relay;
 mod splice;
-mod sys;
+pub(crate) mod sys;
 mod timer;
 
 use std::fmt;
@@ -34,6 +37,7 @@ use std::time::Duration;
 
 pub use copy::{copy_relay, COPY_BUF_MAX, COPY_BUF_MIN};
 pub use pool::{PipePool, DEFAULT_MAX_IDLE_PIPES, DEFAULT_PIPE_SIZE};
+pub use ready::{ready_relay, RelayEnd};
 pub use splice::splice_relay;
 
 /// Per-route limits of a tunnel.

@@ -4,11 +4,13 @@
 //! and how.
 
 pub mod balance;
+mod conn;
 pub mod health;
 pub mod passive;
 mod pool;
 pub mod select;
 
+pub use conn::UpstreamConn;
 pub use health::Board;
 pub use pool::ConnPool;
 pub use select::{Lease, Tried, Unavailable, Upstreams};
@@ -31,6 +33,8 @@ pub enum FailureKind {
     /// The connection closed or reset before a complete response head arrived.
     ClosedEarly,
     BadResponse(&'static str),
+    /// The TLS handshake failed: certificate verification, protocol mismatch, or the server left.
+    Tls(io::Error),
     Io(io::Error),
     /// Every server is down or already failed this request: 503.
     NoHealthyServer,
@@ -112,6 +116,7 @@ impl fmt::Display for UpstreamError {
             FailureKind::ReadTimeout(t) => write!(f, "stalled for {} while sending the response", d(*t)),
             FailureKind::ClosedEarly => write!(f, "closed the connection before answering"),
             FailureKind::BadResponse(why) => write!(f, "sent a malformed response: {why}"),
+            FailureKind::Tls(e) => write!(f, "is not usable over TLS: {e}"),
             FailureKind::Io(e) => write!(f, "failed: {e}"),
             FailureKind::NoHealthyServer | FailureKind::Saturated(..) => Ok(()),
         }
@@ -166,22 +171,32 @@ fn cookie_lookup() {
     assert_eq!(cookie_value(b"grafana_session_expiry=5", b"grafana_session"), None);
 }
 
-/// Opens a new connection to one server of `up`.
-pub async fn connect(up: &UpstreamPlan, server: usize) -> Result<TcpStream, UpstreamError> {
-    let addr = up.servers[server].addr;
-    match monoio::time::timeout(up.connect_timeout, TcpStream::connect_addr(addr)).await {
+/// Opens a new connection to one server of `up`; for `https://` servers the TLS handshake
+/// (verification, SNI = the server's host name) is part of it, within the same `connect_timeout`.
+pub async fn connect(up: &UpstreamPlan, server: usize) -> Result<UpstreamConn, UpstreamError> {
+    let plan = &up.servers[server];
+    let attempt = async {
+        let tcp = TcpStream::connect_addr(plan.addr).await.map_err(|e| match e.kind() {
+            io::ErrorKind::ConnectionRefused => FailureKind::Refused,
+            _ => FailureKind::Unreachable(e),
+        })?;
+        let _ = tcp.set_nodelay(true);
+        match (&up.tls, plan.tls) {
+            (Some(tls), true) => tls
+                .connect(tcp, &plan.host)
+                .await
+                .map(|s| UpstreamConn::Tls(Box::new(s)))
+                .map_err(FailureKind::Tls),
+            _ => Ok(UpstreamConn::Plain(tcp)),
+        }
+    };
+    match monoio::time::timeout(up.connect_timeout, attempt).await {
         Err(_) => Err(UpstreamError::new(
             up,
             server,
             FailureKind::ConnectTimeout(up.connect_timeout),
         )),
-        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
-            Err(UpstreamError::new(up, server, FailureKind::Refused))
-        }
-        Ok(Err(e)) => Err(UpstreamError::new(up, server, FailureKind::Unreachable(e))),
-        Ok(Ok(s)) => {
-            let _ = s.set_nodelay(true);
-            Ok(s)
-        }
+        Ok(Err(kind)) => Err(UpstreamError::new(up, server, kind)),
+        Ok(Ok(conn)) => Ok(conn),
     }
 }

@@ -2,13 +2,13 @@
 //! the warmest connection is reused first; entries idle longer than the upstream's
 //! `keepalive_timeout` are closed instead of reused.
 
+use super::UpstreamConn;
 use crate::config::Plan;
-use monoio::net::TcpStream;
 use std::cell::RefCell;
 use std::time::Instant;
 
 struct Idle {
-    stream: TcpStream,
+    stream: UpstreamConn,
     since: Instant,
 }
 
@@ -29,7 +29,7 @@ impl ConnPool {
         }
     }
 
-    pub fn take(&self, plan: &Plan, upstream: usize, server: usize) -> Option<TcpStream> {
+    pub fn take(&self, plan: &Plan, upstream: usize, server: usize) -> Option<UpstreamConn> {
         let max_idle = plan.upstreams[upstream].keepalive_timeout;
         let mut slots = self.slots.borrow_mut();
         let list = &mut slots[upstream][server];
@@ -43,7 +43,7 @@ impl ConnPool {
         None
     }
 
-    pub fn put(&self, plan: &Plan, upstream: usize, server: usize, stream: TcpStream) {
+    pub fn put(&self, plan: &Plan, upstream: usize, server: usize, stream: UpstreamConn) {
         let cap = plan.upstreams[upstream].keepalive;
         let mut slots = self.slots.borrow_mut();
         let list = &mut slots[upstream][server];
