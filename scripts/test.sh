@@ -13,4 +13,6 @@ fi
 driver="io_uring"
 [ -n "${MONOIO_FORCE_LEGACY_DRIVER:-}" ] && driver="epoll (MONOIO_FORCE_LEGACY_DRIVER)"
 echo "test.sh: running the suite with the $driver driver" >&2
-cargo test --locked --all-targets -- --test-threads="${TEST_THREADS:-4}"
+# All targets: benches run once in test mode as a smoke check. RUST_TEST_THREADS (not a
+# `--test-threads` argument, which criterion benches reject) bounds parallel tests.
+RUST_TEST_THREADS="${TEST_THREADS:-4}" cargo test --locked --all-targets --no-fail-fast
