@@ -515,6 +515,14 @@ impl Compiler<'_> {
             HashRing::build(&names, &weights)
         });
         let tls = self.upstream_tls(name, raw, servers.iter().any(|s| s.tls));
+        if health.is_some() && servers.iter().any(|s| s.tls) {
+            // The prober speaks plain HTTP: against a TLS port it would mark every server down.
+            self.error(
+                &Near(&format!("upstream.{name}")),
+                &k("health"),
+                "active health checks of https:// servers are not supported yet; remove [health] (passive ejection still applies)",
+            );
+        }
         UpstreamPlan {
             name: name.to_string(),
             servers,
@@ -1027,5 +1035,17 @@ mod implicit_table_tests {
                 panic!("{body}\n{}", e[0]);
             }
         }
+    }
+
+    #[test]
+    fn active_checks_of_https_servers_are_refused_clearly() {
+        let text = "[[listener]]\nbind = \"127.0.0.1:0\"\n[upstream.g]\nservers = [\"https://127.0.0.1:8443\"]\n\
+                    [upstream.g.health]\npath = \"/h\"\n[[route]]\nupstream = \"g\"\n";
+        let errors = load_str(text, Path::new("t.toml")).err().expect("refused");
+        assert!(
+            errors.iter().any(|e| e.key == "upstream.g.health" && e.line == 3),
+            "{}",
+            errors[0]
+        );
     }
 }
