@@ -3,91 +3,12 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 use tungstenite::Message;
 
-/// The ringway binary running a config written by the test; killed on drop.
-struct Proxy {
-    child: Child,
-    addr: SocketAddr,
-    _dir: TempDir,
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl Proxy {
-    fn start(config: &str) -> Proxy {
-        use std::io::BufRead;
-        let dir = std::env::temp_dir().join(format!("ringway-ws-{}-{}", std::process::id(), unique()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("ringway.toml");
-        std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringway"))
-            .arg("--config")
-            .arg(&path)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("ringway starts");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut addr = None;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("ringway did not report ready within 10 s");
-            if let Some(a) = line.strip_prefix("ringway: listening on ") {
-                addr = Some(a.trim().parse().unwrap());
-            }
-            if line.starts_with("ringway: ready") {
-                break;
-            }
-        }
-        Proxy {
-            child,
-            addr: addr.expect("a listening line"),
-            _dir: TempDir(dir),
-        }
-    }
-
-    fn open_fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
-            .unwrap()
-            .count()
-    }
-
-    fn threads(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/task", self.child.id()))
-            .unwrap()
-            .count()
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
-}
+mod common;
+use common::Ringway as Proxy;
 
 fn config(upstream: SocketAddr, route_extra: &str, server_extra: &str) -> String {
     format!(
@@ -134,7 +55,7 @@ fn ws_connect(proxy: SocketAddr, path: &str) -> tungstenite::WebSocket<TcpStream
 #[test]
 fn large_many_binary_ping_and_close_pass_intact() {
     let proxy = Proxy::start(&config(ws_echo_server(), "", ""));
-    let mut ws = ws_connect(proxy.addr, "/api/live/ws");
+    let mut ws = ws_connect(proxy.addr(), "/api/live/ws");
 
     let big: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     ws.send(Message::Binary(big.clone())).unwrap();
@@ -232,7 +153,7 @@ Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n
 fn refused_upgrade_stays_http_without_desync() {
     let upstream = scripted_upstream("HTTP/1.1 403 Forbidden\r\nContent-Length: 6\r\n\r\ndenied", |_| {});
     let proxy = Proxy::start(&config(upstream, "", ""));
-    let mut c = TcpStream::connect(proxy.addr).unwrap();
+    let mut c = TcpStream::connect(proxy.addr()).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     // The client pipelines an ordinary request right behind its upgrade request.
     let both = format!("{UPGRADE_REQUEST}GET /second HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n");
@@ -255,7 +176,7 @@ fn upgrade_not_allowed_by_route_is_not_forwarded() {
         |_| {},
     );
     let proxy = Proxy::start(&config(upstream, "upgrades = []", ""));
-    let mut c = TcpStream::connect(proxy.addr).unwrap();
+    let mut c = TcpStream::connect(proxy.addr()).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     c.write_all(
         UPGRADE_REQUEST
@@ -291,7 +212,7 @@ fn half_close_propagates_while_the_other_direction_flows() {
         },
     );
     let proxy = Proxy::start(&config(upstream, "", ""));
-    let mut c = TcpStream::connect(proxy.addr).unwrap();
+    let mut c = TcpStream::connect(proxy.addr()).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     c.write_all(UPGRADE_REQUEST.as_bytes()).unwrap();
     c.write_all(b"hello").unwrap(); // early bytes, sent before the 101 arrives
@@ -306,7 +227,7 @@ fn half_close_propagates_while_the_other_direction_flows() {
 #[test]
 fn idle_tunnel_is_closed_at_the_route_timeout() {
     let proxy = Proxy::start(&config(ws_echo_server(), "tunnel_idle_timeout = \"1s\"", ""));
-    let mut ws = ws_connect(proxy.addr, "/");
+    let mut ws = ws_connect(proxy.addr(), "/");
     ws.send(Message::Text("still here".into())).unwrap();
     assert!(matches!(ws.read().unwrap(), Message::Text(_)));
     let start = Instant::now();
@@ -327,26 +248,26 @@ fn idle_tunnel_is_closed_at_the_route_timeout() {
 fn thousand_tunnels_release_every_fd_and_add_no_threads() {
     let proxy = Proxy::start(&config(ws_echo_server(), "", ""));
     // Warm-up tunnel so lazily created runtime resources are in the baseline.
-    drop(ws_connect(proxy.addr, "/"));
+    drop(ws_connect(proxy.addr(), "/"));
     thread::sleep(Duration::from_millis(300));
-    let fds_before = proxy.open_fds();
-    let threads_before = proxy.threads();
+    let fds_before = proxy.fd_count();
+    let threads_before = proxy.tasks().len();
 
     let mut open = Vec::new();
     for i in 0..1000 {
-        let mut ws = ws_connect(proxy.addr, "/");
+        let mut ws = ws_connect(proxy.addr(), "/");
         if i % 100 == 0 {
             ws.send(Message::Text(format!("probe {i}"))).unwrap();
             assert!(matches!(ws.read().unwrap(), Message::Text(_)));
         }
         open.push(ws);
     }
-    let fds_during = proxy.open_fds();
+    let fds_during = proxy.fd_count();
     assert!(
         fds_during >= fds_before + 2000,
         "1,000 tunnels hold a client and an upstream fd each: {fds_before} -> {fds_during}"
     );
-    assert_eq!(proxy.threads(), threads_before, "tunnels must not add threads");
+    assert_eq!(proxy.tasks().len(), threads_before, "tunnels must not add threads");
 
     for mut ws in open.drain(..) {
         let _ = ws.close(None);
@@ -357,7 +278,7 @@ fn thousand_tunnels_release_every_fd_and_add_no_threads() {
     let bound = fds_before + 2 * 2 * 64;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let now = proxy.open_fds();
+        let now = proxy.fd_count();
         if now <= bound {
             break;
         }
@@ -373,10 +294,10 @@ fn thousand_tunnels_release_every_fd_and_add_no_threads() {
 fn max_connections_refuses_new_clients_and_keeps_tunnels_flowing() {
     let proxy =
         Proxy::start(&config(ws_echo_server(), "", "max_connections = 2").replace("workers = 2", "workers = 1"));
-    let mut a = ws_connect(proxy.addr, "/");
-    let mut b = ws_connect(proxy.addr, "/");
+    let mut a = ws_connect(proxy.addr(), "/");
+    let mut b = ws_connect(proxy.addr(), "/");
     // A third connection is closed at once.
-    let mut c = TcpStream::connect(proxy.addr).unwrap();
+    let mut c = TcpStream::connect(proxy.addr()).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let _ = c.write_all(UPGRADE_REQUEST.as_bytes());
     let reply = read_until_closed(&mut c);
@@ -394,9 +315,9 @@ fn max_connections_refuses_new_clients_and_keeps_tunnels_flowing() {
     drop(a);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let s = TcpStream::connect(proxy.addr).unwrap();
+        let s = TcpStream::connect(proxy.addr()).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        if let Ok((mut ws, _)) = tungstenite::client(format!("ws://{}/", proxy.addr), s) {
+        if let Ok((mut ws, _)) = tungstenite::client(format!("ws://{}/", proxy.addr()), s) {
             ws.send(Message::Text("again".into())).unwrap();
             assert!(matches!(ws.read().unwrap(), Message::Text(_)));
             break;
