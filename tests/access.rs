@@ -2,12 +2,15 @@
 //! over IPv4 and IPv6 loopback, trusted X-Forwarded-For, rate limits and CORS, with real
 //! backends (tiny_http) and real clients (ureq, and raw sockets where header casing matters).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+mod common;
+use common::Ringway;
+use std::process::Command;
 
 // bcrypt (cost 4) of "wonderland" and SHA-256-crypt of "hunter2".
 const HTPASSWD: &str = "\
@@ -28,44 +31,8 @@ fn scratch(name: &str, text: &str) -> PathBuf {
     p
 }
 
-struct Proxy {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(config: &str) -> Proxy {
-    let path = scratch("ringway.toml", config);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ringway"))
-        .arg("--config")
-        .arg(&path)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut addr = None;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(a) = line.strip_prefix("ringway: listening on ") {
-            addr = Some(a.trim().parse().unwrap());
-        }
-        if line.starts_with("ringway: ready") {
-            break;
-        }
-    }
-    // Keep draining stderr so the proxy never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Proxy {
-        child,
-        addr: addr.expect("ringway did not report its address"),
-    }
+fn start(config: &str) -> Ringway {
+    Ringway::start(config)
 }
 
 /// A backend that answers every request with the headers it received, one `name: value` per
@@ -189,7 +156,7 @@ upstream = "app"
         ("/open/x", String::new(), vec![]),
     ] {
         let (status, _, body) = raw(
-            p.addr,
+            p.addr(),
             &format!("GET {path} HTTP/1.1\r\nHost: h\r\n{forged}{auth}Connection: close\r\n\r\n"),
         );
         assert_eq!(status, 200, "{path}: {body}");
@@ -219,27 +186,27 @@ auth = "staff"
 "#,
     );
     let p = start(&cfg);
-    let (status, r) = get(p.addr, "/", &[]);
+    let (status, r) = get(p.addr(), "/", &[]);
     assert_eq!(status, 401);
     assert_eq!(
         r.header("WWW-Authenticate"),
         Some(r#"Basic realm="Grafana", charset="UTF-8""#)
     );
     for bad in [ALICE_WRONG, "Basic bm9ib2R5OndvbmRlcmxhbmQ=", "Basic !!!", "Bearer x"] {
-        let (status, _) = get(p.addr, "/", &[("Authorization", bad)]);
+        let (status, _) = get(p.addr(), "/", &[("Authorization", bad)]);
         assert_eq!(status, 401, "{bad}");
     }
     // Right passwords, several times (the later ones come from the worker's memory).
     for _ in 0..5 {
-        let (status, r) = get(p.addr, "/", &[("Authorization", ALICE)]);
+        let (status, r) = get(p.addr(), "/", &[("Authorization", ALICE)]);
         assert_eq!(status, 200);
         assert_eq!(seen(&r.into_string().unwrap(), "x-webauth-user"), ["alice"]);
     }
-    let (status, r) = get(p.addr, "/", &[("Authorization", BOB)]);
+    let (status, r) = get(p.addr(), "/", &[("Authorization", BOB)]);
     assert_eq!(status, 200);
     assert_eq!(seen(&r.into_string().unwrap(), "x-webauth-user"), ["bob"]);
     // Remembered success does not make a wrong password pass.
-    let (status, _) = get(p.addr, "/", &[("Authorization", ALICE_WRONG)]);
+    let (status, _) = get(p.addr(), "/", &[("Authorization", ALICE_WRONG)]);
     assert_eq!(status, 401);
 }
 
@@ -328,7 +295,7 @@ auth = "slow"
     let p = start(&cfg);
     // Allowed: the copied headers reach the upstream, the forged ones do not.
     let (status, r) = get(
-        p.addr,
+        p.addr(),
         "/app/d/1?x=2",
         &[
             ("Cookie", "session=good"),
@@ -340,22 +307,22 @@ auth = "slow"
     assert_eq!(status, 200);
     let body = r.into_string().unwrap();
     assert_eq!(seen(&body, "x-webauth-user"), ["alice"], "{body}");
-    let host = p.addr.to_string();
+    let host = p.addr().to_string();
     assert_eq!(
         seen(&body, "x-auth-seen"),
         [format!("GET /app/d/1?x=2 {host} Bearer t").as_str()]
     );
     // Denied: the auth service's answer, unchanged.
-    let (status, r) = get(p.addr, "/app/", &[("Cookie", "session=bad")]);
+    let (status, r) = get(p.addr(), "/app/", &[("Cookie", "session=bad")]);
     assert_eq!(status, 403);
     assert_eq!(r.into_string().unwrap(), "forbidden by policy");
     // Login redirect relayed with its headers.
-    let (status, r) = get(p.addr, "/app/", &[]);
+    let (status, r) = get(p.addr(), "/app/", &[]);
     assert_eq!(status, 302);
     assert_eq!(r.header("Location"), Some("https://sso.example.com/login?rd=/app/"));
     assert_eq!(r.header("Set-Cookie"), Some("csrf=1; Path=/"));
     // Keep-alive survives a relayed answer: two on one raw connection.
-    let mut s = TcpStream::connect(p.addr).unwrap();
+    let mut s = TcpStream::connect(p.addr()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(b"GET /app/ HTTP/1.1\r\nHost: h\r\nCookie: session=bad\r\n\r\nGET /app/ HTTP/1.1\r\nHost: h\r\nCookie: session=good\r\nConnection: close\r\n\r\n").unwrap();
     let mut all = String::new();
@@ -363,11 +330,11 @@ auth = "slow"
     assert!(all.starts_with("HTTP/1.1 403"), "{all}");
     assert_eq!(all.matches("HTTP/1.1 200").count(), 1, "{all}");
     // Down or slow: 503, never let through.
-    let (status, r) = get(p.addr, "/down/", &[("Cookie", "session=good")]);
+    let (status, r) = get(p.addr(), "/down/", &[("Cookie", "session=good")]);
     assert_eq!(status, 503);
     assert!(r.into_string().unwrap().contains("127.0.0.1:1"));
     let t = std::time::Instant::now();
-    let (status, _) = get(p.addr, "/slow/", &[("Cookie", "session=good")]);
+    let (status, _) = get(p.addr(), "/slow/", &[("Cookie", "session=good")]);
     assert_eq!(status, 503);
     assert!(t.elapsed() < Duration::from_secs(2));
 }
@@ -397,9 +364,9 @@ allow = ["10.0.0.0/8", "::1/128"]
 "#,
     );
     let p = start(&cfg);
-    assert_eq!(get(p.addr, "/allowed/", &[]).0, 200);
-    assert_eq!(get(p.addr, "/denied/", &[]).0, 403, "deny wins over allow");
-    assert_eq!(get(p.addr, "/elsewhere/", &[]).0, 403);
+    assert_eq!(get(p.addr(), "/allowed/", &[]).0, 200);
+    assert_eq!(get(p.addr(), "/denied/", &[]).0, 403, "deny wins over allow");
+    assert_eq!(get(p.addr(), "/elsewhere/", &[]).0, 403);
 }
 
 #[test]
@@ -427,10 +394,10 @@ allow = ["127.0.0.0/8"]
     )
     .replace("127.0.0.1:0", "[::1]:0");
     let p = start(&cfg);
-    assert!(p.addr.is_ipv6());
-    assert_eq!(get(p.addr, "/allowed/", &[]).0, 200);
-    assert_eq!(get(p.addr, "/denied/", &[]).0, 403);
-    assert_eq!(get(p.addr, "/v4only/", &[]).0, 403);
+    assert!(p.addr().is_ipv6());
+    assert_eq!(get(p.addr(), "/allowed/", &[]).0, 200);
+    assert_eq!(get(p.addr(), "/denied/", &[]).0, 403);
+    assert_eq!(get(p.addr(), "/v4only/", &[]).0, 403);
 }
 
 #[test]
@@ -445,7 +412,7 @@ allow = ["203.0.113.0/24"]
     // The test's own address is a trusted proxy: the right-most untrusted entry is the client.
     let trusted = start(&base(backend, r#"trusted_proxies = ["127.0.0.0/8"]"#, routes));
     let (status, r) = get(
-        trusted.addr,
+        trusted.addr(),
         "/",
         &[("X-Forwarded-For", "198.51.100.9, 203.0.113.7, 127.0.0.5")],
     );
@@ -459,14 +426,14 @@ allow = ["203.0.113.0/24"]
 
     // Not trusted: the header is ignored for the decision and not passed on.
     let untrusted = start(&base(backend, r#"trusted_proxies = ["10.0.0.0/8"]"#, routes));
-    let (status, _) = get(untrusted.addr, "/", &[("X-Forwarded-For", "203.0.113.7")]);
+    let (status, _) = get(untrusted.addr(), "/", &[("X-Forwarded-For", "203.0.113.7")]);
     assert_eq!(status, 403);
     let open = start(&base(
         backend,
         r#"trusted_proxies = ["10.0.0.0/8"]"#,
         "[[route]]\nprefix = \"/\"\nupstream = \"app\"\n",
     ));
-    let (_, r) = get(open.addr, "/", &[("X-Forwarded-For", "203.0.113.7")]);
+    let (_, r) = get(open.addr(), "/", &[("X-Forwarded-For", "203.0.113.7")]);
     let body = r.into_string().unwrap();
     assert_eq!(seen(&body, "x-real-ip"), ["127.0.0.1"]);
     assert_eq!(seen(&body, "x-forwarded-for"), ["127.0.0.1"]);
@@ -490,7 +457,7 @@ rate_limit = { per_second = 1, burst = 3 }
     let mut codes = Vec::new();
     let mut retry = None;
     for _ in 0..8 {
-        let (status, r) = get(p.addr, "/", &[]);
+        let (status, r) = get(p.addr(), "/", &[]);
         if status == 429 {
             retry = r.header("Retry-After").map(str::to_string);
         }
@@ -517,7 +484,7 @@ cors = { allow_origin = ["https://app.example.com"], allow_methods = ["GET", "PO
     let p = start(&cfg);
     let pre = |origin: &str| {
         let r = agent()
-            .request("OPTIONS", &format!("http://{}/api/ds", p.addr))
+            .request("OPTIONS", &format!("http://{}/api/ds", p.addr()))
             .set("Origin", origin)
             .set("Access-Control-Request-Method", "POST")
             .set("Access-Control-Request-Headers", "authorization")
@@ -539,12 +506,12 @@ cors = { allow_origin = ["https://app.example.com"], allow_methods = ["GET", "PO
     assert_eq!(pre("https://evil.example.com").status(), 403);
 
     // An actual request: the route's headers replace the upstream's `*`.
-    let (status, r) = get(p.addr, "/api/ds", &[("Origin", "https://app.example.com")]);
+    let (status, r) = get(p.addr(), "/api/ds", &[("Origin", "https://app.example.com")]);
     assert_eq!(status, 200);
     assert_eq!(r.header("Access-Control-Allow-Origin"), Some("https://app.example.com"));
     assert_eq!(r.all("Access-Control-Allow-Origin").len(), 1);
     assert_eq!(r.header("Vary"), Some("Origin"));
-    let (_, r) = get(p.addr, "/api/ds", &[("Origin", "https://evil.example.com")]);
+    let (_, r) = get(p.addr(), "/api/ds", &[("Origin", "https://evil.example.com")]);
     assert_eq!(r.header("Access-Control-Allow-Origin"), None);
 }
 

@@ -3,13 +3,15 @@
 //! rejoin after health checks, consistent hashing, and the per-server connection cap.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+mod common;
+use common::Ringway;
 
 // ---------------------------------------------------------------------------------------------
 // A small HTTP/1.1 backend that can be killed (listener closed, every connection shut down) and
@@ -141,76 +143,8 @@ fn serve_backend(mut s: TcpStream, st: &BackendState, id: &str) {
 // ---------------------------------------------------------------------------------------------
 // The proxy under test.
 
-struct Proxy {
-    child: Child,
-    addr: String,
-    log: Arc<Mutex<String>>,
-    _dir: TempDir,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-fn start_proxy(config: &str) -> Proxy {
-    let dir = std::env::temp_dir().join(format!(
-        "ringway-upstreams-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("ringway.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ringway"))
-        .arg("--config")
-        .arg(&path)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start ringway");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut addr = None;
-    let mut seen = String::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        seen.push_str(&line);
-        seen.push('\n');
-        if let Some(a) = line.strip_prefix("ringway: listening on ") {
-            addr = Some(a.trim().to_string());
-        }
-        if line.starts_with("ringway: ready") {
-            break;
-        }
-    }
-    let addr = addr.unwrap_or_else(|| panic!("ringway did not start:\n{seen}"));
-    let log = Arc::new(Mutex::new(seen));
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            let mut l = sink.lock().unwrap();
-            l.push_str(&line);
-            l.push('\n');
-        }
-    });
-    Proxy {
-        child,
-        addr,
-        log,
-        _dir: TempDir(dir),
-    }
+fn start_proxy(config: &str) -> Ringway {
+    Ringway::start(config)
 }
 
 fn agent() -> ureq::Agent {
@@ -265,7 +199,7 @@ upstream = "app"
         b[2].addr()
     ));
     let agent = agent();
-    let url = format!("http://{}/x", proxy.addr);
+    let url = format!("http://{}/x", proxy.addr());
     let mut counts: HashMap<String, i64> = HashMap::new();
     let mut last = String::new();
     let mut longest_run = 0;
@@ -320,7 +254,7 @@ upstream = "app"
         b[1].addr(),
         b[2].addr()
     ));
-    let url = format!("http://{}/stream", proxy.addr);
+    let url = format!("http://{}/stream", proxy.addr());
     let stop = Arc::new(AtomicBool::new(false));
     let seen: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
     let failures: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -377,22 +311,14 @@ upstream = "app"
         failures.len(),
         sent.load(Ordering::SeqCst),
         &failures[..failures.len().min(5)],
-        proxy.log.lock().unwrap()
+        proxy.stderr()
     );
     assert_eq!(answered, sent.load(Ordering::SeqCst), "every request counted");
     assert!(hits_at_kill > 0, "b served before it was killed");
-    assert!(rejoined, "b did not rejoin: {seen:?}\n{}", proxy.log.lock().unwrap());
-    assert!(
-        proxy.log.lock().unwrap().contains("is up"),
-        "{}",
-        proxy.log.lock().unwrap()
-    );
+    assert!(rejoined, "b did not rejoin: {seen:?}\n{}", proxy.stderr());
+    assert!(proxy.stderr().contains("is up"), "{}", proxy.stderr());
     if std::env::var_os("SHOW_LOG").is_some() {
-        eprintln!(
-            "{}\n{seen:?} sent {}",
-            proxy.log.lock().unwrap(),
-            sent.load(Ordering::SeqCst)
-        );
+        eprintln!("{}\n{seen:?} sent {}", proxy.stderr(), sent.load(Ordering::SeqCst));
     }
 }
 
@@ -418,7 +344,7 @@ upstream = "app"
         b[1].addr(),
         b[2].addr()
     ));
-    let url = format!("http://{}/h", proxy.addr);
+    let url = format!("http://{}/h", proxy.addr());
     let agent = agent();
     let keys: Vec<String> = (0..90).map(|k| format!("sid=session-{k}")).collect();
     let mut home = HashMap::new();
@@ -482,7 +408,7 @@ upstream = "hasty"
         let barrier = Arc::new(Barrier::new(n));
         let handles: Vec<_> = (0..n)
             .map(|_| {
-                let (barrier, url) = (barrier.clone(), format!("http://{}{path}", proxy.addr));
+                let (barrier, url) = (barrier.clone(), format!("http://{}{path}", proxy.addr()));
                 std::thread::spawn(move || {
                     let agent = agent();
                     barrier.wait();
@@ -542,7 +468,7 @@ upstream = "app"
 "#,
         b.addr()
     ));
-    let url = format!("http://{}/", proxy.addr);
+    let url = format!("http://{}/", proxy.addr());
     let agent = agent();
     let mut last = (0, String::new());
     assert!(wait_until(Duration::from_secs(3), || {
@@ -576,7 +502,7 @@ upstream = "app"
         bad.addr(),
         good.addr()
     ));
-    let url = format!("http://{}/r", proxy.addr);
+    let url = format!("http://{}/r", proxy.addr());
     let agent = agent();
     for _ in 0..10 {
         assert_eq!(get(&agent, &url, &[]), (200, "good".to_string()));
@@ -595,7 +521,7 @@ upstream = "app"
         failed, 5,
         "round-robin sends half the POSTs to the bad server: {statuses:?}"
     );
-    assert!(proxy.log.lock().unwrap().contains("retrying on another server"));
+    assert!(proxy.stderr().contains("retrying on another server"));
 }
 
 /// least_conn and p2c read live in-flight counts: with one server answering in 150 ms and one at
@@ -621,7 +547,7 @@ upstream = "app"
             slow.addr(),
             fast.addr()
         ));
-        let url = format!("http://{}/l", proxy.addr);
+        let url = format!("http://{}/l", proxy.addr());
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 let url = url.clone();
