@@ -605,32 +605,49 @@ pub struct HttpResp {
     pub body: Vec<u8>,
 }
 
-impl HttpResp {
-    pub fn all(&self, name: &str) -> Vec<&str> {
-        self.headers
+/// What tests read from a response, whichever client fetched it (ureq or the raw socket).
+pub trait ResponseView {
+    fn status(&self) -> u16;
+    fn headers(&self) -> &[(String, String)];
+    fn body(&self) -> &[u8];
+
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.headers()
             .iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
             .collect()
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
+    fn header(&self, name: &str) -> Option<&str> {
         self.all(name).first().copied()
     }
 
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
+    fn text(&self) -> String {
+        String::from_utf8_lossy(self.body()).into_owned()
     }
 
-    pub fn echo(&self) -> Echo {
+    fn echo(&self) -> Echo {
         assert_eq!(
-            self.status,
+            self.status(),
             200,
             "expected an echo (200), got {}: {}",
-            self.status,
+            self.status(),
             self.text()
         );
         Echo::parse(&self.text())
+    }
+}
+
+impl ResponseView for HttpResp {
+    fn status(&self) -> u16 {
+        self.status
+    }
+    fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+    fn body(&self) -> &[u8] {
+        &self.body
     }
 }
 
@@ -704,32 +721,15 @@ pub struct RawResp {
     pub raw_head: Vec<u8>,
 }
 
-impl RawResp {
-    pub fn all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+impl ResponseView for RawResp {
+    fn status(&self) -> u16 {
+        self.status
     }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.all(name).first().copied()
+    fn headers(&self) -> &[(String, String)] {
+        &self.headers
     }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    pub fn echo(&self) -> Echo {
-        assert_eq!(
-            self.status,
-            200,
-            "expected an echo (200), got {}: {}",
-            self.status,
-            self.text()
-        );
-        Echo::parse(&self.text())
+    fn body(&self) -> &[u8] {
+        &self.body
     }
 }
 
