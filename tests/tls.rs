@@ -869,36 +869,12 @@ fn tls_connect(addr: SocketAddr) -> TlsClient {
     rustls::StreamOwned::new(rustls::ClientConnection::new(config, name).unwrap(), sock)
 }
 
-fn ws_echo_server() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            thread::spawn(move || {
-                let Ok(mut ws) = tungstenite::accept(stream) else {
-                    return;
-                };
-                while let Ok(msg) = ws.read() {
-                    if msg.is_binary() || msg.is_text() {
-                        if ws.send(msg).is_err() {
-                            return;
-                        }
-                    } else {
-                        let _ = ws.flush();
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 #[test]
 fn e2e_wss_echo_with_a_1mb_message() {
     let dir = TempDir::new("e2e-wss");
     let proxy = common::Ringway::start(&proxy_config(
         &wss_listener(&dir),
-        &common::upstream("app", ws_echo_server()),
+        &common::upstream("app", common::ws_echo_server()),
     ));
     let url = format!("wss://localhost:{}/ws", proxy.addr().port());
     let (mut ws, resp) = tungstenite::client(url, tls_connect(proxy.addr())).expect("wss handshake");
@@ -1065,12 +1041,7 @@ fn wss_echo_upstream(pair: &CertPair) -> SocketAddr {
             let config = config.clone();
             thread::spawn(move || {
                 let tls = rustls::StreamOwned::new(rustls::ServerConnection::new(config).unwrap(), sock);
-                let Ok(mut ws) = tungstenite::accept(tls) else { return };
-                while let Ok(msg) = ws.read() {
-                    if (msg.is_binary() || msg.is_text()) && ws.send(msg).is_err() {
-                        return;
-                    }
-                }
+                common::ws_echo(tls);
             });
         }
     });

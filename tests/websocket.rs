@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tungstenite::Message;
 
 mod common;
-use common::Ringway as Proxy;
+use common::{ws_echo_server, Ringway as Proxy};
 
 fn config(upstream: SocketAddr, route_extra: &str, server_extra: &str) -> String {
     format!(
@@ -16,32 +16,6 @@ fn config(upstream: SocketAddr, route_extra: &str, server_extra: &str) -> String
          [upstream.ws]\nservers = [\"{upstream}\"]\n\
          [[route]]\nprefix = \"/\"\nupstream = \"ws\"\n{route_extra}\n"
     )
-}
-
-/// A WebSocket echo server: echoes text and binary messages (tungstenite answers pings itself).
-fn ws_echo_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            thread::spawn(move || {
-                let Ok(mut ws) = tungstenite::accept(stream) else {
-                    return;
-                };
-                while let Ok(msg) = ws.read() {
-                    let echo = matches!(msg, Message::Text(_) | Message::Binary(_));
-                    if echo && ws.send(msg).is_err() {
-                        return;
-                    }
-                    if !echo {
-                        // Pongs and the close reply are queued by tungstenite: send them.
-                        let _ = ws.flush();
-                    }
-                }
-            });
-        }
-    });
-    addr
 }
 
 fn ws_connect(proxy: SocketAddr, path: &str) -> tungstenite::WebSocket<TcpStream> {

@@ -1227,3 +1227,35 @@ pub fn decoded_body(raw: &[u8]) -> Vec<u8> {
     }
     body
 }
+
+// ---------------------------------------------------------------------------------------------
+// WebSocket echo backend.
+
+/// Accepts a WebSocket handshake on `stream` and echoes text and binary messages until the peer
+/// goes; pongs and the close reply (queued by tungstenite) are flushed as they come.
+pub fn ws_echo<S: Read + Write>(stream: S) {
+    let Ok(mut ws) = tungstenite::accept(stream) else {
+        return;
+    };
+    while let Ok(msg) = ws.read() {
+        if msg.is_binary() || msg.is_text() {
+            if ws.send(msg).is_err() {
+                return;
+            }
+        } else {
+            let _ = ws.flush();
+        }
+    }
+}
+
+/// A plaintext WebSocket echo server on 127.0.0.1, a thread per connection.
+pub fn ws_echo_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            thread::spawn(move || ws_echo(stream));
+        }
+    });
+    addr
+}
