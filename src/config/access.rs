@@ -66,12 +66,12 @@ impl Compiler<'_> {
             (Some(b), None) => AuthMethod::Basic(self.basic(&key, b)?),
             (None, Some(f)) => AuthMethod::Forward(self.forward_auth(&key, f, identity)?),
             (Some(_), Some(_)) => {
-                self.error(&Near(&key), &key, "use either basic or forward, not both");
+                self.error(&Near::file(&key), &key, "use either basic or forward, not both");
                 return None;
             }
             (None, None) => {
                 self.error(
-                    &Near(&key),
+                    &Near::file(&key),
                     &key,
                     "needs `basic = { htpasswd = ... }` or `forward = { url = ... }`",
                 );
@@ -201,10 +201,11 @@ impl Compiler<'_> {
     pub(super) fn route_access(
         &mut self,
         number: usize,
-        r: &RawRoute,
+        route: &S<RawRoute>,
         auths: &HashMap<String, usize>,
         identity: &mut Vec<String>,
     ) -> RouteAccess {
+        let r = route.get_ref();
         let mut a = RouteAccess::default();
         if let Some(name) = &r.auth {
             match auths.get(name.get_ref()) {
@@ -231,26 +232,34 @@ impl Compiler<'_> {
             let burst = rl.burst.map(|b| b.get()).unwrap_or(per_second.max(1.0));
             if !(per_second > 0.0 && per_second.is_finite()) {
                 self.error(
-                    &Near("rate_limit"),
+                    &Near::within(route, "rate_limit"),
                     "route.rate_limit.per_second",
                     "must be a number above 0",
                 );
             } else if !(burst >= 1.0 && burst.is_finite()) {
-                self.error(&Near("rate_limit"), "route.rate_limit.burst", "must be at least 1");
+                self.error(
+                    &Near::within(route, "rate_limit"),
+                    "route.rate_limit.burst",
+                    "must be at least 1",
+                );
             } else {
                 a.rate = Some(RateSpec { per_second, burst });
             }
         }
         if let Some(c) = &r.cors {
-            a.cors = self.cors(c);
+            a.cors = self.cors(c, route);
         }
         if let Some(s) = &r.identity_static {
             let raw = s;
             let bad_value = raw.value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f);
-            if !self.header_name(&Near("identity_static"), "route.identity_static.header", &raw.header) {
+            if !self.header_name(
+                &Near::within(route, "identity_static"),
+                "route.identity_static.header",
+                &raw.header,
+            ) {
             } else if bad_value {
                 self.error(
-                    &Near("identity_static"),
+                    &Near::within(route, "identity_static"),
                     "route.identity_static.value",
                     "contains control characters",
                 );
@@ -262,7 +271,7 @@ impl Compiler<'_> {
         a
     }
 
-    fn cors(&mut self, c: &RawCors) -> Option<CorsPlan> {
+    fn cors(&mut self, c: &RawCors, route: &S<RawRoute>) -> Option<CorsPlan> {
         let raw = c;
         let any_origin = raw.allow_origin.iter().any(|o| o == "*");
         for o in &raw.allow_origin {
@@ -272,7 +281,7 @@ impl Compiler<'_> {
                     && o.bytes().all(|b| (0x21..0x7f).contains(&b)));
             if !ok {
                 self.error(
-                    &Near("cors"),
+                    &Near::within(route, "cors"),
                     "route.cors.allow_origin",
                     format!("`{o}` is not an origin like https://app.example.com (scheme and host, no path) or `*`"),
                 );
@@ -281,7 +290,7 @@ impl Compiler<'_> {
         }
         if any_origin && raw.allow_credentials {
             self.error(
-                &Near("cors"),
+                &Near::within(route, "cors"),
                 "route.cors.allow_credentials",
                 "credentials cannot be allowed for any origin (`*`); list the origins",
             );
@@ -294,7 +303,7 @@ impl Compiler<'_> {
         ] {
             if let Some(bad) = list.iter().find(|m| !is_token(m)) {
                 self.error(
-                    &Near("cors"),
+                    &Near::within(route, "cors"),
                     &format!("route.cors.{k}"),
                     format!("`{bad}` is not a valid token"),
                 );
@@ -306,7 +315,7 @@ impl Compiler<'_> {
             Some(s) => match parse_duration(s) {
                 Ok(d) => Some(d),
                 Err(m) => {
-                    self.error(&Near("cors"), "route.cors.max_age", m);
+                    self.error(&Near::within(route, "cors"), "route.cors.max_age", m);
                     return None;
                 }
             },

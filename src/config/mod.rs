@@ -96,12 +96,31 @@ impl<T> Place for S<T> {
     }
 }
 
-/// The first place `0` appears in the file (a table header or dotted key naming the table).
-pub(super) struct Near<'a>(pub(super) &'a str);
+/// The first place the text appears in the file at or after a byte offset (a table header or
+/// dotted key naming the table): `Near::file` searches the whole file, `Near::within` one
+/// `[[route]]` table, so an error points at the route at fault.
+pub(super) struct Near<'a> {
+    from: usize,
+    text: &'a str,
+}
+
+impl<'a> Near<'a> {
+    pub(super) fn file(text: &'a str) -> Self {
+        Near { from: 0, text }
+    }
+
+    pub(super) fn within<T>(table: &S<T>, text: &'a str) -> Self {
+        Near {
+            from: table.span().start,
+            text,
+        }
+    }
+}
 
 impl Place for Near<'_> {
     fn offset(&self, text: &str) -> Option<usize> {
-        text.find(self.0)
+        let rest = text.get(self.from..)?;
+        Some(self.from + rest.find(self.text).unwrap_or(0))
     }
 }
 
@@ -187,7 +206,7 @@ impl Compiler<'_> {
             let Some(mut route) = self.route(i + 1, r.get_ref(), &upstream_ids) else {
                 continue;
             };
-            route.access = self.route_access(i + 1, r.get_ref(), &auth_ids, &mut access.identity_headers);
+            route.access = self.route_access(i + 1, r, &auth_ids, &mut access.identity_headers);
             let dup_key = (route.host.clone(), route.key.to_ascii_lowercase());
             let prefix_at = r.get_ref().prefix.as_ref();
             if let Some(&other) = seen.get(&dup_key) {
@@ -518,7 +537,7 @@ impl Compiler<'_> {
         if health.is_some() && servers.iter().any(|s| s.tls) {
             // The prober speaks plain HTTP: against a TLS port it would mark every server down.
             self.error(
-                &Near(&format!("upstream.{name}")),
+                &Near::file(&format!("upstream.{name}")),
                 &k("health"),
                 "active health checks of https:// servers are not supported yet; remove [health] (passive ejection still applies)",
             );
@@ -1047,5 +1066,18 @@ mod implicit_table_tests {
             "{}",
             errors[0]
         );
+    }
+
+    #[test]
+    fn route_table_errors_point_at_the_route_at_fault() {
+        let text = "[[listener]]\nbind = \"127.0.0.1:0\"\n[upstream.g]\nservers = [\"127.0.0.1:1\"]\n\
+                    [[route]]\nprefix = \"/a/\"\nupstream = \"g\"\ncors = { allow_origin = [\"https://ok.example\"] }\n\
+                    [[route]]\nprefix = \"/b/\"\nupstream = \"g\"\ncors = { allow_origin = [\"not an origin\"] }\n";
+        let errors = load_str(text, Path::new("t.toml")).err().expect("refused");
+        let e = errors
+            .iter()
+            .find(|e| e.key == "route.cors.allow_origin")
+            .expect("cors error");
+        assert_eq!(e.line, 12, "{e}");
     }
 }
