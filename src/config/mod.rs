@@ -8,6 +8,7 @@ mod plan;
 mod schema;
 pub mod units;
 
+pub use crate::http::is_token;
 pub use plan::*;
 
 use crate::route::RouteTable;
@@ -840,13 +841,6 @@ impl Compiler<'_> {
         }
         rules
     }
-}
-
-/// RFC 9110 token characters, the alphabet of header names.
-pub fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn check_prefix(p: &str) -> Result<(), String> {

@@ -141,7 +141,7 @@ impl ChunkedDecoder {
                         quoted: false,
                         escaped: false,
                     },
-                    _ if is_token_byte(b) => State::Ext {
+                    _ if super::is_token_byte(b) => State::Ext {
                         value,
                         quoted: false,
                         escaped: false,
@@ -227,10 +227,6 @@ impl ChunkedDecoder {
         }
         Ok(Step::Skip(used))
     }
-}
-
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Appends a chunk header for `len` data bytes (`{len:x}\r\n`).

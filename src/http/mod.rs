@@ -89,6 +89,16 @@ pub fn parse_content_length(value: &[u8]) -> Option<u64> {
     result
 }
 
+/// RFC 9110 `tchar`: the alphabet of header names, methods, codings and extension names.
+pub fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// A non-empty RFC 9110 token.
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_token_byte)
+}
+
 pub fn trim(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
         s = rest;
