@@ -14,7 +14,7 @@ use crate::http::headers::{classify, Known};
 use crate::http::response::inspect as inspect_response;
 use crate::http::write::{header, header_u64};
 use crate::http::Framing;
-use crate::io_util::{read_append, write_from, write_static};
+use crate::io_util::{read_into, write_out, write_static};
 use crate::proxy::{reply, Reply, WorkerCtx};
 use crate::rewrite::{map_cookie_path, map_location};
 use crate::upstream::{connect, FailureKind, Tried, UpstreamConn, UpstreamError};
@@ -307,8 +307,7 @@ async fn run<C: AsyncReadRent + AsyncWriteRent>(
                 }
             },
         };
-        let (res, b) = write_from(&mut stream, std::mem::take(out), 0, route.send_timeout).await;
-        *out = b;
+        let res = write_out(&mut stream, out, 0, route.send_timeout).await;
         // The request can be sent again only while all of it is still in `out` (a write that
         // timed out loses its buffer).
         let resendable = body_done && !out.is_empty();
@@ -390,12 +389,10 @@ async fn run<C: AsyncReadRent + AsyncWriteRent>(
         // Switch only now that the upstream really agreed: bytes it sent after the 101 head go
         // to the client with the head, bytes the client sent early go to the upstream.
         resp_out.extend_from_slice(&rbuf[resp.head_len..]);
-        let (res, b) = write_from(client, std::mem::take(resp_out), 0, route.send_timeout).await;
-        *resp_out = b;
+        let res = write_out(client, resp_out, 0, route.send_timeout).await;
         res.map_err(|_| (Abort::Close, request_whole))?;
         if !cbuf.is_empty() {
-            let (res, b) = write_from(&mut upstream, std::mem::take(cbuf), 0, route.send_timeout).await;
-            *cbuf = b;
+            let res = write_out(&mut upstream, cbuf, 0, route.send_timeout).await;
             res.map_err(|_| (Abort::Close, request_whole))?;
             cbuf.clear();
         }
@@ -449,21 +446,12 @@ async fn stream_request_body<C: AsyncReadRent, U: AsyncWriteRent>(
                 while left > 0 {
                     bbuf.clear();
                     let cap = bbuf.capacity();
-                    let (res, b) = read_append(
-                        client,
-                        std::mem::take(&mut bbuf),
-                        (left as usize).min(cap),
-                        cap,
-                        route.read_timeout,
-                    )
-                    .await;
-                    bbuf = b;
+                    let res = read_into(client, &mut bbuf, (left as usize).min(cap), cap, route.read_timeout).await;
                     match res {
                         Ok(0) | Err(_) => return Err(BodyAbort::Client(None)),
                         Ok(n) => left -= n as u64,
                     }
-                    let (res, b) = write_from(upstream, std::mem::take(&mut bbuf), 0, route.send_timeout).await;
-                    bbuf = b;
+                    let res = write_out(upstream, &mut bbuf, 0, route.send_timeout).await;
                     res.map_err(BodyAbort::Upstream)?;
                 }
             }
@@ -471,8 +459,7 @@ async fn stream_request_body<C: AsyncReadRent, U: AsyncWriteRent>(
                 while !d.is_done() {
                     bbuf.clear();
                     let cap = bbuf.capacity();
-                    let (res, b) = read_append(client, std::mem::take(&mut bbuf), cap, cap, route.read_timeout).await;
-                    bbuf = b;
+                    let res = read_into(client, &mut bbuf, cap, cap, route.read_timeout).await;
                     match res {
                         Ok(0) | Err(_) => return Err(BodyAbort::Client(None)),
                         Ok(_) => {}
@@ -500,8 +487,7 @@ async fn stream_request_body<C: AsyncReadRent, U: AsyncWriteRent>(
                         // Pipelined bytes after the body start the next request.
                         cbuf.extend_from_slice(&bbuf[used..]);
                     }
-                    let (res, b) = write_from(upstream, std::mem::take(out), 0, route.send_timeout).await;
-                    *out = b;
+                    let res = write_out(upstream, out, 0, route.send_timeout).await;
                     res.map_err(BodyAbort::Upstream)?;
                 }
             }
@@ -543,8 +529,7 @@ async fn read_response_head(
             return Err(FailureKind::BadResponse("response head too large"));
         }
         let wait = deadline.saturating_duration_since(Instant::now());
-        let (res, b) = read_append(upstream, std::mem::take(rbuf), cap - rbuf.len(), 0, wait).await;
-        *rbuf = b;
+        let res = read_into(upstream, rbuf, cap - rbuf.len(), 0, wait).await;
         match res {
             Ok(0) => {
                 return Err(if rbuf.is_empty() {
@@ -755,8 +740,7 @@ async fn relay_response_body<C: AsyncWriteRent>(
     let client_err = |_| Abort::Close;
     match resp.framing {
         Framing::None => {
-            let (res, b) = write_from(client, std::mem::take(out), 0, t_send).await;
-            *out = b;
+            let res = write_out(client, out, 0, t_send).await;
             res.map_err(client_err)?;
             Ok(rbuf.len() == pos)
         }
@@ -765,20 +749,17 @@ async fn relay_response_body<C: AsyncWriteRent>(
             out.extend_from_slice(&rbuf[pos..pos + avail]);
             let extra = rbuf.len() > pos + avail;
             let mut left = n - avail as u64;
-            let (res, b) = write_from(client, std::mem::take(out), 0, t_send).await;
-            *out = b;
+            let res = write_out(client, out, 0, t_send).await;
             res.map_err(client_err)?;
             while left > 0 {
                 rbuf.clear();
                 let cap = rbuf.capacity();
-                let (res, b) = read_append(upstream, std::mem::take(rbuf), (left as usize).min(cap), cap, t_read).await;
-                *rbuf = b;
+                let res = read_into(upstream, rbuf, (left as usize).min(cap), cap, t_read).await;
                 match res {
                     Ok(0) | Err(_) => return Err(Abort::Close),
                     Ok(got) => left -= got as u64,
                 }
-                let (res, b) = write_from(client, std::mem::take(rbuf), 0, t_send).await;
-                *rbuf = b;
+                let res = write_out(client, rbuf, 0, t_send).await;
                 res.map_err(client_err)?;
             }
             Ok(!extra)
@@ -798,8 +779,7 @@ async fn relay_response_body<C: AsyncWriteRent>(
                     }
                     pos += n;
                 }
-                let (res, b) = write_from(client, std::mem::take(out), 0, t_send).await;
-                *out = b;
+                let res = write_out(client, out, 0, t_send).await;
                 res.map_err(client_err)?;
                 if d.is_done() {
                     return Ok(pos == rbuf.len());
@@ -808,8 +788,7 @@ async fn relay_response_body<C: AsyncWriteRent>(
                 rbuf.clear();
                 pos = 0;
                 let cap = rbuf.capacity();
-                let (res, b) = read_append(upstream, std::mem::take(rbuf), cap, cap, t_read).await;
-                *rbuf = b;
+                let res = read_into(upstream, rbuf, cap, cap, t_read).await;
                 match res {
                     Ok(0) | Err(_) => return Err(Abort::Close),
                     Ok(_) => {}
@@ -827,15 +806,13 @@ async fn relay_response_body<C: AsyncWriteRent>(
                         out.extend_from_slice(&rbuf[pos..]);
                     }
                 }
-                let (res, b) = write_from(client, std::mem::take(out), 0, t_send).await;
-                *out = b;
+                let res = write_out(client, out, 0, t_send).await;
                 res.map_err(client_err)?;
                 out.clear();
                 rbuf.clear();
                 pos = 0;
                 let cap = rbuf.capacity();
-                let (res, b) = read_append(upstream, std::mem::take(rbuf), cap, cap, t_read).await;
-                *rbuf = b;
+                let res = read_into(upstream, rbuf, cap, cap, t_read).await;
                 match res {
                     Ok(0) => break,
                     Ok(_) => {}

@@ -49,6 +49,27 @@ pub async fn write_from<S: AsyncWriteRent>(
     }
 }
 
+/// [`read_append`] on a buffer kept in place: the caller's Vec is lent to the read and put back
+/// (empty after a timeout).
+pub async fn read_into<S: AsyncReadRent>(
+    s: &mut S,
+    buf: &mut Vec<u8>,
+    limit: usize,
+    grow: usize,
+    t: Duration,
+) -> io::Result<usize> {
+    let (res, b) = read_append(s, std::mem::take(buf), limit, grow, t).await;
+    *buf = b;
+    res
+}
+
+/// [`write_from`] on a buffer kept in place (empty after a timeout).
+pub async fn write_out<S: AsyncWriteRent>(s: &mut S, buf: &mut Vec<u8>, from: usize, t: Duration) -> io::Result<()> {
+    let (res, b) = write_from(s, std::mem::take(buf), from, t).await;
+    *buf = b;
+    res
+}
+
 /// Writes a static byte string (interim responses).
 pub async fn write_static<S: AsyncWriteRent>(s: &mut S, bytes: &'static [u8], t: Duration) -> io::Result<()> {
     match monoio::time::timeout(t, s.write_all(bytes)).await {
