@@ -114,20 +114,26 @@ servers = ["{backend}"]
     )
 }
 
-#[test]
-fn forged_identity_headers_never_reach_the_upstream() {
-    let backend = echo_backend();
+/// An `[auth.staff]` block: Basic auth against the test htpasswd file, the user's name sent
+/// upstream in X-WEBAUTH-USER.
+fn staff_basic_auth() -> String {
     let htpasswd = scratch("staff.htpasswd", HTPASSWD);
-    let cfg = base(
-        backend,
-        &format!(
-            r#"
+    format!(
+        r#"
 [auth.staff]
 basic = {{ htpasswd = "{}", realm = "Grafana" }}
 identity_header = "X-WEBAUTH-USER"
 "#,
-            htpasswd.display()
-        ),
+        htpasswd.display()
+    )
+}
+
+#[test]
+fn forged_identity_headers_never_reach_the_upstream() {
+    let backend = echo_backend();
+    let cfg = base(
+        backend,
+        &staff_basic_auth(),
         r#"
 [[route]]
 prefix = "/grafana/"
@@ -167,17 +173,9 @@ upstream = "app"
 #[test]
 fn basic_auth_wrong_and_right_passwords() {
     let backend = echo_backend();
-    let htpasswd = scratch("staff.htpasswd", HTPASSWD);
     let cfg = base(
         backend,
-        &format!(
-            r#"
-[auth.staff]
-basic = {{ htpasswd = "{}", realm = "Grafana" }}
-identity_header = "X-WEBAUTH-USER"
-"#,
-            htpasswd.display()
-        ),
+        &staff_basic_auth(),
         r#"
 [[route]]
 prefix = "/"

@@ -773,8 +773,9 @@ fn e2e_redirect_https_is_a_308_to_the_same_path_and_query() {
     );
 }
 
-/// An HTTPS backend (blocking rustls) that echoes request heads, like `head_echo_backend`.
-fn https_head_echo_backend(pair: &CertPair) -> SocketAddr {
+/// A TLS server (blocking rustls) on an ephemeral loopback port, `pair` as its certificate; each
+/// connection is handed, decrypted, to `serve` on its own thread.
+fn tls_backend(pair: &CertPair, serve: fn(TlsServerStream)) -> SocketAddr {
     let chain = CertificateDer::pem_file_iter(&pair.cert)
         .unwrap()
         .map(Result::unwrap)
@@ -793,12 +794,21 @@ fn https_head_echo_backend(pair: &CertPair) -> SocketAddr {
         for sock in listener.incoming().map_while(Result::ok) {
             let config = config.clone();
             thread::spawn(move || {
-                let conn = rustls::ServerConnection::new(config).unwrap();
-                serve_head_echo(rustls::StreamOwned::new(conn, sock));
+                serve(rustls::StreamOwned::new(
+                    rustls::ServerConnection::new(config).unwrap(),
+                    sock,
+                ))
             });
         }
     });
     addr
+}
+
+type TlsServerStream = rustls::StreamOwned<rustls::ServerConnection, std::net::TcpStream>;
+
+/// An HTTPS backend that echoes request heads, like `head_echo_backend`.
+fn https_head_echo_backend(pair: &CertPair) -> SocketAddr {
+    tls_backend(pair, serve_head_echo)
 }
 
 fn plain_get(addr: SocketAddr, path: &str) -> String {
@@ -1022,30 +1032,7 @@ fn e2e_check_warns_on_expired_certificates_and_skipped_verification_and_errors_n
 
 /// A WebSocket echo server behind TLS (an `https://` upstream that upgrades).
 fn wss_echo_upstream(pair: &CertPair) -> SocketAddr {
-    let chain = CertificateDer::pem_file_iter(&pair.cert)
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let key = PrivateKeyDer::from_pem_file(&pair.key).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(BOTH)
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
-    let config = Arc::new(config);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for sock in listener.incoming().map_while(Result::ok) {
-            let config = config.clone();
-            thread::spawn(move || {
-                let tls = rustls::StreamOwned::new(rustls::ServerConnection::new(config).unwrap(), sock);
-                common::ws_echo(tls);
-            });
-        }
-    });
-    addr
+    tls_backend(pair, common::ws_echo)
 }
 
 #[test]

@@ -143,8 +143,28 @@ fn serve_backend(mut s: TcpStream, st: &BackendState, id: &str) {
 // ---------------------------------------------------------------------------------------------
 // The proxy under test.
 
-fn start_proxy(config: &str) -> Ringway {
-    Ringway::start(config)
+/// ringway with one upstream group `app` (its `servers` list and any further keys as given) that
+/// serves every path.
+fn start_proxy(workers: usize, servers: &str, group_keys: &str) -> Ringway {
+    Ringway::start(&format!(
+        r#"
+[server]
+workers = {workers}
+[[listener]]
+bind = "127.0.0.1:0"
+[upstream.app]
+servers = [{servers}]
+{group_keys}
+[[route]]
+upstream = "app"
+"#
+    ))
+}
+
+/// The quoted addresses of `backends`, for a `servers` list.
+fn quoted(backends: &[&Backend]) -> String {
+    let addrs: Vec<String> = backends.iter().map(|b| format!("\"{}\"", b.addr())).collect();
+    addrs.join(", ")
 }
 
 fn agent() -> ureq::Agent {
@@ -182,22 +202,13 @@ fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 #[test]
 fn weights_split_the_traffic() {
     let b: Vec<Backend> = ["a", "b", "c"].iter().map(|id| Backend::start(id, 0)).collect();
-    let proxy = start_proxy(&format!(
-        r#"
-[server]
-workers = 2
-[[listener]]
-bind = "127.0.0.1:0"
-[upstream.app]
-servers = ["{}", {{ addr = "{}", weight = 2 }}, {{ addr = "{}", weight = 3 }}]
-balance = "round_robin"
-[[route]]
-upstream = "app"
-"#,
+    let servers = format!(
+        r#""{}", {{ addr = "{}", weight = 2 }}, {{ addr = "{}", weight = 3 }}"#,
         b[0].addr(),
         b[1].addr(),
         b[2].addr()
-    ));
+    );
+    let proxy = start_proxy(2, &servers, r#"balance = "round_robin""#);
     let agent = agent();
     let url = format!("http://{}/x", proxy.addr());
     let mut counts: HashMap<String, i64> = HashMap::new();
@@ -229,14 +240,10 @@ upstream = "app"
 #[test]
 fn killing_a_server_loses_no_request_and_it_rejoins() {
     let mut b: Vec<Backend> = ["a", "b", "c"].iter().map(|id| Backend::start(id, 0)).collect();
-    let proxy = start_proxy(&format!(
+    let proxy = start_proxy(
+        2,
+        &quoted(&[&b[0], &b[1], &b[2]]),
         r#"
-[server]
-workers = 2
-[[listener]]
-bind = "127.0.0.1:0"
-[upstream.app]
-servers = ["{}", "{}", "{}"]
 retries = 1
 [upstream.app.health]
 path = "/health"
@@ -247,13 +254,8 @@ fall = 2
 [upstream.app.passive]
 max_fails = 1
 cooldown = "30s"
-[[route]]
-upstream = "app"
 "#,
-        b[0].addr(),
-        b[1].addr(),
-        b[2].addr()
-    ));
+    );
     let url = format!("http://{}/stream", proxy.addr());
     let stop = Arc::new(AtomicBool::new(false));
     let seen: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
@@ -327,23 +329,11 @@ upstream = "app"
 #[test]
 fn hash_is_sticky_and_consistent() {
     let mut b: Vec<Backend> = ["a", "b", "c"].iter().map(|id| Backend::start(id, 0)).collect();
-    let proxy = start_proxy(&format!(
-        r#"
-[server]
-workers = 2
-[[listener]]
-bind = "127.0.0.1:0"
-[upstream.app]
-servers = ["{}", "{}", "{}"]
-balance = "hash"
-hash_key = "cookie:sid"
-[[route]]
-upstream = "app"
-"#,
-        b[0].addr(),
-        b[1].addr(),
-        b[2].addr()
-    ));
+    let proxy = start_proxy(
+        2,
+        &quoted(&[&b[0], &b[1], &b[2]]),
+        "balance = \"hash\"\nhash_key = \"cookie:sid\"",
+    );
     let url = format!("http://{}/h", proxy.addr());
     let agent = agent();
     let keys: Vec<String> = (0..90).map(|k| format!("sid=session-{k}")).collect();
@@ -381,7 +371,7 @@ upstream = "app"
 fn connection_cap_queues_then_answers_503() {
     let slow = Backend::start("slow", 0);
     slow.state.delay_ms.store(600, Ordering::SeqCst);
-    let proxy = start_proxy(&format!(
+    let proxy = Ringway::start(&format!(
         r#"
 [server]
 workers = 1
@@ -449,25 +439,18 @@ upstream = "hasty"
 fn no_healthy_server_answers_503() {
     let b = Backend::start("only", 0);
     b.state.healthy.store(false, Ordering::SeqCst);
-    let proxy = start_proxy(&format!(
+    let proxy = start_proxy(
+        2,
+        &quoted(&[&b]),
         r#"
-[server]
-workers = 2
-[[listener]]
-bind = "127.0.0.1:0"
-[upstream.app]
-servers = ["{}"]
 [upstream.app.health]
 path = "/health"
 interval = "50ms"
 timeout = "500ms"
 rise = 1
 fall = 1
-[[route]]
-upstream = "app"
 "#,
-        b.addr()
-    ));
+    );
     let url = format!("http://{}/", proxy.addr());
     let agent = agent();
     let mut last = (0, String::new());
@@ -487,21 +470,7 @@ fn only_idempotent_requests_are_retried() {
     let bad = Backend::start("bad", 0);
     bad.state.hangup.store(true, Ordering::SeqCst);
     let good = Backend::start("good", 0);
-    let proxy = start_proxy(&format!(
-        r#"
-[server]
-workers = 1
-[[listener]]
-bind = "127.0.0.1:0"
-[upstream.app]
-servers = ["{}", "{}"]
-retries = 1
-[[route]]
-upstream = "app"
-"#,
-        bad.addr(),
-        good.addr()
-    ));
+    let proxy = start_proxy(1, &quoted(&[&bad, &good]), "retries = 1");
     let url = format!("http://{}/r", proxy.addr());
     let agent = agent();
     for _ in 0..10 {
@@ -532,21 +501,7 @@ fn least_conn_and_p2c_favour_the_idle_server() {
         let slow = Backend::start("slow", 0);
         slow.state.delay_ms.store(150, Ordering::SeqCst);
         let fast = Backend::start("fast", 0);
-        let proxy = start_proxy(&format!(
-            r#"
-[server]
-workers = 1
-[[listener]]
-bind = "127.0.0.1:0"
-[upstream.app]
-servers = ["{}", "{}"]
-balance = "{balance}"
-[[route]]
-upstream = "app"
-"#,
-            slow.addr(),
-            fast.addr()
-        ));
+        let proxy = start_proxy(1, &quoted(&[&slow, &fast]), &format!("balance = \"{balance}\""));
         let url = format!("http://{}/l", proxy.addr());
         let handles: Vec<_> = (0..4)
             .map(|_| {
