@@ -366,7 +366,9 @@ async fn run<C: AsyncReadRent + AsyncWriteRent>(
                 ctx.upstreams.answered(o.upstream, o.server);
                 break (stream, resp);
             }
-            Err(FailureKind::ClosedEarly) if reused && resendable => fresh_only = true,
+            // The server may have read the request before closing: only a request that is safe
+            // to repeat goes out again (the pool already skips connections closed while idle).
+            Err(FailureKind::ClosedEarly) if reused && resendable && o.idempotent => fresh_only = true,
             Err(kind) => {
                 if kind.counts_against_server() {
                     ctx.upstreams.failed(plan, o.upstream, o.server);

@@ -1,10 +1,13 @@
 //! Keep-alive pool of idle upstream connections, one per worker (no locks): LIFO per server so
 //! the warmest connection is reused first; entries idle longer than the upstream's
-//! `keepalive_timeout` are closed instead of reused.
+//! `keepalive_timeout` are closed instead of reused, and so are entries the server has already
+//! closed (or sent stray bytes on) while they sat idle: those are found with a non-blocking peek
+//! before any byte is written, so even a non-idempotent request never lands on a dead connection.
 
 use super::UpstreamConn;
 use crate::config::Plan;
 use std::cell::RefCell;
+use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 struct Idle {
@@ -34,11 +37,15 @@ impl ConnPool {
         let mut slots = self.slots.borrow_mut();
         let list = &mut slots[upstream][server];
         while let Some(idle) = list.pop() {
-            if idle.since.elapsed() < max_idle {
+            if idle.since.elapsed() >= max_idle {
+                // Older entries sit below this one: they are older still.
+                list.clear();
+                break;
+            }
+            if quiet(idle.stream.tcp()) {
                 return Some(idle.stream);
             }
-            // Older entries sit below this one: they are older still.
-            list.clear();
+            // Closed by the server (or holding bytes nobody asked for): drop it, try the next.
         }
         None
     }
@@ -62,4 +69,20 @@ impl ConnPool {
     pub fn idle_count(&self) -> usize {
         self.slots.borrow().iter().flatten().map(Vec::len).sum()
     }
+}
+
+/// An idle connection is usable only while it has nothing to read: no FIN, no RST, no bytes.
+fn quiet(stream: &monoio::net::TcpStream) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: recv writes at most one byte into `byte`, which lives across the call; the fd is
+    // owned by `stream`, borrowed for the call. MSG_PEEK leaves any data in the socket.
+    let rc = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    rc < 0 && matches!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EAGAIN))
 }
