@@ -205,7 +205,8 @@ pub fn map_cookie_path(route: &RoutePlan, value: &str) -> Option<String> {
             .unwrap_or(value.len());
         let attr = &value[offset + 1..next];
         let trimmed = attr.trim_start();
-        if trimmed.len() >= 5 && trimmed[..5].eq_ignore_ascii_case("path=") {
+        // By bytes: an attribute may start with a multi-byte character (no str slicing inside it).
+        if trimmed.len() >= 5 && trimmed.as_bytes()[..5].eq_ignore_ascii_case(b"path=") {
             let path_start = offset + 1 + (attr.len() - trimmed.len()) + 5;
             let path = value[path_start..next].trim_end();
             let mapped = map_back(route, path)?;
@@ -322,5 +323,11 @@ mod tests {
         );
         assert_eq!(map_cookie_path(&strip, "s=1; HttpOnly"), None);
         assert_eq!(map_cookie_path(&strip, "s=1"), None);
+        // Fuzz regression: a multi-byte character where "Path=" would end.
+        assert_eq!(map_cookie_path(&strip, "a=/;pOa=\u{4cf};x"), None);
+        assert_eq!(
+            map_cookie_path(&strip, "s=1; \u{4cf}\u{4cf}; Path=/x").as_deref(),
+            Some("s=1; \u{4cf}\u{4cf}; Path=/grafana/x")
+        );
     }
 }

@@ -318,3 +318,25 @@ fn a_client_leaving_mid_download_closes_its_upstream_connection_and_leaks_nothin
     assert!(now <= baseline, "fds {now}, baseline {baseline}: {:?}", p.fd_targets());
     p.assert_healthy();
 }
+
+/// Found by the `response_head` fuzz target: a Set-Cookie attribute with a multi-byte character
+/// where `Path=` could start made the cookie rewrite slice inside a character and panic.
+#[test]
+fn a_set_cookie_with_multibyte_attributes_is_rewritten_without_a_panic() {
+    let up = Scripted::always(
+        "HTTP/1.1 200 OK\r\nSet-Cookie: a=b;pOa=\u{4cf};x\r\nSet-Cookie: s=1; \u{4cf}\u{4cf}; Path=/x\r\nContent-Length: 2\r\n\r\nok"
+            .as_bytes()
+            .to_vec()
+            .leak(),
+    );
+    let mut p = proxy(up.addr, "prefix = \"/app/\"\nstrip_prefix = true");
+    for _ in 0..3 {
+        let r = raw_roundtrip(p.addr(), &get_req("/app/x", "h", &[]));
+        assert_eq!(r.status, 200);
+        let cookies = r.all("set-cookie");
+        assert_eq!(cookies.len(), 2, "{cookies:?}");
+        assert_eq!(cookies[0], "a=b;pOa=\u{4cf};x");
+        assert_eq!(cookies[1], "s=1; \u{4cf}\u{4cf}; Path=/app/x");
+    }
+    p.assert_healthy();
+}

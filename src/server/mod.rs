@@ -2,6 +2,7 @@
 //! its own monoio runtime (io_uring, or epoll with MONOIO_FORCE_LEGACY_DRIVER=1), its own
 //! listening sockets and its own pools. Workers share only the immutable plan.
 
+mod contain;
 mod listener;
 mod worker;
 

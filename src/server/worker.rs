@@ -1,7 +1,9 @@
 //! One worker: a pinned thread running a monoio runtime that accepts on its own sockets and
 //! serves each connection as a task. Accept errors from fd exhaustion back off instead of
-//! spinning, so connections already open keep being served.
+//! spinning, so connections already open keep being served. Each connection runs contained: a
+//! panic in it ends that connection only.
 
+use super::contain::Contained;
 use crate::config::Plan;
 use crate::proxy::{serve, ClientInfo, WorkerCtx};
 use monoio::net::TcpListener;
@@ -104,13 +106,13 @@ async fn accept_loop(listener: TcpListener, index: usize, ctx: Rc<WorkerCtx>, op
                 let ctx = ctx.clone();
                 match &tls {
                     None => {
-                        monoio::spawn(serve(ctx, stream, info, guard));
+                        monoio::spawn(Contained::new(serve(ctx, stream, info, guard), peer));
                     }
                     Some(tls) => {
                         // The handshake runs in the connection's own task, under header_timeout:
                         // a client stalling mid-handshake delays nobody and is dropped.
                         let tls = tls.clone();
-                        monoio::spawn(async move {
+                        let conn = async move {
                             let timeout = ctx.plan.server.header_timeout;
                             match tls.accept(stream, timeout).await {
                                 Ok(stream) => serve(ctx, stream, info, guard).await,
@@ -119,7 +121,8 @@ async fn accept_loop(listener: TcpListener, index: usize, ctx: Rc<WorkerCtx>, op
                                 }
                                 Err(_) => {}
                             }
-                        });
+                        };
+                        monoio::spawn(Contained::new(conn, peer));
                     }
                 }
             }

@@ -1,0 +1,44 @@
+//! Keeps a bug in one connection from stopping its worker. monoio does not catch panics in tasks
+//! (for speed), so a panic would unwind through the runtime and end every connection on that
+//! thread; wrapped, it ends only the connection that hit it (its sockets close on drop).
+
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+pub struct Contained<F> {
+    /// Boxed so the wrapper is Unpin without unsafe pin projection; None once it panicked.
+    inner: Option<Pin<Box<F>>>,
+    peer: std::net::SocketAddr,
+}
+
+impl<F: Future<Output = ()>> Contained<F> {
+    pub fn new(fut: F, peer: std::net::SocketAddr) -> Self {
+        Contained {
+            inner: Some(Box::pin(fut)),
+            peer,
+        }
+    }
+}
+
+impl<F: Future<Output = ()>> Future for Contained<F> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(fut) = self.inner.as_mut() else {
+            return Poll::Ready(());
+        };
+        match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(p) => p,
+            Err(_) => {
+                // The panic message is already on stderr (default hook); dropping the task's
+                // state may panic again, which must not escape either.
+                let state = self.inner.take();
+                let _ = catch_unwind(AssertUnwindSafe(move || drop(state)));
+                eprintln!("ringway: connection from {}: internal error; closed", self.peer);
+                Poll::Ready(())
+            }
+        }
+    }
+}
