@@ -45,11 +45,27 @@ fuzz_target!(|data: &[u8]| {
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(&out) {
         Ok(httparse::Status::Complete(n)) => assert_eq!(n, out.len(), "upstream head has trailing bytes"),
-        other => panic!("upstream head does not parse ({other:?}): {:?}", String::from_utf8_lossy(&out)),
+        other => panic!(
+            "upstream head does not parse ({other:?}): {:?}",
+            String::from_utf8_lossy(&out)
+        ),
     }
-    let facts = inspect(req.method.unwrap(), req.path.unwrap().as_bytes(), req.version.unwrap(), req.headers)
-        .unwrap_or_else(|e| panic!("ringway refuses its own upstream head ({e:?}): {:?}", String::from_utf8_lossy(&out)));
-    assert_eq!(facts.framing, o.framing, "the upstream would frame the body differently");
+    let facts = inspect(
+        req.method.unwrap(),
+        req.path.unwrap().as_bytes(),
+        req.version.unwrap(),
+        req.headers,
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "ringway refuses its own upstream head ({e:?}): {:?}",
+            String::from_utf8_lossy(&out)
+        )
+    });
+    assert_eq!(
+        facts.framing, o.framing,
+        "the upstream would frame the body differently"
+    );
     if o.framing == Framing::Chunked {
         if let Some((decoded, _)) = decode(body) {
             // Re-framed as the exchange does: one chunk per piece, then the last chunk.

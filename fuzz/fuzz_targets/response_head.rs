@@ -7,7 +7,9 @@ use ringway::http::has_bare_cr_or_lf;
 use ringway_fuzz::*;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&flags, rbuf)) = data.split_first() else { return };
+    let Some((&flags, rbuf)) = data.split_first() else {
+        return;
+    };
     let plan = plan();
     let o = outgoing((flags >> 4) as usize, flags);
     let route = &plan.routes[o.route];
@@ -20,7 +22,10 @@ fuzz_target!(|data: &[u8]| {
             let mut resp = httparse::Response::new(&mut headers);
             match resp.parse(&out) {
                 Ok(httparse::Status::Complete(n)) => assert_eq!(n, out.len()),
-                other => panic!("client head does not parse ({other:?}): {:?}", String::from_utf8_lossy(&out)),
+                other => panic!(
+                    "client head does not parse ({other:?}): {:?}",
+                    String::from_utf8_lossy(&out)
+                ),
             }
             assert_eq!(resp.code, Some(r.status));
         }
