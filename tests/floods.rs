@@ -257,7 +257,7 @@ fn endless_chunked_bodies_to_refused_requests_are_cut_without_buffering() {
                 s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
                 let mut got = Vec::new();
                 let _ = s.read_to_end(&mut got);
-                let status = std::str::from_utf8(&got.get(9..12).unwrap_or_default())
+                let status = std::str::from_utf8(got.get(9..12).unwrap_or_default())
                     .ok()
                     .and_then(|s| s.parse::<u16>().ok())
                     .unwrap_or(0);
