@@ -289,7 +289,10 @@ async fn run<C: AsyncReadRent + AsyncWriteRent>(
         let pooled = if fresh_only {
             None
         } else {
-            ctx.pool.take(plan, o.upstream, o.server)
+            // A request that could not be sent again must not land on a connection the server
+            // already closed; an idempotent one with its body at hand is simply retried.
+            let must_be_alive = !(o.idempotent && body_done);
+            ctx.pool.take(plan, o.upstream, o.server, must_be_alive)
         };
         let reused = pooled.is_some();
         let mut stream = match pooled {

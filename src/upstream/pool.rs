@@ -1,8 +1,10 @@
 //! Keep-alive pool of idle upstream connections, one per worker (no locks): LIFO per server so
 //! the warmest connection is reused first; entries idle longer than the upstream's
 //! `keepalive_timeout` are closed instead of reused, and so are entries the server has already
-//! closed (or sent stray bytes on) while they sat idle: those are found with a non-blocking peek
-//! before any byte is written, so even a non-idempotent request never lands on a dead connection.
+//! closed (or sent stray bytes on) while they sat idle, when the request could not be sent again:
+//! those are found with a non-blocking peek before any byte is written, so a non-idempotent request
+//! never lands on a dead connection. Idempotent requests skip the peek (a syscall per request) and
+//! are retried on a fresh connection if the pooled one turns out closed.
 
 use super::UpstreamConn;
 use crate::config::Plan;
@@ -32,7 +34,9 @@ impl ConnPool {
         }
     }
 
-    pub fn take(&self, plan: &Plan, upstream: usize, server: usize) -> Option<UpstreamConn> {
+    /// The warmest usable idle connection; with `must_be_alive`, only one the server has not
+    /// closed.
+    pub fn take(&self, plan: &Plan, upstream: usize, server: usize, must_be_alive: bool) -> Option<UpstreamConn> {
         let max_idle = plan.upstreams[upstream].keepalive_timeout;
         let mut slots = self.slots.borrow_mut();
         let list = &mut slots[upstream][server];
@@ -42,7 +46,7 @@ impl ConnPool {
                 list.clear();
                 break;
             }
-            if quiet(idle.stream.tcp()) {
+            if !must_be_alive || quiet(idle.stream.tcp()) {
                 return Some(idle.stream);
             }
             // Closed by the server (or holding bytes nobody asked for): drop it, try the next.
