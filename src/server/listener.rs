@@ -31,6 +31,12 @@ pub fn bind_all(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpListener>> 
             }
         })?;
     }
+    bind_more(addr, count)
+}
+
+/// Binds `count` more SO_REUSEPORT sockets to `addr`, joining the sockets already there (a
+/// takeover with more workers than the old process had). No probe: the port is ours.
+pub fn bind_more(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpListener>> {
     let mut out = Vec::with_capacity(count);
     let mut bound = addr;
     for _ in 0..count {

@@ -1,13 +1,16 @@
 //! One worker: a pinned thread running a monoio runtime that accepts on its own sockets and
 //! serves each connection as a task. Accept errors from fd exhaustion back off instead of
-//! spinning, so connections already open keep being served.
+//! spinning, so connections already open keep being served. On the supervisor's drain signal
+//! the worker stops accepting (its copies of the listening sockets close; a successor holding
+//! the same sockets keeps their queues), then ends once its last connection has.
 
 use crate::config::Plan;
+use super::shutdown::DrainSignal;
 use crate::proxy::{serve, ClientInfo, WorkerCtx};
+use monoio::io::{CancelHandle, Canceller};
 use monoio::net::TcpListener;
 use std::cell::Cell;
 use std::io;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -20,13 +23,17 @@ pub fn driver_name() -> &'static str {
     }
 }
 
+/// Serves until drained. `sockets` pairs each listening socket with its index in
+/// `Plan::listeners` (after a takeover a worker may accept on several sockets of one listener).
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     id: usize,
     core: Option<core_affinity::CoreId>,
     plan: Arc<Plan>,
     board: Arc<crate::upstream::Board>,
-    sockets: Vec<(std::net::TcpListener, SocketAddr)>,
+    sockets: Vec<(std::net::TcpListener, usize)>,
     ready: mpsc::Sender<io::Result<()>>,
+    drain: DrainSignal,
 ) {
     if let Some(c) = core {
         core_affinity::set_for_current(c);
@@ -52,8 +59,9 @@ pub fn run(
             n => n.div_ceil(plan.server.workers),
         };
         let open = Rc::new(Cell::new(0usize));
+        let canceller = Canceller::new();
         let mut tasks = Vec::new();
-        for (index, (std_listener, _)) in sockets.into_iter().enumerate() {
+        for (std_listener, index) in sockets {
             let listener = match TcpListener::from_std(std_listener) {
                 Ok(l) => l,
                 Err(e) => {
@@ -67,11 +75,22 @@ pub fn run(
                 ctx.clone(),
                 open.clone(),
                 per_worker_cap,
+                canceller.handle(),
             )));
         }
         let _ = ready.send(Ok(()));
+        drain.wait().await;
+        ctx.drain.begin();
+        // A cancelled accept that raced with a completed one still returns its connection,
+        // which is then served: no accepted connection is dropped on the floor.
+        let _ = canceller.cancel();
         for t in tasks {
             t.await;
+        }
+        // Connections finish on their own (idle ones closed at once); the supervisor enforces
+        // shutdown_timeout by ending the process.
+        while open.get() > 0 {
+            monoio::time::sleep(Duration::from_millis(10)).await;
         }
     });
 }
@@ -85,11 +104,22 @@ impl Drop for OpenGuard {
     }
 }
 
-async fn accept_loop(listener: TcpListener, index: usize, ctx: Rc<WorkerCtx>, open: Rc<Cell<usize>>, cap: usize) {
+async fn accept_loop(
+    listener: TcpListener,
+    index: usize,
+    ctx: Rc<WorkerCtx>,
+    open: Rc<Cell<usize>>,
+    cap: usize,
+    cancel: CancelHandle,
+) {
     let tls = ctx.plan.listeners[index].tls.clone();
     let mut last_warning: Option<std::time::Instant> = None;
     loop {
-        match listener.accept().await {
+        let accepted = listener.cancelable_accept(cancel.clone()).await;
+        if accepted.is_err() && ctx.drain.is_draining() {
+            return;
+        }
+        match accepted {
             Ok((stream, peer)) => {
                 if open.get() >= cap {
                     // Over max_connections: close at once rather than queue without bound.
