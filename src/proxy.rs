@@ -15,8 +15,8 @@ use crate::http::write::{header, header_u64, simple_response};
 use crate::http::{has_bare_cr_or_lf, Framing, RequestError};
 use crate::io_util::{read_append, write_from, BufPool};
 use crate::rewrite::{check_path, upstream_path};
-use crate::server::Drain;
 use crate::route::normalize_host;
+use crate::server::Drain;
 use crate::tls::{Session, TlsStream};
 use crate::tunnel::{
     ready_relay, splice_relay, PipePool, TunnelLimits, TunnelStats, DEFAULT_MAX_IDLE_PIPES, DEFAULT_PIPE_SIZE,

@@ -82,4 +82,3 @@ fn wait(pid: libc::pid_t) -> Option<i32> {
         Some(128 + libc::WTERMSIG(status))
     }
 }
-

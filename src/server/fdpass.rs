@@ -17,7 +17,10 @@ fn cmsg_space(n: usize) -> usize {
 /// Sends `data` as one message with `fds` attached.
 pub fn send(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     if fds.len() > MAX_FDS {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many fds for one message"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many fds for one message",
+        ));
     }
     let mut iov = libc::iovec {
         iov_base: data.as_ptr() as *mut libc::c_void,
@@ -94,7 +97,10 @@ pub fn recv(sock: BorrowedFd<'_>, max: usize) -> io::Result<(Vec<u8>, Vec<OwnedF
         }
     }
     if msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "hand-over message truncated"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "hand-over message truncated",
+        ));
     }
     data.truncate(rc as usize);
     Ok((data, fds))

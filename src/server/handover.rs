@@ -22,6 +22,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const VERSION: u32 = 1;
@@ -60,7 +61,10 @@ fn send_text(s: &Socket, text: &str, fds: &[OwnedFd]) -> io::Result<()> {
 fn recv_text(s: &Socket) -> io::Result<(String, Vec<OwnedFd>)> {
     let (data, fds) = fdpass::recv(s.as_fd(), MAX_MESSAGE)?;
     if data.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the peer closed the control connection"));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the peer closed the control connection",
+        ));
     }
     let text = String::from_utf8(data).map_err(|_| bad("a message that is not text"))?;
     Ok((text, fds))
@@ -83,6 +87,10 @@ pub struct Offer {
     pub workers: usize,
     pub listeners: Vec<Handed>,
 }
+
+/// The offer, withdrawn (set to `None`, closing the duplicates) when the process stops: a
+/// duplicate left open would keep a listening queue alive that nobody accepts from.
+pub type SharedOffer = Arc<Mutex<Option<Offer>>>;
 
 /// The bound control socket of a running ringway.
 pub struct ControlSocket {
@@ -113,7 +121,10 @@ impl ControlSocket {
                 std::fs::remove_file(path)?;
                 Self::bind(path)
             }
-            Err(e) => Err(io::Error::new(e.kind(), format!("control socket {}: {e}", path.display()))),
+            Err(e) => Err(io::Error::new(
+                e.kind(),
+                format!("control socket {}: {e}", path.display()),
+            )),
         }
     }
 
@@ -124,7 +135,8 @@ impl ControlSocket {
         tmp.push(format!(".{}", std::process::id()));
         let tmp = PathBuf::from(tmp);
         let _ = std::fs::remove_file(&tmp);
-        let sock = bind_at(&tmp).map_err(|e| io::Error::new(e.kind(), format!("control socket {}: {e}", tmp.display())))?;
+        let sock =
+            bind_at(&tmp).map_err(|e| io::Error::new(e.kind(), format!("control socket {}: {e}", tmp.display())))?;
         Ok(ControlSocket { sock, path: tmp })
     }
 
@@ -141,27 +153,31 @@ impl ControlSocket {
 
     /// Serves takeover requests on a thread of its own. After a successful hand-over it sends
     /// `taken_over(new pid)` and stops; failed attempts are logged and the process serves on.
-    pub fn serve(self, offer: Offer, taken_over: impl FnOnce(u32) + Send + 'static) -> io::Result<()> {
-        std::thread::Builder::new().name("ringway-control".into()).spawn(move || {
-            loop {
+    pub fn serve(self, offer: SharedOffer, taken_over: impl FnOnce(u32) + Send + 'static) -> io::Result<()> {
+        std::thread::Builder::new()
+            .name("ringway-control".into())
+            .spawn(move || loop {
                 let conn = match self.sock.accept() {
                     Ok((c, _)) => c,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => {
-                        eprintln!("ringway: control socket {}: {e}; takeover is no longer possible", self.path.display());
+                        eprintln!(
+                            "ringway: control socket {}: {e}; takeover is no longer possible",
+                            self.path.display()
+                        );
                         return;
                     }
                 };
                 match hand_over(&conn, &offer) {
                     Ok(pid) => {
+                        offer.lock().unwrap_or_else(|p| p.into_inner()).take();
                         eprintln!("ringway: pid {pid} took over the listeners; draining");
                         taken_over(pid);
                         return;
                     }
                     Err(e) => eprintln!("ringway: takeover attempt failed, still serving: {e}"),
                 }
-            }
-        })?;
+            })?;
         Ok(())
     }
 }
@@ -177,7 +193,7 @@ fn bind_at(path: &Path) -> io::Result<Socket> {
 
 /// The running side of one takeover conversation; returns the successor's pid once it is
 /// serving and this process must drain.
-fn hand_over(conn: &Socket, offer: &Offer) -> io::Result<u32> {
+fn hand_over(conn: &Socket, offer: &SharedOffer) -> io::Result<u32> {
     conn.set_read_timeout(Some(PEER_TIMEOUT))?;
     conn.set_write_timeout(Some(PEER_TIMEOUT))?;
     let (hello, _) = recv_text(conn)?;
@@ -189,22 +205,40 @@ fn hand_over(conn: &Socket, offer: &Offer) -> io::Result<u32> {
         let _ = send_text(conn, &format!("ERROR protocol version {VERSION} only"), &[]);
         return Err(bad(format!("unsupported request {hello:?}")));
     }
+    // Duplicates taken under the lock, sent without it.
+    let (workers, listeners) = {
+        let guard = offer.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(o) = guard.as_ref() else {
+            let _ = send_text(conn, "ERROR this ringway is stopping", &[]);
+            return Err(bad("asked while stopping"));
+        };
+        let mut ls = Vec::new();
+        for l in &o.listeners {
+            let fds: Vec<OwnedFd> = l.fds.iter().map(|f| f.try_clone()).collect::<io::Result<_>>()?;
+            ls.push(Handed {
+                configured: l.configured,
+                local: l.local,
+                fds,
+            });
+        }
+        (o.workers, ls)
+    };
     send_text(
         conn,
         &format!(
-            "LISTENERS {VERSION} pid={} workers={} count={}",
+            "LISTENERS {VERSION} pid={} workers={workers} count={}",
             std::process::id(),
-            offer.workers,
-            offer.listeners.len()
+            listeners.len()
         ),
         &[],
     )?;
-    for l in &offer.listeners {
+    for l in &listeners {
         for chunk in l.fds.chunks(fdpass::MAX_FDS) {
             let dup: Vec<OwnedFd> = chunk.iter().map(|f| f.try_clone()).collect::<io::Result<_>>()?;
             send_text(conn, &format!("LISTENER {} {}", l.configured, l.local), &dup)?;
         }
     }
+    drop(listeners);
     send_text(conn, "END", &[])?;
     let (ready, _) = recv_text(conn)?;
     let fields: Vec<&str> = ready.split(' ').collect();

@@ -73,7 +73,10 @@ pub fn run(plan: Plan, start: Start) -> io::Result<()> {
         None => Vec::new(),
     };
     for (index, l) in plan.listeners.iter().enumerate() {
-        let taken = inherited.iter().position(|h| h.serves(l.bind)).map(|i| inherited.remove(i));
+        let taken = inherited
+            .iter()
+            .position(|h| h.serves(l.bind))
+            .map(|i| inherited.remove(i));
         let per_worker = match taken {
             Some(h) => {
                 let n = h.fds.len();
@@ -149,6 +152,7 @@ pub fn run(plan: Plan, start: Start) -> io::Result<()> {
     }
 
     let mut control_path = None;
+    let offer = Arc::new(std::sync::Mutex::new(Some(offer)));
     if let Some(mut control) = control {
         if let (Some(t), Some(path)) = (takeover, &plan.server.control_socket) {
             // systemd follows the new main process before the old one may exit.
@@ -162,7 +166,7 @@ pub fn run(plan: Plan, start: Start) -> io::Result<()> {
         }
         control_path = Some(control.path().to_path_buf());
         let tx = events.clone();
-        control.serve(offer, move |pid| {
+        control.serve(offer.clone(), move |pid| {
             let _ = tx.send(Event::TakenOver(pid));
         })?;
     } else if let Some(t) = takeover {
@@ -172,6 +176,10 @@ pub fn run(plan: Plan, start: Start) -> io::Result<()> {
             Ok(()) => eprintln!("ringway: took over from pid {old}; it drains and exits (no control_socket here: this process cannot be taken over)"),
             Err(e) => eprintln!("ringway: takeover: pid {old} did not confirm ({e}); serving anyway"),
         }
+    }
+    if control_path.is_none() {
+        // Nobody can take over: the duplicates would only keep queues open at shutdown.
+        offer.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
     notify::notify("READY=1");
     eprintln!("ringway: ready ({workers} workers, {} driver)", worker::driver_name());
@@ -201,6 +209,8 @@ pub fn run(plan: Plan, start: Start) -> io::Result<()> {
             Err(_) => return Ok(()),
         }
     };
+    // Stop offering (and holding) the listening sockets before the workers close theirs.
+    offer.lock().unwrap_or_else(|p| p.into_inner()).take();
     drain(&plan, &drains, &inbox, running, &why);
     Ok(())
 }
@@ -249,13 +259,15 @@ impl Drop for DoneGuard {
 fn watch_signals(events: mpsc::Sender<Event>) -> io::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
-    std::thread::Builder::new().name("ringway-signals".into()).spawn(move || {
-        for s in signals.forever() {
-            let name = if s == SIGINT { "SIGINT" } else { "SIGTERM" };
-            if events.send(Event::Signal(name)).is_err() {
-                return;
+    std::thread::Builder::new()
+        .name("ringway-signals".into())
+        .spawn(move || {
+            for s in signals.forever() {
+                let name = if s == SIGINT { "SIGINT" } else { "SIGTERM" };
+                if events.send(Event::Signal(name)).is_err() {
+                    return;
+                }
             }
-        }
-    })?;
+        })?;
     Ok(())
 }

@@ -12,7 +12,10 @@ pub fn notify(state: &str) {
         return;
     };
     if let Err(e) = send(&path.to_string_lossy(), state) {
-        eprintln!("ringway: cannot notify the service manager ({}): {e}", path.to_string_lossy());
+        eprintln!(
+            "ringway: cannot notify the service manager ({}): {e}",
+            path.to_string_lossy()
+        );
     }
 }
 

@@ -4,8 +4,8 @@
 //! the worker stops accepting (its copies of the listening sockets close; a successor holding
 //! the same sockets keeps their queues), then ends once its last connection has.
 
-use crate::config::Plan;
 use super::shutdown::DrainSignal;
+use crate::config::Plan;
 use crate::proxy::{serve, ClientInfo, WorkerCtx};
 use monoio::io::{CancelHandle, Canceller};
 use monoio::net::TcpListener;
