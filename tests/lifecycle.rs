@@ -634,3 +634,65 @@ fn takeover_errors_are_clear() {
     next.signal(libc::SIGTERM);
     next.assert_exits_0(Duration::from_secs(5));
 }
+
+/// What systemd's ExecReload runs: `--detach` returns once the successor serves, and the
+/// successor reports itself as the service's main process before READY=1.
+#[test]
+fn reload_command_detaches_and_names_the_new_main_pid() {
+    // Become the subreaper, so the detached successor (orphaned when the reload command exits)
+    // is reparented here and its exit status can be checked.
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes an integer flag and touches no memory.
+    assert_eq!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) }, 0);
+    let backend = Backend::with(|_, _| Reply::fixed(200, &[], "ok"));
+    let dir = TempDir::new();
+    let control = dir.path.join("ctl.sock");
+    let server = format!("control_socket = \"{}\"", control.display());
+    let cfg = config(
+        &dir,
+        &basic(backend.addr, &server, &format!("127.0.0.1:{}", free_port())),
+    );
+    let mut old = Proc::start(&cfg, &[]);
+    let addr = old.addrs[0];
+
+    let notify_path = dir.path.join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let log_path = dir.path.join("reload.log");
+    let status = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--takeover", control.to_str().unwrap(), "--detach"])
+        .env("NOTIFY_SOCKET", &notify_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .status()
+        .unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(status.success(), "reload command failed:\n{log}");
+    let mut buf = [0u8; 512];
+    let n = notify.recv(&mut buf).expect("MAINPID notification");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let pid: i32 = msg
+        .strip_prefix("MAINPID=")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("expected MAINPID=, got {msg:?}"));
+    let n = notify.recv(&mut buf).expect("READY notification");
+    assert_eq!(&buf[..n], b"READY=1");
+    assert!(log.contains(&format!("pid {pid} is serving")), "{log}");
+    old.assert_exits_0(Duration::from_secs(10));
+
+    let mut c = RawClient::connect(addr);
+    c.send(&get("/after"));
+    assert_eq!(c.read_response().status, 200, "the detached successor serves");
+    // SAFETY: kill(2) on the successor's pid, which this process will reap below.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let mut status = 0;
+    // SAFETY: waitpid writes one int; the successor is our child now (subreaper).
+    let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(rc, pid, "the successor was reparented to the subreaper");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "status {status:#x}"
+    );
+}
