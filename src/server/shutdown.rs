@@ -125,14 +125,20 @@ impl DrainHandle {
 }
 
 impl DrainSignal {
-    /// Waits inside the worker's runtime until the supervisor calls [`DrainHandle::start`].
-    pub async fn wait(self) {
+    /// Registers the socket with the calling worker's runtime (so start-up can report failure).
+    pub fn register(self) -> io::Result<Registered> {
+        Ok(Registered(monoio::net::UnixStream::from_std(self.0)?))
+    }
+}
+
+/// A [`DrainSignal`] inside its worker's runtime.
+pub struct Registered(monoio::net::UnixStream);
+
+impl Registered {
+    /// Resolves once the supervisor calls [`DrainHandle::start`] (or is gone).
+    pub async fn wait(mut self) {
         use monoio::io::AsyncReadRent;
-        let Ok(mut s) = monoio::net::UnixStream::from_std(self.0) else {
-            // Without a runtime-registered socket there is no wake-up: drain at once.
-            return;
-        };
-        let (_res, _buf) = s.read(vec![0u8; 1]).await;
+        let (_res, _buf) = self.0.read(vec![0u8; 1]).await;
     }
 }
 

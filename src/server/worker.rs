@@ -58,6 +58,13 @@ pub fn run(
             0 => usize::MAX,
             n => n.div_ceil(plan.server.workers),
         };
+        let drain = match drain.register() {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = ready.send(Err(io::Error::new(e.kind(), format!("worker {id}: drain signal: {e}"))));
+                return;
+            }
+        };
         let open = Rc::new(Cell::new(0usize));
         let canceller = Canceller::new();
         let mut tasks = Vec::new();
