@@ -73,6 +73,8 @@ pub struct ClientInfo {
     pub scheme: &'static str,
     /// Index of the listener (in `Plan::listeners`) that accepted the connection.
     pub listener: usize,
+    /// The connection's slot in the worker's [`Drain`] (idle ones are closed when draining).
+    pub slot: usize,
 }
 
 impl ClientInfo {
@@ -83,6 +85,7 @@ impl ClientInfo {
             local_port: local.map(|l| l.port().to_string()).unwrap_or_default(),
             scheme: if tls { "https" } else { "http" },
             listener: 0,
+            slot: crate::server::NO_SLOT,
         }
     }
 }
@@ -174,7 +177,7 @@ pub async fn serve<C: ClientStream + 'static, G: 'static>(
             drain,
         )
         .await;
-        drain = Some(&ctx.drain);
+        drain = Some((&ctx.drain, info.slot));
         cbuf = buf;
         let head_len = match head {
             HeadRead::Complete(n) => n,
@@ -291,7 +294,8 @@ enum HeadRead {
 
 /// Collects one request head: waits up to `idle` for its first byte, then `header_timeout` for
 /// the rest. Bytes after the head (body, pipelined requests) stay in the buffer. With `drain`,
-/// the wait for a first byte also ends (as `Closed`) when the worker starts draining.
+/// the wait for a first byte is marked idle in the worker's drain state, so that draining
+/// ends it (the read sees end-of-stream: `Closed`).
 async fn read_head<C: AsyncReadRent>(
     client: &mut C,
     mut buf: Vec<u8>,
@@ -299,7 +303,7 @@ async fn read_head<C: AsyncReadRent>(
     header_timeout: Duration,
     max_head: usize,
     max_uri: usize,
-    drain: Option<&Drain>,
+    drain: Option<(&Drain, usize)>,
 ) -> (HeadRead, Vec<u8>) {
     let mut deadline = None;
     let mut scanned: usize = 0;
@@ -345,15 +349,16 @@ async fn read_head<C: AsyncReadRent>(
             Some(d) => d.saturating_duration_since(std::time::Instant::now()),
         };
         let room = max_head - buf.len();
-        let idle_drain = drain.filter(|_| buf.is_empty() && deadline.is_none());
-        let read = read_append(client, buf, room, 4096.min(room), wait);
-        let (res, b) = match idle_drain {
-            None => read.await,
-            Some(d) if d.is_draining() => return (HeadRead::Closed, Vec::new()),
-            Some(d) => match d.or_drain(read).await {
-                Some(r) => r,
-                None => return (HeadRead::Closed, Vec::new()),
-            },
+        let idle = drain.filter(|_| buf.is_empty() && deadline.is_none());
+        let (res, b) = match idle {
+            None => read_append(client, buf, room, 4096.min(room), wait).await,
+            Some((d, _)) if d.is_draining() => return (HeadRead::Closed, buf),
+            Some((d, slot)) => {
+                d.set_idle(slot, true);
+                let r = read_append(client, buf, room, 4096.min(room), wait).await;
+                d.set_idle(slot, false);
+                r
+            }
         };
         buf = b;
         match res {

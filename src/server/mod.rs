@@ -15,7 +15,7 @@ pub mod notify;
 mod shutdown;
 mod worker;
 
-pub use shutdown::Drain;
+pub use shutdown::{Drain, NO_SLOT};
 
 use crate::config::Plan;
 use handover::{ControlSocket, Handed, Offer, Takeover};

@@ -1,108 +1,96 @@
 //! Graceful shutdown inside one worker. The supervisor thread tells each worker to drain by
 //! writing a byte to that worker's end of a socket pair (a cross-thread wake-up that works with
-//! both monoio drivers); from then on the worker's [`Drain`] says so. Connections read the flag
-//! only at their keep-alive boundary, and the idle keep-alive wait is the only place that parks
-//! a waker here, so the request path takes no lock and pays one `Cell` read per request.
+//! both monoio drivers); from then on the worker's [`Drain`] says so. Each client connection
+//! has a slot here (its socket and whether it waits idle between requests); draining shuts the
+//! idle ones' sockets down, which ends their pending reads with end-of-stream wherever they
+//! are parked. The request path takes no lock: two `RefCell` stores per keep-alive cycle.
 
 use std::cell::{Cell, RefCell};
-use std::future::Future;
 use std::io;
+use std::os::fd::RawFd;
 use std::os::unix::net::UnixStream as StdUnixStream;
-use std::task::{Poll, Waker};
 
-/// A worker's drain state, owned by its `WorkerCtx`.
+/// A worker's drain state and its connections, owned by its `WorkerCtx`.
 #[derive(Default)]
 pub struct Drain {
     draining: Cell<bool>,
-    /// Idle keep-alive connections waiting for a next request; woken when draining starts.
-    waiters: RefCell<Waiters>,
+    conns: RefCell<Conns>,
 }
 
 #[derive(Default)]
-struct Waiters {
-    slots: Vec<Option<Waker>>,
+struct Conns {
+    slots: Vec<Conn>,
     free: Vec<usize>,
 }
+
+#[derive(Clone, Copy)]
+struct Conn {
+    fd: RawFd,
+    idle: bool,
+}
+
+/// A connection without a slot (`ringway route`, benches): never shut down from here.
+pub const NO_SLOT: usize = usize::MAX;
 
 impl Drain {
     pub fn is_draining(&self) -> bool {
         self.draining.get()
     }
 
-    /// Starts draining: every idle keep-alive wait ends (its connection closes).
+    /// Gives an accepted connection a slot; [`Drain::leave`] it when the connection ends,
+    /// before anything else runs on this worker (the fd number is only meaningful until then).
+    pub fn join(&self, fd: RawFd) -> usize {
+        let mut c = self.conns.borrow_mut();
+        let conn = Conn { fd, idle: false };
+        match c.free.pop() {
+            Some(i) => {
+                c.slots[i] = conn;
+                i
+            }
+            None => {
+                c.slots.push(conn);
+                c.slots.len() - 1
+            }
+        }
+    }
+
+    pub fn leave(&self, slot: usize) {
+        let mut c = self.conns.borrow_mut();
+        if let Some(conn) = c.slots.get_mut(slot) {
+            *conn = Conn { fd: -1, idle: false };
+            c.free.push(slot);
+        }
+    }
+
+    /// Marks a connection as waiting for its next request (true) or busy (false).
+    pub fn set_idle(&self, slot: usize, idle: bool) {
+        if let Some(conn) = self.conns.borrow_mut().slots.get_mut(slot) {
+            conn.idle = idle;
+        }
+    }
+
+    /// Starts draining: every idle keep-alive connection's socket is shut down, so its wait
+    /// ends (and the connection closes) now; busy ones see the flag after their response.
     pub fn begin(&self) {
         self.draining.set(true);
-        let wakers: Vec<Waker> = {
-            let mut w = self.waiters.borrow_mut();
-            w.free.clear();
-            w.slots.drain(..).flatten().collect()
-        };
-        for w in wakers {
-            w.wake();
-        }
-    }
-
-    /// Runs `f` unless draining starts first: `None` then (`f` is dropped, which cancels its
-    /// pending I/O). For waits that may be cut short, such as an idle keep-alive connection.
-    pub async fn or_drain<F: Future>(&self, f: F) -> Option<F::Output> {
-        let mut f = std::pin::pin!(f);
-        let mut slot = Slot { drain: self, key: None };
-        std::future::poll_fn(move |cx| {
-            if let Poll::Ready(v) = f.as_mut().poll(cx) {
-                return Poll::Ready(Some(v));
-            }
-            if self.draining.get() {
-                return Poll::Ready(None);
-            }
-            slot.park(cx.waker());
-            Poll::Pending
-        })
-        .await
-    }
-}
-
-/// One parked waker; removed when the wait ends, however it ends.
-struct Slot<'a> {
-    drain: &'a Drain,
-    key: Option<usize>,
-}
-
-impl Slot<'_> {
-    fn park(&mut self, waker: &Waker) {
-        let mut w = self.drain.waiters.borrow_mut();
-        match self.key {
-            Some(k) if k < w.slots.len() => match &mut w.slots[k] {
-                Some(old) if old.will_wake(waker) => {}
-                slot => *slot = Some(waker.clone()),
-            },
-            _ => {
-                let k = match w.free.pop() {
-                    Some(k) => {
-                        w.slots[k] = Some(waker.clone());
-                        k
-                    }
-                    None => {
-                        w.slots.push(Some(waker.clone()));
-                        w.slots.len() - 1
-                    }
-                };
-                self.key = Some(k);
-            }
+        let idle: Vec<RawFd> = self
+            .conns
+            .borrow()
+            .slots
+            .iter()
+            .filter(|c| c.idle && c.fd >= 0)
+            .map(|c| c.fd)
+            .collect();
+        for fd in idle {
+            shutdown_both(fd);
         }
     }
 }
 
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        if let Some(k) = self.key {
-            let mut w = self.drain.waiters.borrow_mut();
-            // After `begin` the table is empty and keys are stale: nothing to give back.
-            if k < w.slots.len() {
-                w.slots[k] = None;
-                w.free.push(k);
-            }
-        }
-    }
+fn shutdown_both(fd: RawFd) {
+    // SAFETY: shutdown(2) on an fd registered by an open connection of this worker (slots are
+    // cleared when the connection ends, on this same thread); it touches no memory of ours.
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
 }
 
 /// The supervisor's side of one worker's drain signal.
@@ -145,25 +133,33 @@ impl Registered {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
 
     #[test]
-    fn slots_are_reused_and_cleared_on_begin() {
+    fn begin_shuts_down_idle_connections_only() {
         let d = Drain::default();
-        let waker = std::task::Waker::noop();
-        {
-            let mut a = Slot { drain: &d, key: None };
-            a.park(waker);
-            let mut b = Slot { drain: &d, key: None };
-            b.park(waker);
-            assert_eq!((a.key, b.key), (Some(0), Some(1)));
-        }
-        assert_eq!(d.waiters.borrow().free.len(), 2);
-        let mut c = Slot { drain: &d, key: None };
-        c.park(waker);
-        assert_eq!(d.waiters.borrow().slots.len(), 2, "a freed slot is taken again");
+        let (idle_here, mut idle_peer) = StdUnixStream::pair().unwrap();
+        let (busy_here, busy_peer) = StdUnixStream::pair().unwrap();
+        let a = d.join(idle_here.as_raw_fd());
+        let b = d.join(busy_here.as_raw_fd());
+        d.set_idle(a, true);
+        d.set_idle(b, true);
+        d.set_idle(b, false);
         d.begin();
         assert!(d.is_draining());
-        drop(c);
-        assert!(d.waiters.borrow().slots.is_empty());
+        let mut buf = [0u8; 1];
+        assert_eq!(
+            idle_peer.read(&mut buf).unwrap(),
+            0,
+            "the idle connection was shut down"
+        );
+        busy_peer.set_nonblocking(true).unwrap();
+        assert!(
+            (&busy_peer).read(&mut buf).is_err(),
+            "the busy one is untouched (would block)"
+        );
+        d.leave(a);
+        assert_eq!(d.join(busy_here.as_raw_fd()), a, "a freed slot is taken again");
     }
 }

@@ -11,6 +11,7 @@ use monoio::io::{CancelHandle, Canceller};
 use monoio::net::TcpListener;
 use std::cell::Cell;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -102,12 +103,18 @@ pub fn run(
     });
 }
 
-/// Decrements the worker's open-connection count when a connection task ends, however it ends.
-struct OpenGuard(Rc<Cell<usize>>);
+/// Decrements the worker's open-connection count and gives back the connection's drain slot
+/// when a connection task ends, however it ends.
+struct OpenGuard {
+    open: Rc<Cell<usize>>,
+    ctx: Rc<WorkerCtx>,
+    slot: usize,
+}
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
+        self.open.set(self.open.get() - 1);
+        self.ctx.drain.leave(self.slot);
     }
 }
 
@@ -134,10 +141,16 @@ async fn accept_loop(
                     continue;
                 }
                 open.set(open.get() + 1);
-                let guard = OpenGuard(open.clone());
+                let slot = ctx.drain.join(stream.as_raw_fd());
+                let guard = OpenGuard {
+                    open: open.clone(),
+                    ctx: ctx.clone(),
+                    slot,
+                };
                 let _ = stream.set_nodelay(true);
                 let mut info = ClientInfo::new(peer, stream.local_addr().ok(), tls.is_some());
                 info.listener = index;
+                info.slot = slot;
                 let ctx = ctx.clone();
                 match &tls {
                     None => {
