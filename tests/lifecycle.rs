@@ -557,7 +557,7 @@ fn a_takeover_adds_a_listener_and_changes_the_worker_count() {
     let second = dir.write(
         "second.toml",
         &format!(
-            "{}[[listener]]\nbind = \"{b}\"\n",
+            "{}[route.response_headers]\nset = {{ \"X-Generation\" = \"2\" }}\n[[listener]]\nbind = \"{b}\"\n",
             basic(backend.addr, &server, &a).replace("workers = 2", "workers = 1")
         ),
     );
@@ -576,7 +576,9 @@ fn a_takeover_adds_a_listener_and_changes_the_worker_count() {
             let mut c = RawClient::connect(*addr);
             c.set_timeout(Duration::from_secs(3));
             c.send(b"GET / HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n");
-            assert_eq!(c.read_response().status, 200);
+            let r = c.read_response();
+            assert_eq!(r.status, 200);
+            assert_eq!(r.header("x-generation"), Some("2"), "served with the new configuration");
         }
     }
     new.signal(libc::SIGTERM);
