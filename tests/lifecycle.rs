@@ -214,6 +214,11 @@ fn sigterm_lets_a_slow_response_finish_refuses_new_connections_and_exits_0() {
 
     let r = client.join().unwrap().expect("the in-flight response completes");
     assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("connection"),
+        Some("close"),
+        "drained while waiting: the last response"
+    );
     assert!(String::from_utf8_lossy(&r.body).contains("/slow"), "echo body");
     p.assert_exits_0(Duration::from_secs(5));
     let log = p.log();
