@@ -46,7 +46,7 @@ pub struct WorkerCtx {
     pub pipes: PipePool,
     /// This worker's access state: rate-limit buckets, remembered logins.
     pub access: WorkerAccess,
-    /// Set once the worker drains (shutdown or takeover): keep-alive ends after each response.
+    /// Draining state (shutdown or takeover) and each connection's slot: keep-alive then ends.
     pub drain: Drain,
 }
 
