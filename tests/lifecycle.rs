@@ -638,8 +638,22 @@ fn takeover_errors_are_clear() {
     // And the running one can still be taken over afterwards.
     let mut next = Proc::start(&cfg, &["--takeover", control.to_str().unwrap()]);
     running.assert_exits_0(Duration::from_secs(10));
-    next.signal(libc::SIGTERM);
-    next.assert_exits_0(Duration::from_secs(5));
+    // After a crash (SIGKILL) with a client still connected, a plain start works at once: the
+    // control socket file left behind is replaced, and the port's leftover connection
+    // (FIN-WAIT-2) is not mistaken for another server.
+    let mut held = RawClient::connect(next.addrs[0]);
+    held.send(&get("/held"));
+    assert_eq!(held.read_response().status, 200);
+    next.signal(libc::SIGKILL);
+    next.wait_exit(Duration::from_secs(5));
+    assert!(control.exists(), "SIGKILL leaves the socket file behind");
+    let mut fresh = Proc::start(&cfg, &[]);
+    let mut c = RawClient::connect(fresh.addrs[0]);
+    c.send(&get("/fresh"));
+    assert_eq!(c.read_response().status, 200);
+    fresh.signal(libc::SIGTERM);
+    fresh.assert_exits_0(Duration::from_secs(5));
+    drop(held);
 }
 
 /// What systemd's ExecReload runs: `--detach` returns once the successor serves, and the

@@ -118,6 +118,17 @@ impl ControlSocket {
                         ),
                     ));
                 }
+                // Only a socket file is ours to replace; anything else is the operator's.
+                use std::os::unix::fs::FileTypeExt;
+                if !std::fs::symlink_metadata(path)?.file_type().is_socket() {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!(
+                            "control socket {}: a file that is not a socket is in the way",
+                            path.display()
+                        ),
+                    ));
+                }
                 std::fs::remove_file(path)?;
                 Self::bind(path)
             }
