@@ -84,6 +84,23 @@ fn listens_on(line: &str, v6: bool, addr: SocketAddr) -> bool {
     ip == addr.ip() || ip.is_unspecified() || addr.ip().is_unspecified()
 }
 
+/// Binds `count` more SO_REUSEPORT sockets to `addr`, joining the sockets already there (a
+/// takeover with more workers than the old process had). No probe: the port is ours.
+pub fn bind_more(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpListener>> {
+    let mut out = Vec::with_capacity(count);
+    let mut bound = addr;
+    for _ in 0..count {
+        let s = socket_for(bound, true)?;
+        s.bind(&bound.into())
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot bind {bound}: {e}")))?;
+        s.listen(BACKLOG)?;
+        let l: TcpListener = s.into();
+        bound = l.local_addr()?;
+        out.push(l);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,21 +130,4 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         assert!(someone_listens(l.local_addr().unwrap()));
     }
-}
-
-/// Binds `count` more SO_REUSEPORT sockets to `addr`, joining the sockets already there (a
-/// takeover with more workers than the old process had). No probe: the port is ours.
-pub fn bind_more(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpListener>> {
-    let mut out = Vec::with_capacity(count);
-    let mut bound = addr;
-    for _ in 0..count {
-        let s = socket_for(bound, true)?;
-        s.bind(&bound.into())
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot bind {bound}: {e}")))?;
-        s.listen(BACKLOG)?;
-        let l: TcpListener = s.into();
-        bound = l.local_addr()?;
-        out.push(l);
-    }
-    Ok(out)
 }
