@@ -367,6 +367,10 @@ async fn run<C: AsyncReadRent + AsyncWriteRent>(
         match read_response_head(&mut stream, rbuf, resp_out, plan, route, o, &mut any_byte).await {
             Ok(resp) => {
                 ctx.upstreams.answered(o.upstream, o.server);
+                let resp = match ctx.drain.is_draining() {
+                    true => last_response_head(rbuf, resp_out, plan, route, o, resp),
+                    false => resp,
+                };
                 break (stream, resp);
             }
             // The server may have read the request before closing: only a request that is safe
@@ -567,6 +571,34 @@ async fn read_response_head(
                 }
                 HeadParse::Final(plan) => return Ok(plan),
             }
+        }
+    }
+}
+
+/// The worker started draining while this response was on its way: the client's head says
+/// `Connection: close`, so the client sends its next request elsewhere instead of onto a
+/// connection about to close.
+fn last_response_head(
+    rbuf: &[u8],
+    out: &mut Vec<u8>,
+    plan: &Plan,
+    route: &RoutePlan,
+    o: &mut Outgoing,
+    resp: ResponsePlan,
+) -> ResponsePlan {
+    if resp.close_client || !o.client_keep_alive || resp.status == 101 {
+        return resp;
+    }
+    o.client_keep_alive = false;
+    let mut head = Vec::with_capacity(out.len() + 24);
+    match build_response_head(rbuf, &mut head, plan, route, o) {
+        Ok(HeadParse::Final(r)) => {
+            *out = head;
+            r
+        }
+        _ => {
+            o.client_keep_alive = true;
+            resp
         }
     }
 }

@@ -50,6 +50,15 @@ pub fn describe(plan: &Plan) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "configuration {} is valid", plan.source.display());
     let _ = writeln!(s, "workers: {}", plan.server.workers);
+    let _ = write!(s, "shutdown: drain up to {:?}", plan.server.shutdown_timeout);
+    match &plan.server.control_socket {
+        Some(p) => {
+            let _ = writeln!(s, ", takeover via {}", p.display());
+        }
+        None => {
+            let _ = writeln!(s, ", no control_socket (no takeover)");
+        }
+    }
     let _ = writeln!(s, "listeners:");
     for l in &plan.listeners {
         let mut line = format!("  {}", l.bind);

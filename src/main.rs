@@ -12,6 +12,10 @@ static GLOBAL: MiMalloc = MiMalloc;
 
 const USAGE: &str = "usage:
   ringway [--config PATH]                       run the proxy (default config/ringway.toml)
+  ringway [--config PATH] --takeover SOCKET [--detach]
+                                                replace the ringway serving SOCKET (its
+                                                [server] control_socket) without dropping
+                                                a connection; --detach returns once serving
   ringway check [--config PATH]                 validate and print the compiled table
   ringway route [--config PATH] [-X METHOD] URL [-H 'Name: value']...
                                                 show what a request would do
@@ -23,6 +27,8 @@ struct Args {
     url: Option<String>,
     method: String,
     headers: Vec<String>,
+    takeover: Option<PathBuf>,
+    detach: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -32,6 +38,8 @@ fn parse_args() -> Result<Args, String> {
         url: None,
         method: "GET".into(),
         headers: Vec::new(),
+        takeover: None,
+        detach: false,
     };
     let mut it = std::env::args().skip(1);
     let mut first = true;
@@ -44,12 +52,19 @@ fn parse_args() -> Result<Args, String> {
             }
             "-X" | "--method" if args.command == "route" => args.method = it.next().ok_or("-X needs a method")?,
             "--version" | "-V" => args.command = "version".into(),
+            "--takeover" if args.command == "run" => {
+                args.takeover = Some(it.next().ok_or("--takeover needs the control socket path")?.into())
+            }
+            "--detach" if args.command == "run" => args.detach = true,
             "--help" | "-h" => args.command = "help".into(),
             _ if a.starts_with("--config=") => args.config = a["--config=".len()..].into(),
             _ if args.command == "route" && args.url.is_none() && !a.starts_with('-') => args.url = Some(a),
             _ => return Err(format!("unexpected argument `{a}`")),
         }
         first = false;
+    }
+    if args.detach && args.takeover.is_none() {
+        return Err("--detach goes with --takeover (it is the reload command's way to return)".into());
     }
     if args.command == "route" && args.url.is_none() {
         return Err("route needs a URL, e.g. ringway route http://example.com/grafana/api/health".into());
@@ -75,6 +90,21 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         _ => {}
+    }
+    let mut start = server::Start {
+        takeover: args.takeover.clone(),
+        ready_pipe: None,
+    };
+    if args.detach {
+        // Before anything starts a thread: only the forking thread lives on in the child.
+        match server::detach::detach() {
+            Ok(server::detach::Detached::Child(pipe)) => start.ready_pipe = Some(pipe),
+            Ok(server::detach::Detached::Parent(code)) => return code,
+            Err(e) => {
+                eprintln!("ringway: --detach: {e}");
+                return ExitCode::from(2);
+            }
+        }
     }
     let plan = match config::load(&args.config) {
         Ok(p) => p,
@@ -104,7 +134,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        _ => match server::run(plan) {
+        _ => match server::run(plan, start) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("ringway: {e}");

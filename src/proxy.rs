@@ -16,6 +16,7 @@ use crate::http::{has_bare_cr_or_lf, Framing, RequestError};
 use crate::io_util::{read_append, write_from, BufPool};
 use crate::rewrite::{check_path, upstream_path};
 use crate::route::normalize_host;
+use crate::server::Drain;
 use crate::tls::{Session, TlsStream};
 use crate::tunnel::{
     ready_relay, splice_relay, PipePool, TunnelLimits, TunnelStats, DEFAULT_MAX_IDLE_PIPES, DEFAULT_PIPE_SIZE,
@@ -45,6 +46,8 @@ pub struct WorkerCtx {
     pub pipes: PipePool,
     /// This worker's access state: rate-limit buckets, remembered logins.
     pub access: WorkerAccess,
+    /// Draining state (shutdown or takeover) and each connection's slot: keep-alive then ends.
+    pub drain: Drain,
 }
 
 impl WorkerCtx {
@@ -56,6 +59,7 @@ impl WorkerCtx {
             bodies: BufPool::new(64 * 1024, 64 * 1024, 16),
             pipes: PipePool::new(DEFAULT_PIPE_SIZE, DEFAULT_MAX_IDLE_PIPES),
             access: WorkerAccess::new(&plan),
+            drain: Drain::default(),
             plan,
         }
     }
@@ -69,6 +73,8 @@ pub struct ClientInfo {
     pub scheme: &'static str,
     /// Index of the listener (in `Plan::listeners`) that accepted the connection.
     pub listener: usize,
+    /// The connection's slot in the worker's [`Drain`] (idle ones are closed when draining).
+    pub slot: usize,
 }
 
 impl ClientInfo {
@@ -79,6 +85,7 @@ impl ClientInfo {
             local_port: local.map(|l| l.port().to_string()).unwrap_or_default(),
             scheme: if tls { "https" } else { "http" },
             listener: 0,
+            slot: crate::server::NO_SLOT,
         }
     }
 }
@@ -156,6 +163,9 @@ pub async fn serve<C: ClientStream + 'static, G: 'static>(
     let mut cbuf: Vec<u8> = Vec::with_capacity(4096);
     // Before the first request the client gets header_timeout; later, the route's idle timeout.
     let mut idle = limits.header_timeout;
+    // A fresh connection gets its first request served even while draining (its client has no
+    // reason to retry); an idle keep-alive connection is closed as soon as draining starts.
+    let mut drain = None;
     loop {
         let (head, buf) = read_head(
             &mut client,
@@ -164,8 +174,10 @@ pub async fn serve<C: ClientStream + 'static, G: 'static>(
             limits.header_timeout,
             limits.max_head_size,
             limits.max_uri_size,
+            drain,
         )
         .await;
+        drain = Some((&ctx.drain, info.slot));
         cbuf = buf;
         let head_len = match head {
             HeadRead::Complete(n) => n,
@@ -195,11 +207,16 @@ pub async fn serve<C: ClientStream + 'static, G: 'static>(
             }
             d => d,
         };
+        let decision = if ctx.drain.is_draining() {
+            last_response(decision)
+        } else {
+            decision
+        };
         let keep = match decision {
             Decision::Answer(a) => {
                 ctx.heads.put(out);
                 let (res, _) = write_from(&mut client, a.bytes, 0, limits.header_timeout).await;
-                if res.is_err() || a.close {
+                if res.is_err() || a.close || ctx.drain.is_draining() {
                     return;
                 }
                 cbuf.drain(..head_len);
@@ -249,6 +266,25 @@ pub async fn serve<C: ClientStream + 'static, G: 'static>(
     }
 }
 
+/// While draining, the response in progress is the connection's last: `Connection: close`.
+fn last_response(decision: Decision) -> Decision {
+    match decision {
+        Decision::Forward(mut o) => {
+            o.client_keep_alive = false;
+            Decision::Forward(o)
+        }
+        Decision::Authorize(mut o, sub) => {
+            o.client_keep_alive = false;
+            Decision::Authorize(o, sub)
+        }
+        Decision::Reply(mut r) => {
+            r.close = true;
+            Decision::Reply(r)
+        }
+        d => d,
+    }
+}
+
 enum HeadRead {
     Complete(usize),
     Closed,
@@ -257,7 +293,9 @@ enum HeadRead {
 }
 
 /// Collects one request head: waits up to `idle` for its first byte, then `header_timeout` for
-/// the rest. Bytes after the head (body, pipelined requests) stay in the buffer.
+/// the rest. Bytes after the head (body, pipelined requests) stay in the buffer. With `drain`,
+/// the wait for a first byte is marked idle in the worker's drain state, so that draining
+/// ends it (the read sees end-of-stream: `Closed`).
 async fn read_head<C: AsyncReadRent>(
     client: &mut C,
     mut buf: Vec<u8>,
@@ -265,6 +303,7 @@ async fn read_head<C: AsyncReadRent>(
     header_timeout: Duration,
     max_head: usize,
     max_uri: usize,
+    drain: Option<(&Drain, usize)>,
 ) -> (HeadRead, Vec<u8>) {
     let mut deadline = None;
     let mut scanned: usize = 0;
@@ -310,7 +349,17 @@ async fn read_head<C: AsyncReadRent>(
             Some(d) => d.saturating_duration_since(std::time::Instant::now()),
         };
         let room = max_head - buf.len();
-        let (res, b) = read_append(client, buf, room, 4096.min(room), wait).await;
+        let idle = drain.filter(|_| buf.is_empty() && deadline.is_none());
+        let (res, b) = match idle {
+            None => read_append(client, buf, room, 4096.min(room), wait).await,
+            Some((d, _)) if d.is_draining() => return (HeadRead::Closed, buf),
+            Some((d, slot)) => {
+                d.set_idle(slot, true);
+                let r = read_append(client, buf, room, 4096.min(room), wait).await;
+                d.set_idle(slot, false);
+                r
+            }
+        };
         buf = b;
         match res {
             Ok(0) => return (HeadRead::Closed, buf),

@@ -400,12 +400,31 @@ impl Compiler<'_> {
                 0
             }
         };
+        let shutdown_timeout = self.duration(
+            &raw.shutdown_timeout,
+            "server.shutdown_timeout",
+            Duration::from_secs(30),
+        );
+        let control_socket = match &raw.control_socket {
+            Some(p) if p.get_ref().is_empty() => {
+                self.error(
+                    p,
+                    "server.control_socket",
+                    "must be a path (leave the key out for none)",
+                );
+                None
+            }
+            Some(p) => Some(self.path(p.get_ref())),
+            None => None,
+        };
         ServerSettings {
             workers,
             max_head_size: max_head_size.max(256),
             max_uri_size,
             header_timeout,
             max_connections,
+            shutdown_timeout,
+            control_socket,
         }
     }
 

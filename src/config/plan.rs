@@ -30,6 +30,10 @@ pub struct ServerSettings {
     pub header_timeout: Duration,
     /// Process-wide cap on client connections (0 = none), split across workers.
     pub max_connections: usize,
+    /// Drain limit after SIGTERM/SIGINT or a takeover; what is still open then is closed.
+    pub shutdown_timeout: Duration,
+    /// Where this process serves takeover requests (see `server::handover`); `None` = nowhere.
+    pub control_socket: Option<std::path::PathBuf>,
 }
 
 pub struct ListenerPlan {

@@ -35,6 +35,10 @@ pub struct RawServer {
     pub header_timeout: Option<S<String>>,
     pub max_connections: Option<S<i64>>,
     pub trusted_proxies: Option<S<Vec<String>>>,
+    /// How long a stopping or replaced ringway lets in-flight requests finish.
+    pub shutdown_timeout: Option<S<String>>,
+    /// Unix socket on which a running ringway hands its listeners to a successor.
+    pub control_socket: Option<S<String>>,
 }
 
 #[derive(Deserialize)]

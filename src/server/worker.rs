@@ -1,15 +1,19 @@
 //! One worker: a pinned thread running a monoio runtime that accepts on its own sockets and
 //! serves each connection as a task. Accept errors from fd exhaustion back off instead of
 //! spinning, so connections already open keep being served. Each connection runs contained: a
-//! panic in it ends that connection only.
+//! panic in it ends that connection only. On the supervisor's drain signal the worker stops
+//! accepting (its copies of the listening sockets close; a successor holding the same sockets
+//! keeps their queues), then ends once its last connection has.
 
 use super::contain::Contained;
+use super::shutdown::DrainSignal;
 use crate::config::Plan;
 use crate::proxy::{serve, ClientInfo, WorkerCtx};
+use monoio::io::{CancelHandle, Canceller};
 use monoio::net::TcpListener;
 use std::cell::Cell;
 use std::io;
-use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -22,13 +26,17 @@ pub fn driver_name() -> &'static str {
     }
 }
 
+/// Serves until drained. `sockets` pairs each listening socket with its index in
+/// `Plan::listeners` (after a takeover a worker may accept on several sockets of one listener).
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     id: usize,
     core: Option<core_affinity::CoreId>,
     plan: Arc<Plan>,
     board: Arc<crate::upstream::Board>,
-    sockets: Vec<(std::net::TcpListener, SocketAddr)>,
+    sockets: Vec<(std::net::TcpListener, usize)>,
     ready: mpsc::Sender<io::Result<()>>,
+    drain: DrainSignal,
 ) {
     if let Some(c) = core {
         core_affinity::set_for_current(c);
@@ -53,9 +61,17 @@ pub fn run(
             0 => usize::MAX,
             n => n.div_ceil(plan.server.workers),
         };
+        let drain = match drain.register() {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = ready.send(Err(io::Error::new(e.kind(), format!("worker {id}: drain signal: {e}"))));
+                return;
+            }
+        };
         let open = Rc::new(Cell::new(0usize));
+        let canceller = Canceller::new();
         let mut tasks = Vec::new();
-        for (index, (std_listener, _)) in sockets.into_iter().enumerate() {
+        for (std_listener, index) in sockets {
             let listener = match TcpListener::from_std(std_listener) {
                 Ok(l) => l,
                 Err(e) => {
@@ -69,29 +85,57 @@ pub fn run(
                 ctx.clone(),
                 open.clone(),
                 per_worker_cap,
+                canceller.handle(),
             )));
         }
         let _ = ready.send(Ok(()));
+        drain.wait().await;
+        ctx.drain.begin();
+        // A cancelled accept that raced with a completed one still returns its connection,
+        // which is then served: no accepted connection is dropped on the floor.
+        let _ = canceller.cancel();
         for t in tasks {
             t.await;
+        }
+        // Connections finish on their own (idle ones closed at once); the supervisor enforces
+        // shutdown_timeout by ending the process.
+        while open.get() > 0 {
+            monoio::time::sleep(Duration::from_millis(10)).await;
         }
     });
 }
 
-/// Decrements the worker's open-connection count when a connection task ends, however it ends.
-struct OpenGuard(Rc<Cell<usize>>);
+/// Decrements the worker's open-connection count and gives back the connection's drain slot
+/// when a connection task ends, however it ends.
+struct OpenGuard {
+    open: Rc<Cell<usize>>,
+    ctx: Rc<WorkerCtx>,
+    slot: usize,
+}
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
+        self.open.set(self.open.get() - 1);
+        self.ctx.drain.leave(self.slot);
     }
 }
 
-async fn accept_loop(listener: TcpListener, index: usize, ctx: Rc<WorkerCtx>, open: Rc<Cell<usize>>, cap: usize) {
+async fn accept_loop(
+    listener: TcpListener,
+    index: usize,
+    ctx: Rc<WorkerCtx>,
+    open: Rc<Cell<usize>>,
+    cap: usize,
+    cancel: CancelHandle,
+) {
     let tls = ctx.plan.listeners[index].tls.clone();
     let mut last_warning: Option<std::time::Instant> = None;
     loop {
-        match listener.accept().await {
+        let accepted = listener.cancelable_accept(cancel.clone()).await;
+        if accepted.is_err() && ctx.drain.is_draining() {
+            return;
+        }
+        match accepted {
             Ok((stream, peer)) => {
                 if open.get() >= cap {
                     // Over max_connections: close at once rather than queue without bound.
@@ -99,10 +143,16 @@ async fn accept_loop(listener: TcpListener, index: usize, ctx: Rc<WorkerCtx>, op
                     continue;
                 }
                 open.set(open.get() + 1);
-                let guard = OpenGuard(open.clone());
+                let slot = ctx.drain.join(stream.as_raw_fd());
+                let guard = OpenGuard {
+                    open: open.clone(),
+                    ctx: ctx.clone(),
+                    slot,
+                };
                 let _ = stream.set_nodelay(true);
                 let mut info = ClientInfo::new(peer, stream.local_addr().ok(), tls.is_some());
                 info.listener = index;
+                info.slot = slot;
                 let ctx = ctx.clone();
                 match &tls {
                     None => {

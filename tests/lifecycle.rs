@@ -1,0 +1,719 @@
+//! Process lifecycle through the built binary: graceful shutdown on SIGTERM/SIGINT, the
+//! shutdown_timeout deadline, systemd readiness (sd_notify), and zero-downtime restart by
+//! handing the listening sockets to a successor (`--takeover`) under continuous load.
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{Backend, RawClient, Reply, ResponseView, TempDir, BIN};
+
+/// A ringway process this test starts, signals and waits for (the shared `Ringway` harness
+/// treats an exit as a failure; here exiting is the point).
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    log: Arc<Mutex<String>>,
+    addrs: Vec<SocketAddr>,
+}
+
+impl Proc {
+    fn spawn(config: &Path, extra: &[&str], env: &[(&str, &OsString)]) -> Proc {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config").arg(config).args(extra);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ringway");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, lines) = mpsc::channel();
+        {
+            let log = log.clone();
+            thread::spawn(move || {
+                let mut r = BufReader::new(stderr);
+                let mut line = String::new();
+                while matches!(r.read_line(&mut line), Ok(n) if n > 0) {
+                    log.lock().unwrap().push_str(&line);
+                    let _ = tx.send(line.trim_end().to_string());
+                    line.clear();
+                }
+            });
+        }
+        Proc {
+            child,
+            lines,
+            log,
+            addrs: Vec::new(),
+        }
+    }
+
+    /// Starts and waits for `ringway: ready`, collecting the `listening on` addresses.
+    fn start(config: &Path, extra: &[&str]) -> Proc {
+        let mut p = Proc::spawn(config, extra, &[]);
+        p.wait_ready();
+        p
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) => {
+                    if let Some(a) = line.strip_prefix("ringway: listening on ") {
+                        self.addrs.push(a.trim().parse().expect("listening address"));
+                    } else if line.starts_with("ringway: ready") {
+                        return;
+                    }
+                }
+                Err(_) => panic!("ringway did not become ready; stderr:\n{}", self.log()),
+            }
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) with a pid this test spawned and has not reaped yet.
+        let rc = unsafe { libc::kill(self.pid() as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill({}, {sig})", self.pid());
+    }
+
+    fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("try_wait")
+    }
+
+    /// Waits for the process to exit; panics (with its stderr) if it is still running.
+    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = self.exited() {
+                return s;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "ringway pid {} still running after {within:?}; stderr:\n{}",
+                    self.pid(),
+                    self.log()
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn assert_exits_0(&mut self, within: Duration) {
+        let status = self.wait_exit(within);
+        assert_eq!(status.code(), Some(0), "exit status; stderr:\n{}", self.log());
+        assert!(!self.log().contains("panicked"), "stderr:\n{}", self.log());
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(dir: &TempDir, body: &str) -> PathBuf {
+    dir.write("ringway.toml", body)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn basic(backend: SocketAddr, server_extra: &str, bind: &str) -> String {
+    format!(
+        "[server]\nworkers = 2\n{server_extra}\n\
+         [[listener]]\nbind = \"{bind}\"\n\
+         [upstream.app]\nservers = [\"{backend}\"]\n\
+         [[route]]\nprefix = \"/\"\nupstream = \"app\"\n"
+    )
+}
+
+fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: app\r\n\r\n").into_bytes()
+}
+
+/// A connection attempt is refused (nobody listens any more).
+fn refused(addr: SocketAddr) -> bool {
+    matches!(TcpStream::connect(addr), Err(e) if e.kind() == ErrorKind::ConnectionRefused)
+}
+
+fn slow_backend() -> Backend {
+    Backend::with(|_, url| match url {
+        u if u.starts_with("/slow") => Reply::Delay(Duration::from_millis(1500)),
+        u if u.starts_with("/stuck") => Reply::Delay(Duration::from_secs(30)),
+        _ => Reply::fixed(200, &[], "ok"),
+    })
+}
+
+#[test]
+fn sigterm_lets_a_slow_response_finish_refuses_new_connections_and_exits_0() {
+    let backend = slow_backend();
+    let dir = TempDir::new();
+    let mut p = Proc::start(&config(&dir, &basic(backend.addr, "", "127.0.0.1:0")), &[]);
+    let addr = p.addrs[0];
+
+    let done = Arc::new(AtomicBool::new(false));
+    let client = {
+        let done = done.clone();
+        thread::spawn(move || {
+            let mut c = RawClient::connect(addr);
+            c.send(&get("/slow"));
+            let r = c.try_read_response(false);
+            done.store(true, Ordering::SeqCst);
+            r
+        })
+    };
+    let until = Instant::now() + Duration::from_secs(5);
+    while backend.hits() == 0 && Instant::now() < until {
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(backend.hits(), 1, "the slow request reached the backend");
+    p.signal(libc::SIGTERM);
+
+    // New connections are refused while the slow response is still on its way.
+    let until = Instant::now() + Duration::from_secs(1);
+    while !refused(addr) {
+        assert!(
+            Instant::now() < until,
+            "still accepting after SIGTERM; stderr:\n{}",
+            p.log()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !done.load(Ordering::SeqCst),
+        "the slow response was meant to be still in flight"
+    );
+    assert!(p.exited().is_none(), "exited before the in-flight response finished");
+
+    let r = client.join().unwrap().expect("the in-flight response completes");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("connection"),
+        Some("close"),
+        "drained while waiting: the last response"
+    );
+    assert!(String::from_utf8_lossy(&r.body).contains("/slow"), "echo body");
+    p.assert_exits_0(Duration::from_secs(5));
+    let log = p.log();
+    assert!(
+        log.contains("SIGTERM: draining") && log.contains("drained; exiting"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_busy_keep_alive_connection_gets_connection_close_and_idle_ones_close_at_once() {
+    let backend = slow_backend();
+    let dir = TempDir::new();
+    let mut p = Proc::start(&config(&dir, &basic(backend.addr, "", "127.0.0.1:0")), &[]);
+    let addr = p.addrs[0];
+
+    let mut idle = RawClient::connect(addr);
+    idle.send(&get("/a"));
+    assert_eq!(idle.read_response().status, 200);
+    let mut busy = RawClient::connect(addr);
+    busy.send(&get("/b"));
+    assert_eq!(busy.read_response().status, 200);
+    // The next request is on its way: half its head is in.
+    busy.send(b"GET /slow HTTP/1.1\r\nHost: app\r\n");
+    thread::sleep(Duration::from_millis(100));
+
+    p.signal(libc::SIGTERM);
+    assert!(
+        idle.closed_within(Duration::from_secs(2)),
+        "idle keep-alive connection closed at once"
+    );
+    busy.send(b"\r\n");
+    let r = busy.read_response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), Some("close"), "the last response says so");
+    assert!(
+        busy.closed_within(Duration::from_secs(2)),
+        "closed after its last response"
+    );
+    p.assert_exits_0(Duration::from_secs(5));
+}
+
+#[test]
+fn sigint_on_an_idle_proxy_exits_0_promptly() {
+    let backend = slow_backend();
+    let dir = TempDir::new();
+    let mut p = Proc::start(&config(&dir, &basic(backend.addr, "", "127.0.0.1:0")), &[]);
+    let mut c = RawClient::connect(p.addrs[0]);
+    c.send(&get("/x"));
+    assert_eq!(c.read_response().status, 200);
+    let t = Instant::now();
+    p.signal(libc::SIGINT);
+    p.assert_exits_0(Duration::from_secs(2));
+    assert!(t.elapsed() < Duration::from_millis(1500), "took {:?}", t.elapsed());
+    assert!(c.closed_within(Duration::from_secs(1)));
+    assert!(p.log().contains("SIGINT: draining"), "{}", p.log());
+}
+
+#[test]
+fn shutdown_timeout_cuts_a_stuck_request_and_a_tunnel_and_still_exits_0() {
+    let backend = slow_backend();
+    let ws = common::ws_echo_server();
+    let dir = TempDir::new();
+    let cfg = format!(
+        "{}[upstream.ws]\nservers = [\"{ws}\"]\n[[route]]\nprefix = \"/ws\"\nupstream = \"ws\"\n",
+        basic(backend.addr, "shutdown_timeout = \"1s\"", "127.0.0.1:0")
+    );
+    let mut p = Proc::start(&config(&dir, &cfg), &[]);
+    let addr = p.addrs[0];
+
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (mut socket, resp) = tungstenite::client(format!("ws://{addr}/ws"), stream).expect("websocket handshake");
+    assert_eq!(resp.status(), 101);
+    socket.send(tungstenite::Message::Text("before".into())).unwrap();
+    assert_eq!(socket.read().unwrap().into_text().unwrap(), "before");
+
+    let mut stuck = RawClient::connect(addr);
+    stuck.send(&get("/stuck"));
+    let until = Instant::now() + Duration::from_secs(5);
+    while backend.hits() == 0 && Instant::now() < until {
+        thread::sleep(Duration::from_millis(10));
+    }
+
+    let t = Instant::now();
+    p.signal(libc::SIGTERM);
+    // The tunnel keeps working while the deadline has not passed.
+    thread::sleep(Duration::from_millis(300));
+    socket.send(tungstenite::Message::Text("during".into())).unwrap();
+    assert_eq!(socket.read().unwrap().into_text().unwrap(), "during");
+
+    p.assert_exits_0(Duration::from_secs(4));
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "exit after {took:?}, expected about the 1s shutdown_timeout"
+    );
+    assert!(stuck.try_read_response(false).is_err(), "the stuck request was cut");
+    assert!(socket.read().is_err(), "the tunnel was closed");
+    assert!(p.log().contains("shutdown_timeout (1s) reached"), "{}", p.log());
+}
+
+#[test]
+fn ready_is_notified_to_notify_socket_after_the_listeners_are_bound() {
+    let backend = slow_backend();
+    let dir = TempDir::new();
+    let sock_path = dir.path.join("notify.sock");
+    let notify = UnixDatagram::bind(&sock_path).unwrap();
+    notify.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let cfg = config(&dir, &basic(backend.addr, "", "127.0.0.1:0"));
+    let mut p = Proc::spawn(&cfg, &[], &[("NOTIFY_SOCKET", &sock_path.clone().into_os_string())]);
+
+    let mut buf = [0u8; 512];
+    let n = notify.recv(&mut buf).expect("a notification");
+    assert_eq!(&buf[..n], b"READY=1");
+    // By then the listening line was printed and the port accepts and serves.
+    let log = p.log();
+    let addr: SocketAddr = log
+        .lines()
+        .find_map(|l| l.strip_prefix("ringway: listening on "))
+        .unwrap_or_else(|| panic!("no listening line before READY=1:\n{log}"))
+        .trim()
+        .parse()
+        .unwrap();
+    let mut c = RawClient::connect(addr);
+    c.send(&get("/ready"));
+    assert_eq!(c.read_response().status, 200);
+
+    p.signal(libc::SIGTERM);
+    let n = notify.recv(&mut buf).expect("a notification");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    p.assert_exits_0(Duration::from_secs(5));
+}
+
+/// Continuous load: keep-alive clients and new-connection-per-request clients. A request on a
+/// reused keep-alive connection that the server closed before answering is sent again on a new
+/// connection, as HTTP clients do (RFC 9112 §9.3.1); anything else that is not a 200 fails.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    retried: Arc<AtomicUsize>,
+    failures: Arc<Mutex<Vec<String>>>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+fn read_ok(s: &mut TcpStream) -> Result<bool, (bool, String)> {
+    // Returns whether the server keeps the connection; Err((nothing_received, why)).
+    let mut buf = Vec::with_capacity(512);
+    let mut tmp = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match s.read(&mut tmp) {
+            Ok(0) => return Err((buf.is_empty(), "closed before a response".into())),
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            Err(e) => return Err((buf.is_empty(), format!("read: {e}"))),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    if !head.starts_with("http/1.1 200 ") {
+        return Err((false, format!("status line {:?}", head.lines().next())));
+    }
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or((false, "no content-length".to_string()))?;
+    while buf.len() < head_end + len {
+        match s.read(&mut tmp) {
+            Ok(0) => return Err((false, "closed inside the body".into())),
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            Err(e) => return Err((false, format!("body read: {e}"))),
+        }
+    }
+    if &buf[head_end..head_end + len] != b"ok" {
+        return Err((false, "wrong body".into()));
+    }
+    Ok(!head.contains("connection: close"))
+}
+
+fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+impl Load {
+    fn start(addr: SocketAddr, keep_alive: usize, fresh: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let retried = Arc::new(AtomicUsize::new(0));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let mut threads = Vec::new();
+        for i in 0..keep_alive + fresh {
+            let reuse = i < keep_alive;
+            let (stop, ok, retried, failures) = (stop.clone(), ok.clone(), retried.clone(), failures.clone());
+            threads.push(thread::spawn(move || {
+                let mut conn: Option<TcpStream> = None;
+                let fail = |why: String| failures.lock().unwrap().push(why);
+                while !stop.load(Ordering::Relaxed) {
+                    let req: &[u8] = if reuse {
+                        b"GET /load HTTP/1.1\r\nHost: app\r\n\r\n"
+                    } else {
+                        b"GET /load HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n"
+                    };
+                    let reused = conn.is_some();
+                    let mut s = match conn.take() {
+                        Some(s) => s,
+                        None => match connect(addr) {
+                            Ok(s) => s,
+                            Err(e) => {
+                                fail(format!("connect: {e}"));
+                                continue;
+                            }
+                        },
+                    };
+                    let outcome = match s.write_all(req) {
+                        Ok(()) => read_ok(&mut s),
+                        Err(e) => Err((true, format!("write: {e}"))),
+                    };
+                    match outcome {
+                        Ok(keep) => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                            if reuse && keep {
+                                conn = Some(s);
+                            }
+                        }
+                        // The server closed a kept connection before reading the request:
+                        // the request was not processed, send it again on a new connection.
+                        Err((true, _)) if reused => {
+                            retried.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err((_, why)) => fail(format!("{why} (reused connection: {reused})")),
+                    }
+                }
+            }));
+        }
+        Load {
+            stop,
+            ok,
+            retried,
+            failures,
+            threads,
+        }
+    }
+
+    fn ok(&self) -> usize {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    fn finish(self) -> (usize, usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        let failures = self.failures.lock().unwrap().clone();
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.retried.load(Ordering::Relaxed),
+            failures,
+        )
+    }
+}
+
+fn wait_for_more(load: &Load, n: usize) {
+    let target = load.ok() + n;
+    let until = Instant::now() + Duration::from_secs(10);
+    while load.ok() < target {
+        assert!(Instant::now() < until, "load stalled at {} responses", load.ok());
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn three_takeovers_under_continuous_load_fail_no_request() {
+    let backend = Backend::with(|_, _| Reply::fixed(200, &[], "ok"));
+    let dir = TempDir::new();
+    let control = dir.path.join("ringway.sock");
+    let bind = format!("127.0.0.1:{}", free_port());
+    let server = format!("shutdown_timeout = \"10s\"\ncontrol_socket = \"{}\"", control.display());
+    let cfg = config(&dir, &basic(backend.addr, &server, &bind));
+    let takeover = ["--takeover", control.to_str().unwrap()];
+
+    let mut current = Proc::start(&cfg, &[]);
+    let addr = current.addrs[0];
+    let load = Load::start(addr, 3, 3);
+    wait_for_more(&load, 200);
+    let mut pids = vec![current.pid()];
+    for round in 0..3 {
+        let next = Proc::start(&cfg, &takeover);
+        assert_eq!(next.addrs, vec![addr], "round {round}: the same listener");
+        assert!(
+            next.log().contains(&format!("took over from pid {}", current.pid())),
+            "{}",
+            next.log()
+        );
+        current.assert_exits_0(Duration::from_secs(10));
+        assert!(
+            current
+                .log()
+                .contains(&format!("pid {} took over the listeners", next.pid())),
+            "{}",
+            current.log()
+        );
+        pids.push(next.pid());
+        current = next;
+        wait_for_more(&load, 200);
+    }
+    let (ok, retried, failures) = load.finish();
+    eprintln!(
+        "takeover under load: {ok} responses, {retried} requests re-sent after a keep-alive close, pids {pids:?}"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failed requests: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(10)]
+    );
+    assert!(ok >= 800, "{ok} responses");
+    assert!(control.exists(), "the last process serves the control socket");
+    current.signal(libc::SIGTERM);
+    current.assert_exits_0(Duration::from_secs(10));
+    assert!(!control.exists(), "a stopped ringway removes its control socket");
+}
+
+#[test]
+fn a_takeover_adds_a_listener_and_changes_the_worker_count() {
+    let backend = Backend::with(|_, _| Reply::fixed(200, &[], "ok"));
+    let dir = TempDir::new();
+    let control = dir.path.join("ctl.sock");
+    let (a, b) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let server = format!("control_socket = \"{}\"", control.display());
+    let cfg = config(&dir, &basic(backend.addr, &server, &a));
+    let mut old = Proc::start(&cfg, &[]);
+
+    let second = dir.write(
+        "second.toml",
+        &format!(
+            "{}[route.response_headers]\nset = {{ \"X-Generation\" = \"2\" }}\n[[listener]]\nbind = \"{b}\"\n",
+            basic(backend.addr, &server, &a).replace("workers = 2", "workers = 1")
+        ),
+    );
+    let mut new = Proc::start(&second, &["--takeover", control.to_str().unwrap()]);
+    assert_eq!(new.addrs.len(), 2);
+    assert_eq!(new.addrs[0].to_string(), a);
+    assert_eq!(new.addrs[1].to_string(), b);
+    let log = new.log();
+    assert!(log.contains(&format!("took over {a} (2 sockets)")), "{log}");
+    assert!(log.contains("ran 2 workers, this one runs 1"), "{log}");
+    old.assert_exits_0(Duration::from_secs(10));
+    // One worker accepts on both inherited sockets of the first listener: every new connection
+    // is served whichever queue the kernel puts it in.
+    for addr in &new.addrs {
+        for _ in 0..20 {
+            let mut c = RawClient::connect(*addr);
+            c.set_timeout(Duration::from_secs(3));
+            c.send(b"GET / HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n");
+            let r = c.read_response();
+            assert_eq!(r.status, 200);
+            assert_eq!(r.header("x-generation"), Some("2"), "served with the new configuration");
+        }
+    }
+    new.signal(libc::SIGTERM);
+    new.assert_exits_0(Duration::from_secs(5));
+}
+
+#[test]
+fn takeover_errors_are_clear() {
+    let backend = Backend::with(|_, _| Reply::fixed(200, &[], "ok"));
+    let dir = TempDir::new();
+    let control = dir.path.join("ctl.sock");
+    let server = format!("control_socket = \"{}\"", control.display());
+    let cfg = config(
+        &dir,
+        &basic(backend.addr, &server, &format!("127.0.0.1:{}", free_port())),
+    );
+
+    // Nobody to take over from.
+    let mut p = Proc::spawn(&cfg, &["--takeover", control.to_str().unwrap()], &[]);
+    let status = p.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(2));
+    assert!(p.log().contains("no ringway answers on"), "{}", p.log());
+
+    // A second ringway without --takeover: the port in use is still an error, the running one
+    // is untouched.
+    let mut running = Proc::start(&cfg, &[]);
+    let mut second = Proc::spawn(&cfg, &[], &[]);
+    assert_eq!(second.wait_exit(Duration::from_secs(10)).code(), Some(2));
+    assert!(second.log().contains("already in use"), "{}", second.log());
+    // A successor whose configuration cannot bind leaves the running one serving.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let bad = dir.write(
+        "bad.toml",
+        &format!(
+            "{}[[listener]]\nbind = \"{}\"\n",
+            basic(backend.addr, &server, &running.addrs[0].to_string()),
+            taken.local_addr().unwrap()
+        ),
+    );
+    let mut failed = Proc::spawn(&bad, &["--takeover", control.to_str().unwrap()], &[]);
+    assert_eq!(failed.wait_exit(Duration::from_secs(10)).code(), Some(2));
+    assert!(failed.log().contains("already in use"), "{}", failed.log());
+    let until = Instant::now() + Duration::from_secs(5);
+    while !running.log().contains("takeover attempt failed, still serving") {
+        assert!(Instant::now() < until, "{}", running.log());
+        thread::sleep(Duration::from_millis(20));
+    }
+    let mut c = RawClient::connect(running.addrs[0]);
+    c.send(&get("/still"));
+    assert_eq!(c.read_response().status, 200);
+    assert!(running.exited().is_none());
+    // And the running one can still be taken over afterwards.
+    let mut next = Proc::start(&cfg, &["--takeover", control.to_str().unwrap()]);
+    running.assert_exits_0(Duration::from_secs(10));
+    // After a crash (SIGKILL) with a client still connected, a plain start works at once: the
+    // control socket file left behind is replaced, and the port's leftover connection
+    // (FIN-WAIT-2) is not mistaken for another server.
+    let mut held = RawClient::connect(next.addrs[0]);
+    held.send(&get("/held"));
+    assert_eq!(held.read_response().status, 200);
+    next.signal(libc::SIGKILL);
+    next.wait_exit(Duration::from_secs(5));
+    assert!(control.exists(), "SIGKILL leaves the socket file behind");
+    let mut fresh = Proc::start(&cfg, &[]);
+    let mut c = RawClient::connect(fresh.addrs[0]);
+    c.send(&get("/fresh"));
+    assert_eq!(c.read_response().status, 200);
+    fresh.signal(libc::SIGTERM);
+    fresh.assert_exits_0(Duration::from_secs(5));
+    drop(held);
+}
+
+/// What systemd's ExecReload runs: `--detach` returns once the successor serves, and the
+/// successor reports itself as the service's main process before READY=1.
+#[test]
+fn reload_command_detaches_and_names_the_new_main_pid() {
+    // Become the subreaper, so the detached successor (orphaned when the reload command exits)
+    // is reparented here and its exit status can be checked.
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes an integer flag and touches no memory.
+    assert_eq!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) }, 0);
+    let backend = Backend::with(|_, _| Reply::fixed(200, &[], "ok"));
+    let dir = TempDir::new();
+    let control = dir.path.join("ctl.sock");
+    let server = format!("control_socket = \"{}\"", control.display());
+    let cfg = config(
+        &dir,
+        &basic(backend.addr, &server, &format!("127.0.0.1:{}", free_port())),
+    );
+    let mut old = Proc::start(&cfg, &[]);
+    let addr = old.addrs[0];
+
+    let notify_path = dir.path.join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let log_path = dir.path.join("reload.log");
+    let status = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--takeover", control.to_str().unwrap(), "--detach"])
+        .env("NOTIFY_SOCKET", &notify_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .status()
+        .unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(status.success(), "reload command failed:\n{log}");
+    let mut buf = [0u8; 512];
+    let n = notify.recv(&mut buf).expect("MAINPID notification");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let pid: i32 = msg
+        .strip_prefix("MAINPID=")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("expected MAINPID=, got {msg:?}"));
+    let n = notify.recv(&mut buf).expect("READY notification");
+    assert_eq!(&buf[..n], b"READY=1");
+    assert!(log.contains(&format!("pid {pid} is serving")), "{log}");
+    old.assert_exits_0(Duration::from_secs(10));
+
+    let mut c = RawClient::connect(addr);
+    c.send(&get("/after"));
+    assert_eq!(c.read_response().status, 200, "the detached successor serves");
+    // SAFETY: kill(2) on the successor's pid, which this process will reap below.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let mut status = 0;
+    // SAFETY: waitpid writes one int; the successor is our child now (subreaper).
+    let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(rc, pid, "the successor was reparented to the subreaper");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "status {status:#x}"
+    );
+}
