@@ -18,14 +18,11 @@ use crate::rewrite::{check_path, upstream_path};
 use crate::route::normalize_host;
 use crate::server::Drain;
 use crate::tls::{Session, TlsStream};
-use crate::tunnel::{
-    ready_relay, splice_relay, PipePool, TunnelLimits, TunnelStats, DEFAULT_MAX_IDLE_PIPES, DEFAULT_PIPE_SIZE,
-};
+use crate::tunnel::{ready_relay, splice_tunnel, PipePool, DEFAULT_MAX_IDLE_PIPES, DEFAULT_PIPE_SIZE};
 use crate::upstream::{affinity, Board, ConnPool, UpstreamConn, Upstreams};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 use std::borrow::Cow;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -126,27 +123,43 @@ const MAX_HEADERS: usize = 128;
 /// A client connection that can become a tunnel: plain TCP to plain TCP splices; anything with
 /// TLS on either side goes through the readiness copy relay (a pooled buffer only while bytes are
 /// in flight).
+///
+/// The relay runs as a task of its own, so that an idle tunnel does not keep the (much larger)
+/// HTTP state machine allocated for hours. That task is what an idle tunnel costs, so it owns
+/// each piece exactly once: the sockets, the connection guard, the worker context; the limits
+/// are read through the context (`route` indexes the plan's routes).
 pub trait ClientStream: AsyncReadRent + AsyncWriteRent + Sized {
-    fn tunnel(
-        self,
-        upstream: UpstreamConn,
-        ctx: &WorkerCtx,
-        limits: &TunnelLimits,
-    ) -> impl Future<Output = TunnelStats>;
+    fn spawn_tunnel<G: 'static>(self, upstream: UpstreamConn, ctx: Rc<WorkerCtx>, route: usize, guard: G);
 }
 
 impl ClientStream for TcpStream {
-    async fn tunnel(self, upstream: UpstreamConn, ctx: &WorkerCtx, limits: &TunnelLimits) -> TunnelStats {
+    fn spawn_tunnel<G: 'static>(self, upstream: UpstreamConn, ctx: Rc<WorkerCtx>, route: usize, guard: G) {
         match upstream {
-            UpstreamConn::Plain(upstream) => splice_relay(self, upstream, &ctx.pipes, limits).await,
-            tls => ready_relay(self, tls, &ctx.bodies, &ctx.pipes, limits).await,
+            UpstreamConn::Plain(upstream) => {
+                monoio::spawn(async move {
+                    let _guard = guard;
+                    let limits = &ctx.plan.routes[route].tunnel;
+                    let _stats = splice_tunnel(&self, &upstream, &ctx.pipes, limits).await;
+                });
+            }
+            tls => {
+                monoio::spawn(async move {
+                    let _guard = guard;
+                    let limits = &ctx.plan.routes[route].tunnel;
+                    let _stats = ready_relay(self, tls, &ctx.bodies, &ctx.pipes, limits).await;
+                });
+            }
         }
     }
 }
 
-impl<S: Session> ClientStream for TlsStream<S> {
-    async fn tunnel(self, upstream: UpstreamConn, ctx: &WorkerCtx, limits: &TunnelLimits) -> TunnelStats {
-        ready_relay(self, upstream, &ctx.bodies, &ctx.pipes, limits).await
+impl<S: Session + 'static> ClientStream for TlsStream<S> {
+    fn spawn_tunnel<G: 'static>(self, upstream: UpstreamConn, ctx: Rc<WorkerCtx>, route: usize, guard: G) {
+        monoio::spawn(async move {
+            let _guard = guard;
+            let limits = &ctx.plan.routes[route].tunnel;
+            let _stats = ready_relay(self, upstream, &ctx.bodies, &ctx.pipes, limits).await;
+        });
     }
 }
 
@@ -233,7 +246,8 @@ pub async fn serve<C: ClientStream + 'static, G: 'static>(
                 true
             }
             Decision::Forward(outgoing) => {
-                let route = &plan.routes[outgoing.route];
+                let outgoing_route = outgoing.route;
+                let route = &plan.routes[outgoing_route];
                 idle = route.idle_timeout;
                 // Boxed: a connection that becomes a long-lived tunnel should not carry the
                 // exchange's (large) state machine in its task for the tunnel's whole life.
@@ -243,15 +257,9 @@ pub async fn serve<C: ClientStream + 'static, G: 'static>(
                     Next::KeepAlive => true,
                     Next::Close => false,
                     Next::Tunnel(upstream) => {
-                        // The connection is no longer HTTP: from here on, bytes only. The relay
-                        // runs as its own small task so that an idle tunnel does not keep this
-                        // (much larger) HTTP state machine allocated for hours.
-                        let limits = route.tunnel.clone();
-                        let ctx = ctx.clone();
-                        monoio::spawn(async move {
-                            let _guard = guard;
-                            let _stats = client.tunnel(upstream, &ctx, &limits).await;
-                        });
+                        // The connection is no longer HTTP: from here on, bytes only, in a task of
+                        // their own; this one ends and frees the HTTP state (buffers, strings).
+                        client.spawn_tunnel(upstream, ctx.clone(), outgoing_route, guard);
                         return;
                     }
                 }

@@ -3,6 +3,7 @@
 //! splice opcode is avoided on purpose: it parks a kernel worker thread per pending splice.
 
 use std::cell::Cell;
+use std::future::Future;
 use std::io;
 use std::pin::pin;
 
@@ -14,53 +15,69 @@ use super::timer::SharedDeadline;
 use super::{sys, TunnelEnd, TunnelLimits, TunnelStats};
 
 /// Relays bytes both ways between two connected TCP sockets until both directions have ended,
-/// either side fails, or a limit in `limits` is reached; then closes both sockets.
+/// either side fails, or a limit in `limits` is reached; then closes both sockets. A convenience
+/// over [`splice_tunnel`] for callers that hand the sockets over.
 ///
-/// Idle cost: two fds, one pending readiness wait per direction and one entry in the worker's
-/// shared timer; no pipe, no buffer, no thread. The sockets are switched to O_NONBLOCK (monoio
-/// under io_uring leaves them blocking), which is one reason they are consumed. Requires a
-/// runtime built with `enable_timer()`.
+/// Requires a runtime built with `enable_timer()`.
 pub async fn splice_relay(
     client: TcpStream,
     upstream: TcpStream,
     pool: &PipePool,
     limits: &TunnelLimits,
 ) -> TunnelStats {
-    let to_upstream = Cell::new(0);
-    let to_client = Cell::new(0);
-    // Built inline rather than in helper async fns: every async fn keeps its arguments in its
-    // state, and this state is what an idle tunnel costs.
-    let end = 'relay: {
-        if let Err(e) = sys::set_nonblocking(sys::socket_fd(&client)) {
-            break 'relay TunnelEnd::ClientError(e);
+    splice_tunnel(&client, &upstream, pool, limits).await
+}
+
+/// The splice relay over borrowed sockets (the caller owns them and closes them afterwards), so
+/// that a long-lived task stores each socket once: an async fn would keep its own copy of every
+/// argument for the whole tunnel.
+///
+/// Idle cost: one pending readiness wait per direction and one entry in the worker's shared
+/// timer; no pipe, no buffer, no thread. The sockets are switched to O_NONBLOCK (monoio under
+/// io_uring leaves them blocking). Requires a runtime built with `enable_timer()`.
+pub fn splice_tunnel<'a>(
+    client: &'a TcpStream,
+    upstream: &'a TcpStream,
+    pool: &'a PipePool,
+    limits: &'a TunnelLimits,
+) -> impl Future<Output = TunnelStats> + 'a {
+    async move {
+        let to_upstream = Cell::new(0);
+        let to_client = Cell::new(0);
+        // Built inline rather than in helper async fns: every async fn keeps its arguments in
+        // its state, and this state is what an idle tunnel costs.
+        let end = 'relay: {
+            if let Err(e) = sys::set_nonblocking(sys::socket_fd(client)) {
+                break 'relay TunnelEnd::ClientError(e);
+            }
+            if let Err(e) = sys::set_nonblocking(sys::socket_fd(upstream)) {
+                break 'relay TunnelEnd::UpstreamError(e);
+            }
+            let activity = Activity::new();
+            let c2u = pin!(Leg {
+                from: client,
+                to: upstream,
+                from_side: Side::Client,
+                moved: &to_upstream,
+                activity: &activity,
+            }
+            .pump(pool));
+            let u2c = pin!(Leg {
+                from: upstream,
+                to: client,
+                from_side: Side::Upstream,
+                moved: &to_client,
+                activity: &activity,
+            }
+            .pump(pool));
+            let timer = pin!(SharedDeadline::new(pool.timers()));
+            drive(c2u, u2c, timer, limits, &activity).await
+        };
+        TunnelStats {
+            client_to_upstream: to_upstream.get(),
+            upstream_to_client: to_client.get(),
+            end,
         }
-        if let Err(e) = sys::set_nonblocking(sys::socket_fd(&upstream)) {
-            break 'relay TunnelEnd::UpstreamError(e);
-        }
-        let activity = Activity::new();
-        let c2u = pin!(Leg {
-            from: &client,
-            to: &upstream,
-            from_side: Side::Client,
-            moved: &to_upstream,
-            activity: &activity,
-        }
-        .pump(pool));
-        let u2c = pin!(Leg {
-            from: &upstream,
-            to: &client,
-            from_side: Side::Upstream,
-            moved: &to_client,
-            activity: &activity,
-        }
-        .pump(pool));
-        let timer = pin!(SharedDeadline::new(pool.timers()));
-        drive(c2u, u2c, timer, limits, &activity).await
-    };
-    TunnelStats {
-        client_to_upstream: to_upstream.get(),
-        upstream_to_client: to_client.get(),
-        end,
     }
 }
 
@@ -136,7 +153,9 @@ impl Leg<'_> {
                     self.activity.touch();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Err(e) = self.to.writable(false).await {
+                    // Boxed: this wait exists only while the peer is slow, and kept inline it
+                    // would be part of every idle tunnel's state.
+                    if let Err(e) = Box::pin(self.to.writable(false)).await {
                         return Err(self.write_failed(e));
                     }
                 }
@@ -165,10 +184,10 @@ mod tests {
             let (upstream, _) = listener.accept().await.unwrap();
             let pool = PipePool::default();
             let limits = TunnelLimits::default();
-            let relay = splice_relay(client, upstream, &pool, &limits);
+            let relay = splice_tunnel(&client, &upstream, &pool, &limits);
             let bytes = std::mem::size_of_val(&relay);
-            eprintln!("splice_relay future: {bytes} bytes");
-            assert!(bytes <= 1280, "splice_relay future grew to {bytes} bytes");
+            eprintln!("splice_tunnel future: {bytes} bytes");
+            assert!(bytes <= 1280, "splice_tunnel future grew to {bytes} bytes");
         });
     }
 }
