@@ -8,6 +8,7 @@
 //! the upstream's `retries`, but only while the whole request is still in hand (never once a body
 //! was streamed from the client).
 
+use crate::body_splice::{plain_pair, splice_body, SpliceClient, SPLICE_MIN_BODY};
 use crate::config::{Plan, RoutePlan};
 use crate::http::chunked::{write_chunk_header, ChunkedDecoder, Step, LAST_CHUNK};
 use crate::http::headers::{classify, Known};
@@ -17,6 +18,7 @@ use crate::http::Framing;
 use crate::io_util::{read_into, write_out, write_static};
 use crate::proxy::{reply, Reply, WorkerCtx};
 use crate::rewrite::{map_cookie_path, map_location};
+use crate::tunnel::PipePool;
 use crate::upstream::{connect, FailureKind, Tried, UpstreamConn, UpstreamError};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use std::io;
@@ -69,7 +71,7 @@ enum Abort {
 
 /// Runs one exchange; returns whether the client connection may serve another request, and the
 /// client buffer holding any bytes already received after this request.
-pub async fn exchange<C: AsyncReadRent + AsyncWriteRent>(
+pub async fn exchange<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
     ctx: &WorkerCtx,
     client: &mut C,
     mut cbuf: Vec<u8>,
@@ -242,7 +244,7 @@ enum Done {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn run<C: AsyncReadRent + AsyncWriteRent>(
+async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
     ctx: &WorkerCtx,
     client: &mut C,
     o: &mut Outgoing,
@@ -408,7 +410,7 @@ async fn run<C: AsyncReadRent + AsyncWriteRent>(
         return Ok(Done::Tunnel(upstream));
     }
     // The client's response head is in `resp_out`; relay it with the body.
-    let complete = relay_response_body(client, &mut upstream, rbuf, resp_out, &resp, route)
+    let complete = relay_response_body(client, &mut upstream, rbuf, resp_out, &resp, route, &ctx.pipes)
         .await
         .map_err(|a| (a, request_whole))?;
     let keep = o.client_keep_alive && !resp.close_client;
@@ -763,13 +765,14 @@ fn switching_head(
 /// Relays the response body; Ok(true) when the upstream message ended cleanly (the connection is
 /// reusable as far as framing goes). A body cut short closes the client connection (Abort::Close),
 /// so the client never takes a truncated body for a complete one.
-async fn relay_response_body<C: AsyncWriteRent>(
+async fn relay_response_body<C: AsyncWriteRent + SpliceClient>(
     client: &mut C,
     upstream: &mut UpstreamConn,
     rbuf: &mut Vec<u8>,
     out: &mut Vec<u8>,
     resp: &ResponsePlan,
     route: &RoutePlan,
+    pipes: &PipePool,
 ) -> Result<bool, Abort> {
     let t_send = route.send_timeout;
     let t_read = route.read_timeout;
@@ -788,6 +791,14 @@ async fn relay_response_body<C: AsyncWriteRent>(
             let mut left = n - avail as u64;
             let res = write_out(client, out, 0, t_send).await;
             res.map_err(client_err)?;
+            if left >= SPLICE_MIN_BODY {
+                if let Some((u, c)) = plain_pair(upstream, client) {
+                    splice_body(u, c, pipes, Some(left), t_read, t_send)
+                        .await
+                        .map_err(|_| Abort::Close)?;
+                    return Ok(!extra);
+                }
+            }
             while left > 0 {
                 rbuf.clear();
                 let cap = rbuf.capacity();
@@ -833,6 +844,8 @@ async fn relay_response_body<C: AsyncWriteRent>(
             }
         }
         Framing::UntilClose => {
+            // Passed on unchanged between plain sockets: everything after the first write splices.
+            let splice = !resp.chunk_for_client && plain_pair(upstream, client).is_some();
             loop {
                 if pos < rbuf.len() {
                     if resp.chunk_for_client {
@@ -845,6 +858,12 @@ async fn relay_response_body<C: AsyncWriteRent>(
                 }
                 let res = write_out(client, out, 0, t_send).await;
                 res.map_err(client_err)?;
+                if let Some((u, c)) = plain_pair(upstream, client).filter(|_| splice) {
+                    splice_body(u, c, pipes, None, t_read, t_send)
+                        .await
+                        .map_err(|_| Abort::Close)?;
+                    return Ok(false);
+                }
                 out.clear();
                 rbuf.clear();
                 pos = 0;

@@ -3,10 +3,12 @@
 //! The binary loads a TOML file into an immutable [`config::Plan`], binds the listeners and starts
 //! one pinned worker per core; everything on the request path lives in the worker that accepted
 //! the connection. The request path, file by file: `server` (accept) → `proxy` (read head,
-//! decide) → `route` + `rewrite` → `forward` (upstream exchange, body relay) → `upstream` (pool);
+//! decide) → `route` + `rewrite` → `forward` (upstream exchange, body relay; large plaintext
+//! bodies in `body_splice`) → `upstream` (pool);
 //! upgraded connections continue in `tunnel`. TLS (listeners and `https://` upstreams) is `tls`.
 
 pub mod auth;
+pub mod body_splice;
 pub mod config;
 pub mod forward;
 pub mod http;

@@ -7,6 +7,7 @@
 //! when both sides allow keep-alive, otherwise closed.
 
 use crate::auth::{self, WorkerAccess};
+use crate::body_splice::SpliceClient;
 use crate::config::{Plan, RoutePlan};
 use crate::forward::{self, Next, Outgoing};
 use crate::http::headers::{classify, Known};
@@ -128,7 +129,7 @@ const MAX_HEADERS: usize = 128;
 /// HTTP state machine allocated for hours. That task is what an idle tunnel costs, so it owns
 /// each piece exactly once: the sockets, the connection guard, the worker context; the limits
 /// are read through the context (`route` indexes the plan's routes).
-pub trait ClientStream: AsyncReadRent + AsyncWriteRent + Sized {
+pub trait ClientStream: AsyncReadRent + AsyncWriteRent + SpliceClient + Sized {
     fn spawn_tunnel<G: 'static>(self, upstream: UpstreamConn, ctx: Rc<WorkerCtx>, route: usize, guard: G);
 }
 

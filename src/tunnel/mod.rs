@@ -38,6 +38,7 @@ use std::time::Duration;
 pub use copy::{copy_relay, COPY_BUF_MAX, COPY_BUF_MIN};
 pub use pool::{PipePool, DEFAULT_MAX_IDLE_PIPES, DEFAULT_PIPE_SIZE};
 pub use ready::{ready_relay, RelayEnd};
+pub(crate) use relay::Budget;
 pub use splice::{splice_relay, splice_tunnel};
 
 /// Per-route limits of a tunnel.

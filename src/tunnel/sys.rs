@@ -98,3 +98,45 @@ pub(crate) fn shutdown_write(socket: BorrowedFd<'_>) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// O_NONBLOCK set on a socket for as long as this guard lives, then the old flags back: for
+/// sockets that splice borrows for a while and that go on serving blocking ring operations.
+pub(crate) struct NonBlocking<'a> {
+    fd: BorrowedFd<'a>,
+    restore: bool,
+}
+
+impl<'a> NonBlocking<'a> {
+    pub(crate) fn set(fd: BorrowedFd<'a>) -> io::Result<Self> {
+        // SAFETY: fcntl(F_GETFL) on a valid borrowed fd touches no memory of ours.
+        let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if flags & libc::O_NONBLOCK != 0 {
+            return Ok(NonBlocking { fd, restore: false });
+        }
+        // SAFETY: as above, with an int argument.
+        let rc = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(NonBlocking { fd, restore: true })
+    }
+}
+
+impl Drop for NonBlocking<'_> {
+    fn drop(&mut self) {
+        if !self.restore {
+            return;
+        }
+        // SAFETY: fcntl on the still-borrowed fd touches no memory of ours. A failure leaves the
+        // socket non-blocking, which the runtime's drivers handle too.
+        unsafe {
+            let flags = libc::fcntl(self.fd.as_raw_fd(), libc::F_GETFL);
+            if flags >= 0 {
+                libc::fcntl(self.fd.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
+            }
+        }
+    }
+}
