@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared helpers for ringway's load-test scripts (http.sh now; WebSocket and large-body later).
+# Shared helpers for ringway's load-test scripts (http.sh, ws_idle.sh, ws_echo.sh, body.sh).
 # Source it from a script that has `set -euo pipefail`; every function is prefixed `lt_`.
 #
 # Layout of a run: a backend and the proxies run as background processes tracked in LT_PIDS;
@@ -151,6 +151,17 @@ lt_cpu_ns() {
     for p in $(lt_proc_tree "$1"); do files+=(/proc/"$p"/task/*/schedstat); done
     # A thread may exit between the glob and the read; its time is lost either way.
     cat "${files[@]}" 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+
+# lt_cpu_ns_total PID: like lt_cpu_ns, but from /proc/P/stat (utime + stime, clock ticks), which
+# also counts threads that already exited: for backends that run a thread per connection. Coarser
+# (10 ms ticks), so use it over runs of seconds.
+lt_cpu_ns_total() {
+    local p
+    for p in $(lt_proc_tree "$1"); do
+        # Fields after the ")" that ends the command name: utime and stime are the 12th and 13th.
+        sed 's/.*) //' "/proc/$p/stat" 2>/dev/null
+    done | awk -v hz="$LT_CLK_TCK" '{ s += $12 + $13 } END { printf "%.0f\n", s * 1e9 / hz }'
 }
 
 # lt_core_ticks CPU: prints "BUSY STEAL" clock ticks of one core from /proc/stat (busy = user,
@@ -383,4 +394,43 @@ lt_machine_info() {
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); host: $(nproc) cores, kernel $(uname -r)"
     echo "- nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(haproxy -v 2>/dev/null | head -1 | awk '{print "HAProxy " $3}'), $(wrk -v 2>&1 | head -1 | awk '{print "wrk " $2}')"
     echo "- ringway tree: $rw${MONOIO_FORCE_LEGACY_DRIVER:+ (MONOIO_FORCE_LEGACY_DRIVER=$MONOIO_FORCE_LEGACY_DRIVER)}"
+}
+
+# --- tools and measurements shared by the WebSocket and body scripts ---------------------------
+
+# lt_build_tool NAME: compiles loadtest/tools/NAME.rs (std only) with rustc -O into $LT_TMP and
+# prints the binary's path. Call after lt_init and before starting anything to be measured.
+lt_build_tool() {
+    local name=$1 out="$LT_TMP/$1"
+    command -v rustc >/dev/null || lt_die "rustc not found (needed to build tools/$name.rs)"
+    rustc --edition 2021 -O "$LT_DIR/tools/$name.rs" -o "$out" >&2 || lt_die "building tools/$name.rs failed"
+    echo "$out"
+}
+
+# lt_ratio A B: "0.42×" (A / B), or "—" when B is empty or zero.
+lt_ratio() {
+    [[ -n ${2:-} ]] || { echo "—"; return; }
+    awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "—"; else printf "%.2f×\n", a / b }'
+}
+
+# lt_ws_proxy NAME PORT BACKEND: starts a proxy configured to carry WebSocket upgrades with an
+# hour of idle time allowed (nginx needs the Upgrade/Connection headers passed on explicitly).
+lt_ws_proxy() {
+    local name=$1 port=$2 backend=$3
+    case $name in
+        nginx)
+            LT_NGINX_CONNECTION=upgrade lt_start_proxy nginx "$port" "$backend" \
+                'proxy_set_header Upgrade $http_upgrade; proxy_read_timeout 1h;' ;;
+        haproxy) lt_start_proxy haproxy "$port" "$backend" 'timeout tunnel 1h' ;;
+        ringway) lt_start_proxy ringway "$port" "$backend" ;;
+        *) lt_die "unknown proxy '$name'" ;;
+    esac
+}
+
+# lt_check_proxies LIST: dies unless every name in LIST is nginx, haproxy or ringway.
+lt_check_proxies() {
+    local p
+    for p in $1; do
+        [[ $p == nginx || $p == haproxy || $p == ringway ]] || lt_die "unknown proxy '$p' in PROXIES"
+    done
 }

@@ -31,13 +31,7 @@ lt_wait_ready ws-backend "$LT_LAST_PID" "$backend"
 declare -A result
 for p in "${proxies[@]}"; do
     lt_free_port port
-    case $p in
-        nginx)
-            LT_NGINX_CONNECTION=upgrade lt_start_proxy nginx "$port" "$backend" \
-                'proxy_set_header Upgrade $http_upgrade; proxy_read_timeout 1h;' ;;
-        haproxy) lt_start_proxy haproxy "$port" "$backend" 'timeout tunnel 1h' ;;
-        ringway) lt_start_proxy ringway "$port" "$backend" ;;
-    esac
+    lt_ws_proxy "$p" "$port" "$backend"
     pids=$(lt_proc_tree "${LT_PROXY_PID[$p]}" | paste -sd, -)
     lt_log "$p: opening $N idle WebSockets"
     result[$p]=$(taskset -c "$LT_LOAD_CPU" python3 "$LT_DIR/tools/ws_idle_client.py" "$N" "${LT_PROXY_PID[$p]}" "$port" "$pids")

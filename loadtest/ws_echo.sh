@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# WebSocket relay cost: ringway vs nginx vs HAProxy (one worker each, pinned to core 0) in front
+# of the same echo backend, loaded by many upgraded connections sending small frames. Reports
+# the proxy's CPU per relayed message (a message = one frame to the backend and its echo back),
+# with the ratio to nginx, and the backend's CPU per message (loopback charges receive work to
+# the sender, so compare the sum too).
+#
+#   loadtest/ws_echo.sh                        # 3 rounds x 3 proxies x 10 s, 64 connections
+#   DURATION=3 ROUNDS=1 loadtest/ws_echo.sh    # quick look
+#
+# Env: DURATION (s, 10), ROUNDS (3), CONNS (64), SIZE (payload bytes per frame, 32), WINDOW (frames
+#      in flight per connection, 4), THREADS (client threads, 2), PROXIES, RINGWAY_BIN, KEEP_TMP.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+CONNS=${CONNS:-64}
+SIZE=${SIZE:-32}
+WINDOW=${WINDOW:-4}
+THREADS=${THREADS:-2}
+PROXIES=${PROXIES:-nginx haproxy ringway}
+read -r -a proxies <<<"$PROXIES"
+for v in DURATION ROUNDS CONNS SIZE WINDOW THREADS; do
+    [[ ${!v} =~ ^[0-9]+$ ]] && ((${!v} > 0)) || lt_die "$v must be a whole number > 0, got '${!v}'"
+done
+lt_check_proxies "$PROXIES"
+
+cmdline="DURATION=$DURATION ROUNDS=$ROUNDS CONNS=$CONNS SIZE=$SIZE WINDOW=$WINDOW THREADS=$THREADS"
+[[ $PROXIES != "nginx haproxy ringway" ]] && cmdline+=" PROXIES=\"$PROXIES\""
+[[ -n ${RINGWAY_BIN:-} ]] && cmdline+=" RINGWAY_BIN=$RINGWAY_BIN"
+[[ -n ${MONOIO_FORCE_LEGACY_DRIVER:-} ]] && cmdline+=" MONOIO_FORCE_LEGACY_DRIVER=$MONOIO_FORCE_LEGACY_DRIVER"
+cmdline+=" loadtest/ws_echo.sh"
+
+lt_require_tools nginx haproxy
+[[ " $PROXIES " == *" ringway "* ]] && LT_RINGWAY=$(lt_ringway_bin)
+lt_init
+bench=$(lt_build_tool wsbench)
+
+lt_free_port backend
+lt_spawn ws-echo "$LT_LOAD_CPU" "$bench" server "$backend"
+backend_pid=$LT_LAST_PID
+lt_wait_ready ws-echo "$backend_pid" "$backend"
+
+declare -A port=()
+for p in "${proxies[@]}"; do
+    lt_free_port "port[$p]"
+    lt_ws_proxy "$p" "${port[$p]}" "$backend"
+    # Fails early if the proxy does not carry the upgrade and the echo intact.
+    lt_run_bg taskset -c "$LT_LOAD_CPU" "$bench" client "${port[$p]}" 2 1 "$SIZE" 1 1 >/dev/null ||
+        lt_die "$p on port ${port[$p]}: WebSocket echo check failed"
+    lt_log "$p on 127.0.0.1:${port[$p]} (pid ${LT_PROXY_PID[$p]}, core $LT_PROXY_CPU)"
+done
+
+declare -A cpu=() bcpu=() rate=()
+runs_md=""
+n=${#proxies[@]}
+for ((r = 0; r < ROUNDS; r++)); do
+    for ((i = 0; i < n; i++)); do
+        p=${proxies[$(((i + r) % n))]}
+        pid=${LT_PROXY_PID[$p]}
+        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$LT_TMP/$p.log" >&2; lt_die "$p (pid $pid) is gone"; }
+        out="$LT_TMP/echo-$p-$r.txt"
+        c0=$(lt_cpu_ns "$pid"); b0=$(lt_cpu_ns_total "$backend_pid")
+        lt_run_bg taskset -c "$LT_LOAD_CPU" "$bench" client "${port[$p]}" "$CONNS" "$DURATION" "$SIZE" "$WINDOW" "$THREADS" >"$out" ||
+            lt_die "$p: echo client failed (see $out)"
+        # The client closed its connections: let the proxy finish tearing the tunnels down.
+        sleep 0.2
+        c1=$(lt_cpu_ns "$pid"); b1=$(lt_cpu_ns_total "$backend_pid")
+        msgs=$(sed -n 's/.*messages=\([0-9]*\).*/\1/p' "$out")
+        secs=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' "$out")
+        [[ -n $msgs ]] && ((msgs > 0)) || lt_die "$p relayed no messages (see $out)"
+        ns=$(awk -v a="$c0" -v b="$c1" -v m="$msgs" 'BEGIN { printf "%.0f", (b - a) / m }')
+        bns=$(awk -v a="$b0" -v b="$b1" -v m="$msgs" 'BEGIN { printf "%.0f", (b - a) / m }')
+        mps=$(awk -v m="$msgs" -v s="$secs" 'BEGIN { printf "%.0f", m / s }')
+        cpu[$p]+=" $ns"; bcpu[$p]+=" $bns"; rate[$p]+=" $mps"
+        lt_log "round $((r + 1))/$ROUNDS $p: $mps messages/s, $ns ns proxy CPU/message, backend $bns ns"
+        runs_md+="| $((r + 1)) | $p | $msgs | $mps | $ns | $bns |"$'\n'
+    done
+done
+
+nginx_cpu="" nginx_sum=""
+if [[ -n ${cpu[nginx]:-} ]]; then
+    nginx_cpu=$(lt_median ${cpu[nginx]})
+    nginx_sum=$(awk -v a="$nginx_cpu" -v b="$(lt_median ${bcpu[nginx]})" 'BEGIN { print a + b }')
+fi
+report() {
+    echo "### WebSocket echo, $SIZE-byte frames (medians of $ROUNDS round(s) x ${DURATION}s, $CONNS connections)"
+    echo
+    echo '```'
+    echo "$cmdline"
+    echo '```'
+    echo
+    echo "| proxy | messages/s | proxy CPU ns/message | vs nginx | backend ns/message | proxy + backend | vs nginx |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    for p in "${proxies[@]}"; do
+        local c b sum
+        c=$(lt_median ${cpu[$p]}); b=$(lt_median ${bcpu[$p]})
+        sum=$(awk -v a="$c" -v b="$b" 'BEGIN { print a + b }')
+        printf '| %s | %.0f | %.0f | %s | %.0f | %.0f | %s |\n' "$p" "$(lt_median ${rate[$p]})" "$c" \
+            "$(lt_ratio "$c" "$nginx_cpu")" "$b" "$sum" "$(lt_ratio "$sum" "$nginx_sum")"
+    done
+    echo
+    echo "A message is one $SIZE-byte binary frame client → backend plus its echo back; the client keeps"
+    echo "$WINDOW frames in flight per connection ($THREADS threads, \`tools/wsbench.rs\`) and checks every echo."
+    echo "Proxies pinned to core $LT_PROXY_CPU with one worker; backend (\`wsbench server\`) and client on core"
+    echo "$LT_LOAD_CPU. Proxy CPU = /proc/PID/task/*/schedstat field 1, after - before, / messages; backend CPU from"
+    echo "/proc/PID/stat utime + stime (its per-connection threads exit before the second reading)."
+    lt_machine_info
+    echo
+    echo "<details><summary>every run</summary>"
+    echo
+    echo "| round | proxy | messages | messages/s | proxy ns/message | backend ns/message |"
+    echo "|---:|---|---:|---:|---:|---:|"
+    printf '%s' "$runs_md"
+    echo
+    echo "</details>"
+}
+outfile="$LT_OUT/ws-echo-$(date -u +%Y%m%d-%H%M%S).md"
+report | tee "$outfile"
+lt_log "written to ${outfile#"$LT_ROOT"/}"
