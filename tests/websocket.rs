@@ -226,6 +226,7 @@ fn thousand_tunnels_release_every_fd_and_add_no_threads() {
     thread::sleep(Duration::from_millis(300));
     let fds_before = proxy.fd_count();
     let threads_before = proxy.tasks().len();
+    let rss_before = proxy.rss_kib();
 
     let mut open = Vec::new();
     for i in 0..1000 {
@@ -242,6 +243,15 @@ fn thousand_tunnels_release_every_fd_and_add_no_threads() {
         "1,000 tunnels hold a client and an upstream fd each: {fds_before} -> {fds_during}"
     );
     assert_eq!(proxy.tasks().len(), threads_before, "tunnels must not add threads");
+    // What idle tunnels cost in memory: the bound of 2 KB each (loadtest/ws_idle.sh
+    // measures ~1.4 KB on a release build). A per-tunnel buffer, pipe page or leftover of the
+    // HTTP state would blow through it.
+    let per_tunnel = (proxy.rss_kib().saturating_sub(rss_before)) * 1024 / 1000;
+    eprintln!("RSS growth per idle tunnel: {per_tunnel} B");
+    assert!(
+        per_tunnel <= 2048,
+        "RSS grew {per_tunnel} B per idle tunnel (target: 2 KB)"
+    );
 
     for mut ws in open.drain(..) {
         let _ = ws.close(None);

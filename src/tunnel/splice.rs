@@ -187,7 +187,7 @@ mod tests {
             let relay = splice_tunnel(&client, &upstream, &pool, &limits);
             let bytes = std::mem::size_of_val(&relay);
             eprintln!("splice_tunnel future: {bytes} bytes");
-            assert!(bytes <= 1280, "splice_tunnel future grew to {bytes} bytes");
+            assert!(bytes <= 768, "splice_tunnel future grew to {bytes} bytes");
         });
     }
 }
