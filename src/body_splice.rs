@@ -1,8 +1,7 @@
-//! Large plaintext response bodies relayed with splice(2): upstream socket → pipe → client
-//! socket, the bytes never entering userspace (DESIGN.md: about 0.25 CPU-s/GB against 0.35 for a
-//! 64 KiB copy loop). Only when both ends are plain TCP and the body goes out unchanged (a
-//! Content-Length body, or a close-delimited one passed on as is); chunked and TLS bodies keep
-//! the copy path. A pipe is borrowed from the worker's pool for the body and given back at its
+//! Large plaintext bodies relayed with splice(2): socket → pipe → socket, the bytes never
+//! entering userspace (DESIGN.md: about 0.25 CPU-s/GB against 0.35 for a 64 KiB copy loop).
+//! Only when both ends are plain TCP and the body goes out unchanged: Content-Length bodies both
+//! ways, and close-delimited responses passed on as is; chunked and TLS bodies keep the copy path. A pipe is borrowed from the worker's pool for the body and given back at its
 //! end; the same readiness-then-splice steps as the tunnels (never io_uring's splice opcode).
 
 use std::io;
@@ -47,19 +46,22 @@ pub fn plain_pair<'a, C: SpliceClient>(
 /// How a spliced body ended short.
 #[derive(Debug)]
 pub enum BodyError {
-    /// The upstream closed before `len` bytes, failed, or sent nothing for `read_timeout`.
-    Upstream(io::Error),
-    /// The client failed or took nothing for `send_timeout`.
-    Client(io::Error),
+    /// The sending side closed before `len` bytes, failed, or sent nothing for `read_timeout`.
+    Read(io::Error),
+    /// The receiving side failed or took nothing for `send_timeout`.
+    Write(io::Error),
+    /// No pipe could be had (fd or pipe budget spent); nothing was moved, so the caller can
+    /// relay the body with its copy loop instead.
+    NoPipe(io::Error),
 }
 
-/// Relays `len` bytes (or, with `None`, everything until the upstream closes) from `upstream`
-/// to `client`. Never reads past `len`, so a keep-alive upstream stays in step. Returns the
-/// bytes relayed. Each wait is bounded: `read_timeout` for upstream bytes, `send_timeout` for
-/// room at the client.
+/// Relays `len` bytes (or, with `None`, everything until `from` closes) from `from` to `to`:
+/// response bodies upstream → client, request bodies client → upstream. Never reads past `len`,
+/// so keep-alive connections stay in step. Returns the bytes relayed. Each wait is bounded:
+/// `read_timeout` for bytes to arrive, `send_timeout` for room on the other side.
 pub async fn splice_body(
-    upstream: &TcpStream,
-    client: &TcpStream,
+    from: &TcpStream,
+    to: &TcpStream,
     pipes: &PipePool,
     len: Option<u64>,
     read_timeout: Duration,
@@ -67,9 +69,9 @@ pub async fn splice_body(
 ) -> Result<u64, BodyError> {
     // Splice needs non-blocking sockets; monoio under io_uring keeps them blocking, so the old
     // flags come back when the body is done (the connections go on serving HTTP).
-    let _up = sys::NonBlocking::set(sys::socket_fd(upstream)).map_err(BodyError::Upstream)?;
-    let _cl = sys::NonBlocking::set(sys::socket_fd(client)).map_err(BodyError::Client)?;
-    let mut pipe = pipes.lend().map_err(BodyError::Upstream)?;
+    let mut pipe = pipes.lend().map_err(BodyError::NoPipe)?;
+    let _from = sys::NonBlocking::set(sys::socket_fd(from)).map_err(BodyError::Read)?;
+    let _to = sys::NonBlocking::set(sys::socket_fd(to)).map_err(BodyError::Write)?;
     let mut budget = Budget::new();
     let mut moved = 0u64;
     loop {
@@ -78,31 +80,29 @@ pub async fn splice_body(
             Some(len) => ((len - moved).min(pipe.capacity() as u64)) as usize,
             None => pipe.capacity(),
         };
-        match sys::splice(sys::socket_fd(upstream), pipe.write_end(), want) {
+        match sys::splice(sys::socket_fd(from), pipe.write_end(), want) {
             Ok(0) if len.is_none() => return Ok(moved),
-            Ok(0) => return Err(BodyError::Upstream(io::ErrorKind::UnexpectedEof.into())),
+            Ok(0) => return Err(BodyError::Read(io::ErrorKind::UnexpectedEof.into())),
             Ok(n) => pipe.filled = n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                wait(upstream.readable(false), read_timeout)
+                wait(from.readable(false), read_timeout)
                     .await
-                    .map_err(BodyError::Upstream)?;
+                    .map_err(BodyError::Read)?;
                 continue;
             }
-            Err(e) => return Err(BodyError::Upstream(e)),
+            Err(e) => return Err(BodyError::Read(e)),
         }
         while pipe.filled > 0 {
-            match sys::splice(pipe.read_end(), sys::socket_fd(client), pipe.filled) {
-                Ok(0) => return Err(BodyError::Client(io::ErrorKind::WriteZero.into())),
+            match sys::splice(pipe.read_end(), sys::socket_fd(to), pipe.filled) {
+                Ok(0) => return Err(BodyError::Write(io::ErrorKind::WriteZero.into())),
                 Ok(n) => {
                     pipe.filled -= n;
                     moved += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    wait(client.writable(false), send_timeout)
-                        .await
-                        .map_err(BodyError::Client)?;
+                    wait(to.writable(false), send_timeout).await.map_err(BodyError::Write)?;
                 }
-                Err(e) => return Err(BodyError::Client(e)),
+                Err(e) => return Err(BodyError::Write(e)),
             }
         }
         budget.spend().await;

@@ -8,7 +8,7 @@
 //! the upstream's `retries`, but only while the whole request is still in hand (never once a body
 //! was streamed from the client).
 
-use crate::body_splice::{plain_pair, splice_body, SpliceClient, SPLICE_MIN_BODY};
+use crate::body_splice::{plain_pair, splice_body, BodyError, SpliceClient, SPLICE_MIN_BODY};
 use crate::config::{Plan, RoutePlan};
 use crate::http::chunked::{write_chunk_header, ChunkedDecoder, Step, LAST_CHUNK};
 use crate::http::headers::{classify, Known};
@@ -439,10 +439,10 @@ enum BodyAbort {
 
 /// Streams the rest of the request body from the client to the upstream.
 #[allow(clippy::too_many_arguments)]
-async fn stream_request_body<C: AsyncReadRent, U: AsyncWriteRent>(
+async fn stream_request_body<C: AsyncReadRent + SpliceClient>(
     ctx: &WorkerCtx,
     client: &mut C,
-    upstream: &mut U,
+    upstream: &mut UpstreamConn,
     route: &RoutePlan,
     cbuf: &mut Vec<u8>,
     out: &mut Vec<u8>,
@@ -454,6 +454,18 @@ async fn stream_request_body<C: AsyncReadRent, U: AsyncWriteRent>(
     let result = async {
         match decoder {
             None => {
+                if left >= SPLICE_MIN_BODY {
+                    if let Some((u, c)) = plain_pair(upstream, client) {
+                        let res = splice_body(c, u, &ctx.pipes, Some(left), route.read_timeout, route.send_timeout);
+                        match res.await {
+                            Ok(_) => return Ok(()),
+                            // Nothing moved yet: the copy loop below relays the body.
+                            Err(BodyError::NoPipe(_)) => {}
+                            Err(BodyError::Read(_)) => return Err(BodyAbort::Client(None)),
+                            Err(BodyError::Write(e)) => return Err(BodyAbort::Upstream(e)),
+                        }
+                    }
+                }
                 while left > 0 {
                     bbuf.clear();
                     let cap = bbuf.capacity();
@@ -793,10 +805,11 @@ async fn relay_response_body<C: AsyncWriteRent + SpliceClient>(
             res.map_err(client_err)?;
             if left >= SPLICE_MIN_BODY {
                 if let Some((u, c)) = plain_pair(upstream, client) {
-                    splice_body(u, c, pipes, Some(left), t_read, t_send)
-                        .await
-                        .map_err(|_| Abort::Close)?;
-                    return Ok(!extra);
+                    match splice_body(u, c, pipes, Some(left), t_read, t_send).await {
+                        Ok(_) => return Ok(!extra),
+                        Err(BodyError::NoPipe(_)) => {}
+                        Err(_) => return Err(Abort::Close),
+                    }
                 }
             }
             while left > 0 {
@@ -859,10 +872,11 @@ async fn relay_response_body<C: AsyncWriteRent + SpliceClient>(
                 let res = write_out(client, out, 0, t_send).await;
                 res.map_err(client_err)?;
                 if let Some((u, c)) = plain_pair(upstream, client).filter(|_| splice) {
-                    splice_body(u, c, pipes, None, t_read, t_send)
-                        .await
-                        .map_err(|_| Abort::Close)?;
-                    return Ok(false);
+                    match splice_body(u, c, pipes, None, t_read, t_send).await {
+                        Ok(_) => break,
+                        Err(BodyError::NoPipe(_)) => {}
+                        Err(_) => return Err(Abort::Close),
+                    }
                 }
                 out.clear();
                 rbuf.clear();

@@ -3,7 +3,7 @@
 //! sides afterwards, a truncated upstream body closes the client, and no fd or pipe stays
 //! behind. Run under both drivers (MONOIO_FORCE_LEGACY_DRIVER=1 for epoll).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -11,11 +11,12 @@ use std::thread;
 use std::time::Duration;
 
 mod common;
-use common::{get_req, pattern, RawClient, Ringway};
+use common::{get_req, pattern, Checksum, RawClient, Ringway};
 
 /// A raw HTTP/1.1 backend: `/cl/N` answers N bytes with Content-Length (keep-alive),
-/// `/close/N` N bytes delimited by closing, `/short/N/M` announces N bytes, sends M and closes.
-/// Bodies are `pattern(N, N)`. Counts the connections it accepted.
+/// `/close/N` N bytes delimited by closing, `/short/N/M` announces N bytes, sends M and closes;
+/// bodies are `pattern(N, N)`. `/sum` reads the request's Content-Length body and answers
+/// `LEN CHECKSUM`. Counts the connections it accepted.
 struct BodyBackend {
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
@@ -44,6 +45,7 @@ fn serve(conn: TcpStream) {
         if r.read_line(&mut first).unwrap_or(0) == 0 {
             return;
         }
+        let mut content_length = 0usize;
         loop {
             let mut line = String::new();
             if r.read_line(&mut line).unwrap_or(0) == 0 {
@@ -52,6 +54,13 @@ fn serve(conn: TcpStream) {
             if line == "\r\n" {
                 break;
             }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                content_length = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut request_body = vec![0u8; content_length];
+        if r.read_exact(&mut request_body).is_err() {
+            return;
         }
         let path = first.split(' ').nth(1).unwrap_or("/").to_string();
         let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -67,6 +76,14 @@ fn serve(conn: TcpStream) {
                 pattern(num(1), num(1) as u64),
                 true,
             ),
+            "sum" => {
+                let answer = format!("{} {}", request_body.len(), Checksum::of(&request_body)).into_bytes();
+                (
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", answer.len()),
+                    answer,
+                    false,
+                )
+            }
             "short" => {
                 let full = pattern(num(1), num(1) as u64);
                 (
@@ -143,6 +160,39 @@ fn large_bodies_arrive_byte_exact_and_both_connections_stay_usable() {
 }
 
 #[test]
+fn large_request_bodies_arrive_byte_exact() {
+    let backend = body_backend();
+    let proxy = Ringway::start(&config(backend.addr));
+    let pipes = || proxy.fd_targets().iter().filter(|t| t.starts_with("pipe:")).count();
+    let pipes_before = pipes();
+    let mut client = RawClient::connect(proxy.addr());
+    for len in [5_000_000usize, 100, 65 * 1024] {
+        let body = pattern(len, 99);
+        let head = format!("POST /sum HTTP/1.1\r\nHost: files\r\nContent-Length: {len}\r\n\r\n");
+        // Head and body in separate writes, so most of the body is left after the head read.
+        client.send(head.as_bytes());
+        client.send(&body);
+        let resp = client.read_response();
+        assert_eq!(resp.status, 200);
+        assert_eq!(
+            String::from_utf8_lossy(&resp.body),
+            format!("{len} {}", Checksum::of(&body)),
+            "request body of {len} bytes changed in transit"
+        );
+    }
+    assert_eq!(
+        pipes(),
+        pipes_before + 2,
+        "the large request bodies went through a pooled pipe"
+    );
+    assert_eq!(
+        backend.accepted.load(Ordering::SeqCst),
+        1,
+        "one upstream connection, reused"
+    );
+}
+
+#[test]
 fn a_truncated_upstream_body_closes_the_client() {
     let backend = body_backend();
     let proxy = Ringway::start(&config(backend.addr));
@@ -213,5 +263,28 @@ fn spliced_bodies_leave_no_fd_or_pipe_behind() {
     assert!(
         pipes <= pipes_before + 2 * 8,
         "pipe fds: {pipes_before} before, {pipes} after 80 exchanges; at most 8 bodies were concurrent"
+    );
+}
+
+#[test]
+fn a_client_that_stops_mid_body_is_closed_and_the_upstream_not_reused() {
+    let backend = body_backend();
+    let proxy = Ringway::start(&config(backend.addr));
+    let mut client = RawClient::connect(proxy.addr());
+    client.send(b"POST /sum HTTP/1.1\r\nHost: files\r\nContent-Length: 1000000\r\n\r\n");
+    client.send(&pattern(200_000, 5));
+    client.shutdown_write();
+    assert!(
+        client.closed_within(Duration::from_secs(5)),
+        "the proxy closes a client whose body ended short"
+    );
+    // The upstream saw a cut body: its connection must not serve the next request.
+    let mut next = RawClient::connect(proxy.addr());
+    next.send(&get_req("/cl/100000", "files", &[]));
+    assert!(next.read_response().body == pattern(100_000, 100_000));
+    assert_eq!(
+        backend.accepted.load(Ordering::SeqCst),
+        2,
+        "a fresh upstream connection"
     );
 }
