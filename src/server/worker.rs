@@ -41,10 +41,7 @@ pub fn run(
     if let Some(c) = core {
         core_affinity::set_for_current(c);
     }
-    let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .with_entries(4096)
-        .enable_timer()
-        .build();
+    let rt = build_runtime();
     let mut rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
@@ -104,6 +101,31 @@ pub fn run(
         }
     });
 }
+
+/// The worker's runtime. On io_uring, completions (readiness of idle tunnels, mostly) are handed
+/// to the worker as task work; COOP_TASKRUN lets it run that work on its next ring entry, which
+/// it makes every tick, instead of being interrupted for each completion (an inter-processor
+/// interrupt when the peer runs on the other core: expensive on a VM). Kernels before 5.19 lack
+/// the flag and get the default ring.
+fn build_runtime() -> io::Result<WorkerRuntime> {
+    let runtime = |coop: bool| {
+        let mut urb = io_uring::IoUring::builder();
+        if coop {
+            urb.setup_coop_taskrun();
+        }
+        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .with_entries(4096)
+            .uring_builder(urb)
+            .enable_timer()
+            .build()
+    };
+    runtime(true).or_else(|_| runtime(false))
+}
+
+type WorkerRuntime = monoio::FusionRuntime<
+    monoio::time::TimeDriver<monoio::IoUringDriver>,
+    monoio::time::TimeDriver<monoio::LegacyDriver>,
+>;
 
 /// Decrements the worker's open-connection count and gives back the connection's drain slot
 /// when a connection task ends, however it ends.
