@@ -141,8 +141,23 @@ fn config(dir: &TempDir, body: &str) -> PathBuf {
     dir.write("ringway.toml", body)
 }
 
+/// A port for a test that must bind the same address again (restart after a crash, takeover of a
+/// configured port). Taken below the kernel's ephemeral range (32768+ here): a port 0 picked and
+/// released could be handed out again at once as the source port of one of the thousands of
+/// connections other tests open, and the restart would then find it in use.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let seed = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = (LOW + (seed + n * 97) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN)
 }
 
 fn basic(backend: SocketAddr, server_extra: &str, bind: &str) -> String {
