@@ -150,7 +150,8 @@ pub async fn exchange<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
             upstream,
             reusable,
         }) => {
-            if reusable {
+            // A draining worker keeps no idle upstream connections (see WorkerCtx::begin_drain).
+            if reusable && !ctx.drain.is_draining() {
                 ctx.pool.put(plan, o.upstream, o.server, upstream);
             }
             (if keep { Next::KeepAlive } else { Next::Close }, cbuf)

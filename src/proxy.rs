@@ -61,6 +61,15 @@ impl WorkerCtx {
             plan,
         }
     }
+
+    /// Starts draining: idle keep-alive clients are closed, and so are idle upstream connections
+    /// (none are pooled from now on). The successor opens its own; a draining process holding
+    /// them would only keep the servers' slots (or threads) busy until it exits, which can stall
+    /// a server that serves connections from a bounded set of workers.
+    pub fn begin_drain(&self) {
+        self.drain.begin();
+        self.pool.clear();
+    }
 }
 
 /// Facts about the client connection, formatted once at accept.

@@ -276,6 +276,93 @@ fn a_busy_keep_alive_connection_gets_connection_close_and_idle_ones_close_at_onc
     p.assert_exits_0(Duration::from_secs(5));
 }
 
+/// A backend that serves one connection at a time, with keep-alive (like a server with a single
+/// worker thread, or a thread pool that is full): a second connection waits in the accept queue
+/// until the first one closes. `/slow` is answered after 300 ms. Counts the responses it sent.
+/// Its thread stays blocked in accept until the test binary ends.
+fn one_connection_at_a_time_backend() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local address");
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = served.clone();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { continue };
+            let (mut buf, mut tmp) = (Vec::new(), [0u8; 4096]);
+            'requests: loop {
+                let end = loop {
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    match s.read(&mut tmp) {
+                        Ok(0) | Err(_) => break 'requests,
+                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                    }
+                };
+                let slow = buf.starts_with(b"GET /slow ");
+                buf.drain(..end);
+                if slow {
+                    thread::sleep(Duration::from_millis(300));
+                }
+                if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_err() {
+                    break;
+                }
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    (addr, served)
+}
+
+/// A draining process must not sit on idle upstream keep-alive connections: a server that serves
+/// a bounded number of connections may be keeping a request (here one of ours) waiting for one
+/// of them to close, and the drain would then last until shutdown_timeout.
+#[test]
+fn draining_closes_idle_upstream_connections_so_a_request_queued_behind_them_finishes() {
+    let (backend, served) = one_connection_at_a_time_backend();
+    let dir = TempDir::new();
+    let cfg = basic(backend, "shutdown_timeout = \"10s\"", "127.0.0.1:0").replace("workers = 2", "workers = 1");
+    let mut p = Proc::start(&config(&dir, &cfg), &[]);
+    let addr = p.addrs[0];
+
+    // A holds the backend's one connection; B, sent meanwhile, gets a second upstream connection,
+    // which the backend leaves in its accept queue.
+    let mut a = RawClient::connect(addr);
+    a.send(&get("/slow"));
+    thread::sleep(Duration::from_millis(100));
+    let mut b = RawClient::connect(addr);
+    b.set_timeout(Duration::from_secs(15));
+    b.send(&get("/b"));
+    assert_eq!(a.read_response().status, 200);
+    // A's upstream connection is now idle in ringway's pool, and B still waits behind it.
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        served.load(Ordering::SeqCst),
+        1,
+        "B is queued behind the pooled connection"
+    );
+
+    let t = Instant::now();
+    p.signal(libc::SIGTERM);
+    let r = b.read_response();
+    assert_eq!(
+        r.status, 200,
+        "B is answered once the draining process lets the pooled one go"
+    );
+    assert_eq!(
+        r.header("connection"),
+        Some("close"),
+        "drained while waiting: the last response"
+    );
+    p.assert_exits_0(Duration::from_secs(3));
+    assert!(t.elapsed() < Duration::from_secs(2), "drain took {:?}", t.elapsed());
+    let log = p.log();
+    assert!(
+        log.contains("drained; exiting") && !log.contains("shutdown_timeout"),
+        "{log}"
+    );
+}
+
 #[test]
 fn sigint_on_an_idle_proxy_exits_0_promptly() {
     let backend = slow_backend();
@@ -519,6 +606,10 @@ fn three_takeovers_under_continuous_load_fail_no_request() {
     let cfg = config(&dir, &basic(backend.addr, &server, &bind));
     let takeover = ["--takeover", control.to_str().unwrap()];
 
+    // The backend (tiny_http) serves each connection on a pool thread for the connection's
+    // whole life and can leave a new one queued until another closes: each old process must
+    // let its pooled upstream connections go when it drains, or that drain lasts until
+    // shutdown_timeout (see draining_closes_idle_upstream_connections_...).
     let mut current = Proc::start(&cfg, &[]);
     let addr = current.addrs[0];
     let load = Load::start(addr, 3, 3);

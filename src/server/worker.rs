@@ -87,7 +87,7 @@ pub fn run(
         }
         let _ = ready.send(Ok(()));
         drain.wait().await;
-        ctx.drain.begin();
+        ctx.begin_drain();
         // A cancelled accept that raced with a completed one still returns its connection,
         // which is then served: no accepted connection is dropped on the floor.
         let _ = canceller.cancel();

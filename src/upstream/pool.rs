@@ -70,6 +70,19 @@ impl ConnPool {
         });
     }
 
+    /// Closes every idle connection (a draining worker gives the servers their slots back).
+    pub fn clear(&self) {
+        // Taken out first, closed (dropped) once the borrow has ended.
+        let idle: Vec<Idle> = self
+            .slots
+            .borrow_mut()
+            .iter_mut()
+            .flatten()
+            .flat_map(std::mem::take)
+            .collect();
+        drop(idle);
+    }
+
     pub fn idle_count(&self) -> usize {
         self.slots.borrow().iter().flatten().map(Vec::len).sum()
     }
