@@ -4,6 +4,7 @@
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
 
 const BACKLOG: i32 = 4096;
 
@@ -27,7 +28,7 @@ pub fn bind_all(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpListener>> 
             Ok(()) => {}
             // Connections left by a previous process (FIN-WAIT-2 after a crash or kill) also
             // make the probe fail; only a listening socket means the port is really taken.
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse && !someone_listens(addr) => {}
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && !listener_stays(addr) => {}
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
                 return Err(io::Error::new(
                     e.kind(),
@@ -38,6 +39,25 @@ pub fn bind_all(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpListener>> 
         }
     }
     bind_more(addr, count)
+}
+
+/// How long a listener seen on the port is given to go away before it counts as taken.
+const LISTENER_GRACE: Duration = Duration::from_secs(1);
+
+/// Whether a listener on `addr`'s port is still there after [`LISTENER_GRACE`]. A process just
+/// killed while accepting through io_uring leaves its listening socket open for some
+/// milliseconds after it has been reaped (the kernel tears its ring, which holds the socket for
+/// the pending accept, down asynchronously): a restart right after a crash must not take that
+/// for another server.
+fn listener_stays(addr: SocketAddr) -> bool {
+    let until = Instant::now() + LISTENER_GRACE;
+    while someone_listens(addr) {
+        if Instant::now() >= until {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
 }
 
 /// Whether a TCP socket listens on `addr`'s port at an overlapping address (the same IP, or a
