@@ -22,6 +22,8 @@ struct Proc {
     child: Child,
     lines: mpsc::Receiver<String>,
     log: Arc<Mutex<String>>,
+    /// The thread copying stderr into `log`: it may still be behind when the process has exited.
+    reader: thread::JoinHandle<()>,
     addrs: Vec<SocketAddr>,
 }
 
@@ -41,7 +43,7 @@ impl Proc {
         let stderr = child.stderr.take().expect("stderr piped");
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, lines) = mpsc::channel();
-        {
+        let reader = {
             let log = log.clone();
             thread::spawn(move || {
                 let mut r = BufReader::new(stderr);
@@ -51,12 +53,13 @@ impl Proc {
                     let _ = tx.send(line.trim_end().to_string());
                     line.clear();
                 }
-            });
-        }
+            })
+        };
         Proc {
             child,
             lines,
             log,
+            reader,
             addrs: Vec::new(),
         }
     }
@@ -110,6 +113,12 @@ impl Proc {
         let deadline = Instant::now() + within;
         loop {
             if let Some(s) = self.exited() {
+                // Let the stderr copy catch up, so `log()` holds all the process wrote (bounded:
+                // a detached successor may hold the same pipe open).
+                let caught_up = Instant::now() + Duration::from_secs(2);
+                while !self.reader.is_finished() && Instant::now() < caught_up {
+                    thread::sleep(Duration::from_millis(5));
+                }
                 return s;
             }
             if Instant::now() >= deadline {
@@ -436,7 +445,12 @@ fn ready_is_notified_to_notify_socket_after_the_listeners_are_bound() {
     let mut buf = [0u8; 512];
     let n = notify.recv(&mut buf).expect("a notification");
     assert_eq!(&buf[..n], b"READY=1");
-    // By then the listening line was printed and the port accepts and serves.
+    // By then the listening line was printed (our copy of stderr may lag behind a little) and
+    // the port accepts and serves.
+    let copied = Instant::now() + Duration::from_secs(2);
+    while !p.log().contains("ringway: listening on ") && Instant::now() < copied {
+        thread::sleep(Duration::from_millis(5));
+    }
     let log = p.log();
     let addr: SocketAddr = log
         .lines()
