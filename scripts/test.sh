@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what the tests need (curl, used as a real
-# client by some tests), then runs unit, integration and doc tests. The runtime driver follows the
-# environment: MONOIO_FORCE_LEGACY_DRIVER=1 forces epoll instead of io_uring.
+# client by some tests; chromium, which loads the status page), then runs unit, integration and
+# doc tests. The runtime driver follows the environment: MONOIO_FORCE_LEGACY_DRIVER=1 forces
+# epoll instead of io_uring.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v curl >/dev/null 2>&1; then
-    echo "test.sh: installing curl" >&2
-    (apt-get update -qq && apt-get install -y -qq curl) >/dev/null
+missing=()
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+# Headless Chromium loads the admin status page in tests/observe.rs.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if ((${#missing[@]})); then
+    echo "test.sh: installing ${missing[*]}" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >/dev/null
 fi
+# Installed above, so the status page test must not skip for want of a browser.
+export RINGWAY_REQUIRE_CHROMIUM=1
 
 driver="io_uring"
 [ -n "${MONOIO_FORCE_LEGACY_DRIVER:-}" ] && driver="epoll (MONOIO_FORCE_LEGACY_DRIVER)"

@@ -22,6 +22,10 @@ pub trait SpliceClient {
     fn plain_tcp(&self) -> Option<&TcpStream> {
         None
     }
+
+    /// Bytes spliced from (`received`) or to (`sent`) the client, for the byte counts that
+    /// userspace reads and writes otherwise keep (`observe::Counted`).
+    fn spliced(&self, _received: u64, _sent: u64) {}
 }
 
 impl SpliceClient for TcpStream {

@@ -16,6 +16,7 @@ use crate::http::response::inspect as inspect_response;
 use crate::http::write::{header, header_u64};
 use crate::http::Framing;
 use crate::io_util::{read_into, write_out, write_static};
+use crate::observe::{event, Level, Record};
 use crate::proxy::{reply, Reply, WorkerCtx};
 use crate::rewrite::{map_cookie_path, map_location};
 use crate::tunnel::PipePool;
@@ -78,6 +79,7 @@ pub async fn exchange<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
     head_len: usize,
     mut out: Vec<u8>,
     mut o: Outgoing,
+    rec: &mut Record,
 ) -> (Next, Vec<u8>) {
     let plan = &*ctx.plan;
     let route = &plan.routes[o.route];
@@ -98,7 +100,7 @@ pub async fn exchange<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
             let mut d = ChunkedDecoder::new();
             match reframe_request(&mut d, &cbuf[pos..], &mut out, &mut decoded) {
                 Ok(used) => pos += used,
-                Err(why) => return refuse_body(ctx, client, cbuf, out, 400, why).await,
+                Err(why) => return refuse_body(ctx, client, cbuf, out, rec, 400, why).await,
             }
             decoder = Some(d);
         }
@@ -110,6 +112,7 @@ pub async fn exchange<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
             client,
             cbuf,
             out,
+            rec,
             413,
             "request body larger than this route allows",
         )
@@ -138,6 +141,7 @@ pub async fn exchange<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
         body_left,
         decoder,
         decoded,
+        rec,
     )
     .await;
     ctx.bodies.put(rbuf);
@@ -157,9 +161,17 @@ pub async fn exchange<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
             (if keep { Next::KeepAlive } else { Next::Close }, cbuf)
         }
         Err((abort, request_whole)) => {
+            rec.status = match &abort {
+                Abort::Upstream(e) => e.status(),
+                Abort::Client(Some(r)) => r.status,
+                // The client left (or the response was cut): nginx's "client closed request"
+                // unless a response status was already sent.
+                Abort::Client(None) | Abort::Close if rec.status == 0 => 499,
+                Abort::Client(None) | Abort::Close => rec.status,
+            };
             let keep = match abort {
                 Abort::Upstream(e) => {
-                    eprintln!("ringway: {} {}", route_label(route), e);
+                    event(Level::Warn, format_args!("{} {}", route_label(route), e));
                     let close = !(request_whole && o.client_keep_alive);
                     let r = Reply {
                         status: e.status(),
@@ -190,10 +202,12 @@ async fn refuse_body<C: AsyncWriteRent>(
     client: &mut C,
     cbuf: Vec<u8>,
     out: Vec<u8>,
+    rec: &mut Record,
     status: u16,
     why: &'static str,
 ) -> (Next, Vec<u8>) {
     ctx.heads.put(out);
+    rec.status = status;
     let r = Reply {
         status,
         route: None,
@@ -258,7 +272,9 @@ async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
     body_left: u64,
     decoder: Option<ChunkedDecoder>,
     decoded: u64,
+    rec: &mut Record,
 ) -> Result<Done, Failed> {
+    let started = Instant::now();
     let plan = &*ctx.plan;
     let up = &plan.upstreams[o.upstream];
     let mut decoder = decoder;
@@ -285,6 +301,7 @@ async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
                 }
             };
             o.server = l.server;
+            rec.server = Some(l.server);
             retarget_host(out, o, &up.servers[l.server].authority);
             lease = Some(l);
             fresh_only = false;
@@ -304,8 +321,12 @@ async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
                 Ok(s) => s,
                 Err(e) => {
                     // Nothing was sent: any request may move to another server.
+                    ctx.observe.upstream_failed(o.upstream, o.server, &e.kind);
                     ctx.upstreams.failed(plan, o.upstream, o.server);
-                    eprintln!("ringway: {} {}; trying another server", route_label(route), e);
+                    event(
+                        Level::Warn,
+                        format_args!("{} {}; trying another server", route_label(route), e),
+                    );
                     tried.add(o.server);
                     lease = None;
                     last_err = Some(e);
@@ -325,7 +346,10 @@ async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
             let e = UpstreamError::new(up, o.server, FailureKind::Io(e));
             if resendable && o.idempotent && retries_left > 0 {
                 retries_left -= 1;
-                eprintln!("ringway: {} {}; retrying on another server", route_label(route), e);
+                event(
+                    Level::Warn,
+                    format_args!("{} {}; retrying on another server", route_label(route), e),
+                );
                 tried.add(o.server);
                 lease = None;
                 last_err = Some(e);
@@ -374,19 +398,25 @@ async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
                     true => last_response_head(rbuf, resp_out, plan, route, o, resp),
                     false => resp,
                 };
+                rec.status = resp.status;
+                rec.upstream_time = Some(started.elapsed());
                 break (stream, resp);
             }
             // The server may have read the request before closing: only a request that is safe
             // to repeat goes out again (the pool already skips connections closed while idle).
             Err(FailureKind::ClosedEarly) if reused && resendable && o.idempotent => fresh_only = true,
             Err(kind) => {
+                ctx.observe.upstream_failed(o.upstream, o.server, &kind);
                 if kind.counts_against_server() {
                     ctx.upstreams.failed(plan, o.upstream, o.server);
                 }
                 let e = UpstreamError::new(up, o.server, kind);
                 if resendable && !any_byte && o.idempotent && retries_left > 0 {
                     retries_left -= 1;
-                    eprintln!("ringway: {} {}; retrying on another server", route_label(route), e);
+                    event(
+                        Level::Warn,
+                        format_args!("{} {}; retrying on another server", route_label(route), e),
+                    );
                     tried.add(o.server);
                     lease = None;
                     last_err = Some(e);
@@ -459,7 +489,10 @@ async fn stream_request_body<C: AsyncReadRent + SpliceClient>(
                     if let Some((u, c)) = plain_pair(upstream, client) {
                         let res = splice_body(c, u, &ctx.pipes, Some(left), route.read_timeout, route.send_timeout);
                         match res.await {
-                            Ok(_) => return Ok(()),
+                            Ok(n) => {
+                                client.spliced(n, 0);
+                                return Ok(());
+                            }
                             // Nothing moved yet: the copy loop below relays the body.
                             Err(BodyError::NoPipe(_)) => {}
                             Err(BodyError::Read(_)) => return Err(BodyAbort::Client(None)),
@@ -807,7 +840,10 @@ async fn relay_response_body<C: AsyncWriteRent + SpliceClient>(
             if left >= SPLICE_MIN_BODY {
                 if let Some((u, c)) = plain_pair(upstream, client) {
                     match splice_body(u, c, pipes, Some(left), t_read, t_send).await {
-                        Ok(_) => return Ok(!extra),
+                        Ok(n) => {
+                            client.spliced(0, n);
+                            return Ok(!extra);
+                        }
                         Err(BodyError::NoPipe(_)) => {}
                         Err(_) => return Err(Abort::Close),
                     }
@@ -874,7 +910,10 @@ async fn relay_response_body<C: AsyncWriteRent + SpliceClient>(
                 res.map_err(client_err)?;
                 if let Some((u, c)) = plain_pair(upstream, client).filter(|_| splice) {
                     match splice_body(u, c, pipes, None, t_read, t_send).await {
-                        Ok(_) => break,
+                        Ok(n) => {
+                            client.spliced(0, n);
+                            break;
+                        }
                         Err(BodyError::NoPipe(_)) => {}
                         Err(_) => return Err(Abort::Close),
                     }

@@ -59,6 +59,19 @@ pub fn describe(plan: &Plan) -> String {
             let _ = writeln!(s, ", no control_socket (no takeover)");
         }
     }
+    let access = match &plan.log.access {
+        crate::config::AccessTarget::Off => "off".to_string(),
+        crate::config::AccessTarget::Stdout => "stdout".to_string(),
+        crate::config::AccessTarget::File(p) => p.display().to_string(),
+    };
+    let format = match plan.log.format {
+        crate::config::LogFormat::Combined => "combined",
+        crate::config::LogFormat::Json => "json",
+    };
+    let _ = writeln!(s, "access log: {access} ({format}), events: {}", plan.log.level.name());
+    if let Some(a) = plan.admin {
+        let _ = writeln!(s, "admin: http://{a}/ (/metrics, /healthz, /readyz, status page)");
+    }
     let _ = writeln!(s, "listeners:");
     for l in &plan.listeners {
         let mut line = format!("  {}", l.bind);
@@ -297,7 +310,12 @@ pub fn explain(plan: &Plan, method: &str, url: &str, headers: &[String]) -> Resu
             let same =
                 |a: &httparse::Header, b: &httparse::Header| a.name.eq_ignore_ascii_case(b.name) && a.value == b.value;
             for h in req.headers.iter() {
-                if !client.headers.iter().any(|c| same(c, h)) {
+                if crate::observe::request_id::is_request_id_header(h.name)
+                    && !client.headers.iter().any(|c| same(c, h))
+                {
+                    let id = String::from_utf8_lossy(h.value);
+                    let _ = writeln!(s, "header set: {}: {id} (generated, one per request)", h.name);
+                } else if !client.headers.iter().any(|c| same(c, h)) {
                     let _ = writeln!(s, "header set: {}: {}", h.name, String::from_utf8_lossy(h.value));
                 }
             }

@@ -7,6 +7,7 @@
 //! bodies in `body_splice`) → `upstream` (pool);
 //! upgraded connections continue in `tunnel`. TLS (listeners and `https://` upstreams) is `tls`.
 
+pub mod admin;
 pub mod auth;
 pub mod body_splice;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod forward;
 pub mod http;
 pub mod inspect;
 pub mod io_util;
+pub mod observe;
 pub mod proxy;
 pub mod rewrite;
 pub mod route;

@@ -15,6 +15,7 @@ use crate::http::request::{inspect, RequestFacts};
 use crate::http::write::{header, header_u64, simple_response};
 use crate::http::{has_bare_cr_or_lf, Framing, RequestError};
 use crate::io_util::{read_append, write_from, BufPool};
+use crate::observe::{ConnGauge, Counted, Record, RequestId, TunnelWatch, WorkerObserve};
 use crate::rewrite::{check_path, upstream_path};
 use crate::route::normalize_host;
 use crate::server::Drain;
@@ -46,11 +47,14 @@ pub struct WorkerCtx {
     pub access: WorkerAccess,
     /// Draining state (shutdown or takeover) and each connection's slot: keep-alive then ends.
     pub drain: Drain,
+    /// This worker's counters and access log.
+    pub observe: WorkerObserve,
 }
 
 impl WorkerCtx {
-    pub fn new(plan: Arc<Plan>, board: Arc<Board>) -> Self {
+    pub fn new(plan: Arc<Plan>, board: Arc<Board>, observe: WorkerObserve) -> Self {
         WorkerCtx {
+            observe,
             pool: ConnPool::new(&plan),
             upstreams: Upstreams::new(&plan, board),
             heads: BufPool::new(16 * 1024, 128 * 1024, 32),
@@ -139,24 +143,38 @@ const MAX_HEADERS: usize = 128;
 /// each piece exactly once: the sockets, the connection guard, the worker context; the limits
 /// are read through the context (`route` indexes the plan's routes).
 pub trait ClientStream: AsyncReadRent + AsyncWriteRent + SpliceClient + Sized {
-    fn spawn_tunnel<G: 'static>(self, upstream: UpstreamConn, ctx: Rc<WorkerCtx>, route: usize, guard: G);
+    fn spawn_tunnel<G: 'static>(
+        self,
+        upstream: UpstreamConn,
+        ctx: Rc<WorkerCtx>,
+        route: usize,
+        guard: (G, TunnelWatch),
+    );
 }
 
 impl ClientStream for TcpStream {
-    fn spawn_tunnel<G: 'static>(self, upstream: UpstreamConn, ctx: Rc<WorkerCtx>, route: usize, guard: G) {
+    fn spawn_tunnel<G: 'static>(
+        self,
+        upstream: UpstreamConn,
+        ctx: Rc<WorkerCtx>,
+        route: usize,
+        (guard, watch): (G, TunnelWatch),
+    ) {
         match upstream {
             UpstreamConn::Plain(upstream) => {
                 monoio::spawn(async move {
                     let _guard = guard;
                     let limits = &ctx.plan.routes[route].tunnel;
-                    let _stats = splice_tunnel(&self, &upstream, &ctx.pipes, limits).await;
+                    let stats = splice_tunnel(&self, &upstream, &ctx.pipes, limits).await;
+                    watch.closed(&ctx, &stats);
                 });
             }
             tls => {
                 monoio::spawn(async move {
                     let _guard = guard;
                     let limits = &ctx.plan.routes[route].tunnel;
-                    let _stats = ready_relay(self, tls, &ctx.bodies, &ctx.pipes, limits).await;
+                    let stats = ready_relay(self, tls, &ctx.bodies, &ctx.pipes, limits).await;
+                    watch.closed(&ctx, &stats);
                 });
             }
         }
@@ -164,25 +182,30 @@ impl ClientStream for TcpStream {
 }
 
 impl<S: Session + 'static> ClientStream for TlsStream<S> {
-    fn spawn_tunnel<G: 'static>(self, upstream: UpstreamConn, ctx: Rc<WorkerCtx>, route: usize, guard: G) {
+    fn spawn_tunnel<G: 'static>(
+        self,
+        upstream: UpstreamConn,
+        ctx: Rc<WorkerCtx>,
+        route: usize,
+        (guard, watch): (G, TunnelWatch),
+    ) {
         monoio::spawn(async move {
             let _guard = guard;
             let limits = &ctx.plan.routes[route].tunnel;
-            let _stats = ready_relay(self, upstream, &ctx.bodies, &ctx.pipes, limits).await;
+            let stats = ready_relay(self, upstream, &ctx.bodies, &ctx.pipes, limits).await;
+            watch.closed(&ctx, &stats);
         });
     }
 }
 
 /// Serves one client connection. `guard` lives as long as the connection, including a tunnel it
 /// may become (it counts open connections for `max_connections`).
-pub async fn serve<C: ClientStream + 'static, G: 'static>(
-    ctx: Rc<WorkerCtx>,
-    mut client: C,
-    info: ClientInfo,
-    guard: G,
-) {
+pub async fn serve<C: ClientStream + 'static, G: 'static>(ctx: Rc<WorkerCtx>, client: C, info: ClientInfo, guard: G) {
     let plan = ctx.plan.clone();
     let limits = &plan.server;
+    let gauge = ConnGauge::new(&ctx.observe);
+    let mut client = Counted::new(client);
+    let mut rec = Record::new(ctx.observe.logging());
     let mut cbuf: Vec<u8> = Vec::with_capacity(4096);
     // Before the first request the client gets header_timeout; later, the route's idle timeout.
     let mut idle = limits.header_timeout;
@@ -206,7 +229,11 @@ pub async fn serve<C: ClientStream + 'static, G: 'static>(
             HeadRead::Complete(n) => n,
             HeadRead::Closed => return,
             HeadRead::Refused(e) => {
-                let _ = reply(&mut client, Reply::refused(e), limits.header_timeout).await;
+                rec.begin(&cbuf);
+                let r = Reply::refused(e);
+                rec.status = r.status;
+                let _ = reply(&mut client, r, limits.header_timeout).await;
+                ctx.observe.finish(&plan, &mut rec, &info, &client);
                 return;
             }
             HeadRead::TimedOut => {
@@ -217,12 +244,16 @@ pub async fn serve<C: ClientStream + 'static, G: 'static>(
                     body: "request head not received in time".into(),
                     close: true,
                 };
+                rec.begin(&cbuf);
+                rec.status = 408;
                 let _ = reply(&mut client, r, limits.header_timeout).await;
+                ctx.observe.finish(&plan, &mut rec, &info, &client);
                 return;
             }
         };
+        rec.begin(&cbuf[..head_len]);
         let mut out = ctx.heads.get();
-        let decision = decide(&plan, &ctx.access, &info, &cbuf[..head_len], &mut out);
+        let decision = decide_with(&plan, &ctx.access, &info, &cbuf[..head_len], &mut out, &mut rec);
         // Access step with I/O: forward auth asks its service before anything goes upstream.
         let decision = match decision {
             Decision::Authorize(outgoing, sub) => {
@@ -238,22 +269,26 @@ pub async fn serve<C: ClientStream + 'static, G: 'static>(
         let keep = match decision {
             Decision::Answer(a) => {
                 ctx.heads.put(out);
+                rec.status = a.status;
                 let (res, _) = write_from(&mut client, a.bytes, 0, limits.header_timeout).await;
                 if res.is_err() || a.close || ctx.drain.is_draining() {
-                    return;
+                    false
+                } else {
+                    cbuf.drain(..head_len);
+                    true
                 }
-                cbuf.drain(..head_len);
-                true
             }
             Decision::Authorize(..) => unreachable!("resolved above"),
             Decision::Reply(r) => {
                 ctx.heads.put(out);
                 let close = r.close;
+                rec.status = r.status;
                 if reply(&mut client, r, limits.header_timeout).await.is_err() || close {
-                    return;
+                    false
+                } else {
+                    cbuf.drain(..head_len);
+                    true
                 }
-                cbuf.drain(..head_len);
-                true
             }
             Decision::Forward(outgoing) => {
                 let outgoing_route = outgoing.route;
@@ -261,20 +296,28 @@ pub async fn serve<C: ClientStream + 'static, G: 'static>(
                 idle = route.idle_timeout;
                 // Boxed: a connection that becomes a long-lived tunnel should not carry the
                 // exchange's (large) state machine in its task for the tunnel's whole life.
-                let (next, buf) = Box::pin(forward::exchange(&ctx, &mut client, cbuf, head_len, out, outgoing)).await;
+                let exchange = forward::exchange(&ctx, &mut client, cbuf, head_len, out, outgoing, &mut rec);
+                let (next, buf) = Box::pin(exchange).await;
                 cbuf = buf;
                 match next {
                     Next::KeepAlive => true,
                     Next::Close => false,
                     Next::Tunnel(upstream) => {
+                        ctx.observe.finish(&plan, &mut rec, &info, &client);
                         // The connection is no longer HTTP: from here on, bytes only, in a task of
                         // their own; this one ends and frees the HTTP state (buffers, strings).
-                        client.spawn_tunnel(upstream, ctx.clone(), outgoing_route, guard);
+                        // The request's record goes along only when the tunnel gets a log line.
+                        let line = ctx.observe.logging().then(|| Box::new((rec, info)));
+                        let watch = ctx.observe.tunnel_opened(gauge, line);
+                        client
+                            .into_inner()
+                            .spawn_tunnel(upstream, ctx.clone(), outgoing_route, (guard, watch));
                         return;
                     }
                 }
             }
         };
+        ctx.observe.finish(&plan, &mut rec, &info, &client);
         if !keep {
             return;
         }
@@ -412,6 +455,18 @@ pub async fn reply<C: AsyncWriteRent>(client: &mut C, r: Reply, t: Duration) -> 
 /// `out`. Pure computation: everything that can be refused is refused here, before any I/O. The
 /// server is chosen later, in the exchange, so a failed attempt can move to another one.
 pub fn decide(plan: &Plan, access: &WorkerAccess, info: &ClientInfo, head: &[u8], out: &mut Vec<u8>) -> Decision {
+    decide_with(plan, access, info, head, out, &mut Record::new(false))
+}
+
+/// [`decide`], noting in the request's record its route and request id.
+pub fn decide_with(
+    plan: &Plan,
+    access: &WorkerAccess,
+    info: &ClientInfo,
+    head: &[u8],
+    out: &mut Vec<u8>,
+    rec: &mut Record,
+) -> Decision {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(head) {
@@ -425,6 +480,7 @@ pub fn decide(plan: &Plan, access: &WorkerAccess, info: &ClientInfo, head: &[u8]
         }
         Err(_) => return Decision::Reply(Reply::refused(RequestError::Malformed("malformed request head"))),
     }
+    rec.request_id.resolve(req.headers);
     if has_bare_cr_or_lf(head) {
         return Decision::Reply(Reply::refused(RequestError::Malformed(
             "bare CR or LF in the request head",
@@ -469,6 +525,7 @@ pub fn decide(plan: &Plan, access: &WorkerAccess, info: &ClientInfo, head: &[u8]
             close: has_body || !facts.keep_alive,
         });
     };
+    rec.route = Some(hit.route);
     let route = &plan.routes[hit.route];
     if hit.bare_prefix {
         let mut loc = Vec::with_capacity(path.len() + 1 + facts.target.query.len());
@@ -525,6 +582,7 @@ pub fn decide(plan: &Plan, access: &WorkerAccess, info: &ClientInfo, head: &[u8]
         &path,
         hit.matched,
         req.headers,
+        &rec.request_id,
         out,
     );
     let request_host = (route.rewrites_path())
@@ -613,6 +671,7 @@ fn write_upstream_head(
     path: &[u8],
     matched: usize,
     headers: &[httparse::Header<'_>],
+    request_id: &RequestId,
     out: &mut Vec<u8>,
 ) -> Option<(usize, usize)> {
     let route: &RoutePlan = &plan.routes[route_id];
@@ -652,6 +711,7 @@ fn write_upstream_head(
             _ => false,
         };
         if skip
+            || crate::observe::request_id::is_request_id_header(h.name)
             || facts.connection_names.contains(h.name)
             || route.request_headers.drops(h.name.as_bytes())
             || plan.access.is_identity_header(h.name)
@@ -664,6 +724,7 @@ fn write_upstream_head(
         header(out, rule.name.as_bytes(), rule.value.as_bytes());
     }
     auth::write_identity(out, plan, route_id, granted);
+    header(out, b"X-Request-Id", request_id.as_bytes());
     if fwd.x_forwarded_for {
         out.extend_from_slice(b"X-Forwarded-For: ");
         if client_xff {

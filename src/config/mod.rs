@@ -238,6 +238,21 @@ impl Compiler<'_> {
         access.identity_headers.sort();
         access.identity_headers.dedup();
         let table = RouteTable::build(&routes);
+        let log = self.log(raw.log.as_ref());
+        let admin = raw.admin.as_ref().and_then(|a| {
+            let bind = &a.get_ref().bind;
+            match bind.get_ref().parse::<SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    self.error(
+                        bind,
+                        "admin.bind",
+                        format!("`{}` is not an IP:port address", bind.get_ref()),
+                    );
+                    None
+                }
+            }
+        });
         Plan {
             source: self.file.to_path_buf(),
             server,
@@ -247,7 +262,48 @@ impl Compiler<'_> {
             table,
             access,
             warnings: std::mem::take(&mut self.warnings),
+            log,
+            admin,
         }
+    }
+
+    fn log(&mut self, raw: Option<&S<RawLog>>) -> LogPlan {
+        let mut plan = LogPlan::default();
+        let Some(raw) = raw.map(|r| r.get_ref()) else {
+            return plan;
+        };
+        if let Some(a) = &raw.access {
+            plan.access = match a.get_ref().as_str() {
+                "off" => AccessTarget::Off,
+                "stdout" => AccessTarget::Stdout,
+                "" => {
+                    self.error(a, "log.access", "must be \"stdout\", \"off\" or a file path");
+                    AccessTarget::Off
+                }
+                path => AccessTarget::File(self.path(path)),
+            };
+        }
+        if let Some(f) = &raw.format {
+            plan.format = match f.get_ref().as_str() {
+                "combined" => LogFormat::Combined,
+                "json" => LogFormat::Json,
+                other => {
+                    self.error(f, "log.format", format!("`{other}`: must be \"combined\" or \"json\""));
+                    LogFormat::Combined
+                }
+            };
+        }
+        if let Some(l) = &raw.level {
+            match crate::observe::Level::parse(l.get_ref()) {
+                Some(level) => plan.level = level,
+                None => self.error(
+                    l,
+                    "log.level",
+                    format!("`{}`: must be \"error\", \"warn\", \"info\" or \"debug\"", l.get_ref()),
+                ),
+            }
+        }
+        plan
     }
 
     fn warn<T>(&mut self, at: &S<T>, key: &str, message: impl fmt::Display) {

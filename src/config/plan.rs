@@ -20,6 +20,41 @@ pub struct Plan {
     /// Things that work but deserve attention (expired certificate, skipped verification), each
     /// `FILE:LINE: key: message`; printed at start-up and by `ringway check`.
     pub warnings: Vec<String>,
+    pub log: LogPlan,
+    /// `[admin] bind`: where /metrics, /healthz, /readyz and the status page are served.
+    pub admin: Option<SocketAddr>,
+}
+
+/// Where access log lines go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessTarget {
+    Off,
+    Stdout,
+    File(PathBuf),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// nginx's `combined` line with ringway's fields appended.
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
+pub struct LogPlan {
+    pub access: AccessTarget,
+    pub format: LogFormat,
+    pub level: crate::observe::Level,
+}
+
+impl Default for LogPlan {
+    fn default() -> Self {
+        LogPlan {
+            access: AccessTarget::Off,
+            format: LogFormat::Combined,
+            level: crate::observe::Level::Info,
+        }
+    }
 }
 
 pub struct ServerSettings {

@@ -24,6 +24,27 @@ pub struct RawConfig {
     pub route: Vec<S<RawRoute>>,
     #[serde(default)]
     pub auth: BTreeMap<String, RawAuth>,
+    pub log: Option<S<RawLog>>,
+    pub admin: Option<S<RawAdmin>>,
+}
+
+/// `[log]`: the access log and the level of ringway's own stderr events.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `stdout` | `off` | a file path.
+    pub access: Option<S<String>>,
+    /// `combined` | `json`.
+    pub format: Option<S<String>>,
+    /// `error` | `warn` | `info` | `debug`.
+    pub level: Option<S<String>>,
+}
+
+/// `[admin]`: the metrics, health and status endpoints.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub bind: S<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -126,12 +126,22 @@ pub fn run(plan: Plan, start: Start) -> io::Result<()> {
 
     // One health board and one prober per checked server for the whole process.
     let board = Arc::new(crate::upstream::Board::new(&plan));
+    // Log level, counters, access log and SIGUSR1 before any other thread runs; the admin
+    // server answers from here on (/readyz says no until every worker accepts).
+    let shared = crate::observe::Shared::new(plan.clone(), board.clone())?;
+    for h in &offer.listeners {
+        shared.add_listener(h.local);
+    }
     crate::upstream::health::start(&plan, &board)?;
+    if let Some(bind) = plan.admin {
+        let addr = crate::admin::start(bind, shared.clone())?;
+        eprintln!("ringway: admin on http://{addr}/");
+    }
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut drains = Vec::new();
     for (id, socks) in sockets.into_iter().enumerate() {
-        let (plan, board) = (plan.clone(), board.clone());
+        let (plan, board, shared) = (plan.clone(), board.clone(), shared.clone());
         let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
         let ready = ready_tx.clone();
         let (handle, signal) = shutdown::drain_pair()?;
@@ -141,7 +151,7 @@ pub fn run(plan: Plan, start: Start) -> io::Result<()> {
             .name(format!("ringway-w{id}"))
             .spawn(move || {
                 let _done = done;
-                worker::run(id, core, plan, board, socks, ready, signal)
+                worker::run(id, core, plan, board, shared, socks, ready, signal)
             })?;
     }
     drop(ready_tx);
@@ -182,6 +192,7 @@ pub fn run(plan: Plan, start: Start) -> io::Result<()> {
         // Nobody can take over: the duplicates would only keep queues open at shutdown.
         offer.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
+    shared.set_ready(true);
     notify::notify("READY=1");
     eprintln!("ringway: ready ({workers} workers, {} driver)", worker::driver_name());
     if let Some(p) = start.ready_pipe {
@@ -212,6 +223,8 @@ pub fn run(plan: Plan, start: Start) -> io::Result<()> {
     };
     // Stop offering (and holding) the listening sockets before the workers close theirs.
     offer.lock().unwrap_or_else(|p| p.into_inner()).take();
+    // /readyz says no while draining, so a load balancer stops sending here.
+    shared.set_ready(false);
     drain(&plan, &drains, &inbox, running, &why);
     Ok(())
 }

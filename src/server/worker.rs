@@ -34,6 +34,7 @@ pub fn run(
     core: Option<core_affinity::CoreId>,
     plan: Arc<Plan>,
     board: Arc<crate::upstream::Board>,
+    shared: Arc<crate::observe::Shared>,
     sockets: Vec<(std::net::TcpListener, usize)>,
     ready: mpsc::Sender<io::Result<()>>,
     drain: DrainSignal,
@@ -52,8 +53,16 @@ pub fn run(
             return;
         }
     };
+    let observe = match crate::observe::WorkerObserve::new(&shared, id) {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
     rt.block_on(async move {
-        let ctx = Rc::new(WorkerCtx::new(plan.clone(), board));
+        let ctx = Rc::new(WorkerCtx::new(plan.clone(), board, observe));
+        monoio::spawn(crate::observe::tick(ctx.clone()));
         let per_worker_cap = match plan.server.max_connections {
             0 => usize::MAX,
             n => n.div_ceil(plan.server.workers),
@@ -96,9 +105,13 @@ pub fn run(
         }
         // Connections finish on their own (idle ones closed at once); the supervisor enforces
         // shutdown_timeout by ending the process.
+        // The access log is written out as it goes, so a process ended at shutdown_timeout
+        // loses at most the last few milliseconds of lines.
         while open.get() > 0 {
+            ctx.observe.flush();
             monoio::time::sleep(Duration::from_millis(10)).await;
         }
+        ctx.observe.flush();
     });
 }
 

@@ -6,6 +6,7 @@
 //! --(`rise` passed checks in a row)--> `Up`. Servers start `Up`, so traffic flows at start-up.
 
 use crate::config::{HealthPlan, Plan, ServerPlan};
+use crate::observe::{event, Level};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -90,9 +91,12 @@ fn prober(plan: &Plan, board: &Board, u: usize, s: usize) {
                 state.passes.fetch_add(1, Ordering::Relaxed);
                 if !state.up.load(Ordering::Relaxed) && passed >= check.rise {
                     state.up.store(true, Ordering::Relaxed);
-                    eprintln!(
-                        "ringway: upstream {} ({}) is up: {} health checks passed",
-                        up.name, server.authority, passed
+                    event(
+                        Level::Info,
+                        format_args!(
+                            "upstream {} ({}) is up: {} health checks passed",
+                            up.name, server.authority, passed
+                        ),
                     );
                 }
             }
@@ -101,9 +105,12 @@ fn prober(plan: &Plan, board: &Board, u: usize, s: usize) {
                 failed = failed.saturating_add(1);
                 if state.up.load(Ordering::Relaxed) && failed >= check.fall {
                     state.up.store(false, Ordering::Relaxed);
-                    eprintln!(
-                        "ringway: upstream {} ({}) is down: {} health checks failed, last: {why}",
-                        up.name, server.authority, failed
+                    event(
+                        Level::Warn,
+                        format_args!(
+                            "upstream {} ({}) is down: {} health checks failed, last: {why}",
+                            up.name, server.authority, failed
+                        ),
                     );
                 }
             }

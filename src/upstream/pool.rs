@@ -83,6 +83,11 @@ impl ConnPool {
         drop(idle);
     }
 
+    /// Idle connections pooled for one server (for the metrics).
+    pub fn idle_of(&self, upstream: usize, server: usize) -> usize {
+        self.slots.borrow()[upstream][server].len()
+    }
+
     pub fn idle_count(&self) -> usize {
         self.slots.borrow().iter().flatten().map(Vec::len).sum()
     }
