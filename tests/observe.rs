@@ -866,3 +866,62 @@ fn access_log_to_stdout() {
     want.sort();
     assert_eq!(targets, want);
 }
+
+/// Runs the binary with `args` until it prints `ringway: ready`; returns it and its stderr so
+/// far (the rest is drained in the background).
+fn spawn_ready(args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.starts_with("ringway: ready") {
+            break;
+        }
+    }
+    assert!(log.contains("ringway: ready"), "{log}");
+    thread::spawn(move || lines.for_each(drop));
+    (child, log)
+}
+
+/// A successor taking over (`--takeover`) binds the same admin port while the old process
+/// drains, and answers on it once the old one is gone.
+#[test]
+fn admin_port_follows_a_takeover() {
+    let backend = Backend::echo();
+    let dir = TempDir::new();
+    let admin = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let control = dir.path.join("ctl.sock");
+    let cfg = dir.write(
+        "r.toml",
+        &format!(
+            "[server]\nworkers = 1\ncontrol_socket = \"{}\"\nshutdown_timeout = \"5s\"\n[[listener]]\nbind = \"127.0.0.1:0\"\n\
+             [admin]\nbind = \"{admin}\"\n[upstream.a]\nservers = [\"{}\"]\n[[route]]\nupstream = \"a\"\n",
+            control.display(),
+            backend.addr
+        ),
+    );
+    let cfg = cfg.to_str().unwrap();
+    let (mut old, log) = spawn_ready(&["--config", cfg]);
+    assert!(log.contains(&format!("ringway: admin on http://{admin}/")), "{log}");
+    assert_eq!(admin_get(admin, "/readyz").0, 200);
+    let (mut new, log) = spawn_ready(&["--config", cfg, "--takeover", control.to_str().unwrap()]);
+    assert!(log.contains(&format!("ringway: admin on http://{admin}/")), "{log}");
+    let status = old.wait().unwrap();
+    assert!(status.success(), "the old process drains and exits 0: {status:?}");
+    let (code, body) = admin_get(admin, "/status.json");
+    assert_eq!(code, 200);
+    assert!(body.contains("\"ready\":true"), "{body}");
+    assert_eq!(admin_get(admin, "/readyz").0, 200);
+    let _ = new.kill();
+    let _ = new.wait();
+}

@@ -21,9 +21,26 @@ const MAX_HEAD: usize = 8192;
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Binds `addr` and serves it on a background thread; returns the bound address.
-pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> io::Result<SocketAddr> {
-    let listener =
-        TcpListener::bind(addr).map_err(|e| io::Error::new(e.kind(), format!("[admin] cannot bind {addr}: {e}")))?;
+///
+/// The socket has SO_REUSEPORT so that a successor taking over (`takeover`) binds the same
+/// admin port while this process drains; without a takeover a probe bind first turns a port
+/// already in use into a clear start-up error instead of a silent share.
+pub fn start(addr: SocketAddr, shared: Arc<Shared>, takeover: bool) -> io::Result<SocketAddr> {
+    let cannot = |e: io::Error| io::Error::new(e.kind(), format!("[admin] cannot bind {addr}: {e}"));
+    if !takeover && addr.port() != 0 {
+        drop(TcpListener::bind(addr).map_err(cannot)?);
+    }
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_cloexec(true)?;
+    socket.bind(&addr.into()).map_err(cannot)?;
+    socket.listen(128)?;
+    let listener: TcpListener = socket.into();
     let bound = listener.local_addr()?;
     let busy = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()

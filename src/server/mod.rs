@@ -134,7 +134,7 @@ pub fn run(plan: Plan, start: Start) -> io::Result<()> {
     }
     crate::upstream::health::start(&plan, &board)?;
     if let Some(bind) = plan.admin {
-        let addr = crate::admin::start(bind, shared.clone())?;
+        let addr = crate::admin::start(bind, shared.clone(), start.takeover.is_some())?;
         eprintln!("ringway: admin on http://{addr}/");
     }
     let cores = core_affinity::get_core_ids().unwrap_or_default();
