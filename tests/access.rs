@@ -23,8 +23,9 @@ const BOB: &str = "Basic Ym9iOmh1bnRlcjI="; // bob:hunter2
 
 static N: AtomicUsize = AtomicUsize::new(0);
 
+/// A file for this test run, in cargo's per-target scratch directory (not left behind in /tmp).
 fn scratch(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ringway-access-{}", std::process::id()));
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("access-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(format!("{}-{name}", N.fetch_add(1, Ordering::SeqCst)));
     std::fs::write(&p, text).unwrap();
