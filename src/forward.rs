@@ -23,6 +23,7 @@ use crate::tunnel::PipePool;
 use crate::upstream::{connect, FailureKind, Lease, Tried, UpstreamConn, UpstreamError};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use std::io;
+use std::mem::MaybeUninit;
 use std::time::{Duration, Instant};
 
 /// A request that passed every check, with its upstream head already written.
@@ -678,13 +679,15 @@ pub fn build_response_head(
     route: &RoutePlan,
     o: &Outgoing,
 ) -> Result<HeadParse, FailureKind> {
-    let mut headers = [httparse::EMPTY_HEADER; 128];
-    let mut res = httparse::Response::new(&mut headers);
-    let head_len = match res.parse(rbuf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(HeadParse::Partial),
-        Err(_) => return Err(FailureKind::BadResponse("unparsable response head")),
-    };
+    // Uninitialised slots, as for request heads (`proxy::decide`).
+    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
+    let mut res = httparse::Response::new(&mut []);
+    let head_len =
+        match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut res, rbuf, &mut headers) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Ok(HeadParse::Partial),
+            Err(_) => return Err(FailureKind::BadResponse("unparsable response head")),
+        };
     let status = res.code.unwrap_or(0);
     if status == 101 {
         if !o.upgrade {
