@@ -202,6 +202,16 @@ impl<S: Session + 'static> ClientStream for TlsStream<S> {
 /// Serves one client connection. `guard` lives as long as the connection, including a tunnel it
 /// may become (it counts open connections for `max_connections`).
 pub async fn serve<C: ClientStream + 'static, G: 'static>(ctx: Rc<WorkerCtx>, client: C, info: ClientInfo, guard: G) {
+    // One timer for every read and write deadline of this connection (see `deadline`).
+    crate::deadline::scoped(serve_requests(ctx, client, info, guard)).await
+}
+
+async fn serve_requests<C: ClientStream + 'static, G: 'static>(
+    ctx: Rc<WorkerCtx>,
+    client: C,
+    info: ClientInfo,
+    guard: G,
+) {
     let plan = ctx.plan.clone();
     let limits = &plan.server;
     let gauge = ConnGauge::new(&ctx.observe);
