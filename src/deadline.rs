@@ -65,18 +65,6 @@ impl ConnTimer {
             }
         }
     }
-
-    async fn run<F: Future>(&self, t: Duration, fut: F) -> Result<F::Output, Elapsed> {
-        let deadline = Instant::now() + t;
-        let mut fut = pin!(fut);
-        poll_fn(|cx| {
-            if let Poll::Ready(v) = fut.as_mut().poll(cx) {
-                return Poll::Ready(Ok(v));
-            }
-            self.poll_until(deadline, cx).map(|()| Err(Elapsed))
-        })
-        .await
-    }
 }
 
 thread_local! {
@@ -115,10 +103,25 @@ pub async fn scoped<F: Future>(fut: F) -> F::Output {
 /// `fut` with a time limit `t`: on the current connection's timer inside [`scoped`], else on a
 /// timer of its own.
 pub async fn timeout<F: Future>(t: Duration, fut: F) -> Result<F::Output, Elapsed> {
-    match current() {
-        Some(timer) => timer.run(t, fut).await,
-        None => ConnTimer::default().run(t, fut).await,
-    }
+    // One async layer only: every layer would move `fut` (an I/O future) once more.
+    let shared = current();
+    let own;
+    let timer = match &shared {
+        Some(timer) => &**timer,
+        None => {
+            own = ConnTimer::default();
+            &own
+        }
+    };
+    let deadline = Instant::now() + t;
+    let mut fut = pin!(fut);
+    poll_fn(|cx| {
+        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        timer.poll_until(deadline, cx).map(|()| Err(Elapsed))
+    })
+    .await
 }
 
 #[cfg(test)]
