@@ -8,10 +8,11 @@
 #   MODE=tls loadtest/callgrind.sh              # the same over TLS 1.3 keep-alive (ECDSA P-256)
 #   RINGWAY_BIN=target/release/ringway MONOIO_FORCE_LEGACY_DRIVER=1 loadtest/callgrind.sh
 #
-# Ringway runs with one worker under callgrind; after a warm-up the counters are zeroed, wrk
-# drives DURATION seconds of keep-alive requests, and the counters are dumped. Prints
-# Ir per request and the top functions; the raw profile stays in loadtest/out/ for
-# callgrind_annotate.
+# Ringway runs with one worker under callgrind. After a warm-up, two measured wrk runs (1 s and
+# DURATION s, counters zeroed before and dumped after each) give Ir per request as the difference
+# of their instruction counts over the difference of their requests, so the fixed cost of opening
+# the connections (and TLS handshakes) drops out. Prints that and the top functions of the long
+# run; its raw profile stays in loadtest/out/ for callgrind_annotate.
 #
 # Env: DURATION (s, default 5), CONNS (8), MODE (http | tls), RINGWAY_BIN, KEEP_TMP.
 set -euo pipefail
@@ -75,18 +76,34 @@ got=$(curl -sSk --max-time 30 -o /dev/null -w '%{http_code}' "$scheme://127.0.0.
 wrk_run() { taskset -c "$LT_LOAD_CPU" wrk -t1 -c"$CONNS" -d"$1"s "$scheme://127.0.0.1:$port/"; }
 # Warm-up: fills the upstream pool and the buffer pools, so they are not charged to requests.
 lt_run_bg wrk_run 2 >/dev/null
-# Zeroing after the warm-up leaves start-up and warm-up out of the count.
-callgrind_control -z "$pid" >/dev/null
-lt_run_bg wrk_run "$DURATION" >"$LT_TMP/wrk.txt"
-callgrind_control -d "$pid" >/dev/null
-sleep 0.5
-read -r req _ < <(lt_wrk_parse "$LT_TMP/wrk.txt")
-((req > 0)) || lt_die "no requests completed"
-# The dump written by -d is the newest file with the profile's name as prefix.
-dump=$(ls -t "$prof".* 2>/dev/null | head -1)
-[[ -n $dump ]] || lt_die "callgrind wrote no dump"
-ir=$(awk '/^summary:/ { print $2; exit } /^totals:/ { t = $2 } END { if (t) print t }' "$dump" | head -1)
-echo "mode $MODE, $req requests over $CONNS keep-alive connections in ${DURATION}s under callgrind"
-echo "Ir total $ir, Ir per request $(awk -v a="$ir" -v n="$req" 'BEGIN { printf "%.0f", a / n }')"
+
+# measure SECONDS: zero the counters, run wrk, dump; prints "IR REQUESTS" (run in a subshell,
+# so the dump file is found again by the caller as the newest one).
+measure() {
+    callgrind_control -z "$pid" >/dev/null
+    lt_run_bg wrk_run "$1" >"$LT_TMP/wrk-$1.txt"
+    callgrind_control -d "$pid" >/dev/null
+    sleep 0.5
+    local req ir
+    read -r req _ < <(lt_wrk_parse "$LT_TMP/wrk-$1.txt")
+    ((req > 0)) || lt_die "no requests completed"
+    # Each dump is a new file named after the profile; the newest is this one.
+    DUMP=$(ls -t "$prof".* 2>/dev/null | head -1)
+    [[ -n $DUMP ]] || lt_die "callgrind wrote no dump"
+    ir=$(awk '/^summary:/ { print $2; exit }' "$DUMP")
+    echo "$ir $req"
+}
+# Two runs, 1 s and DURATION s, each opening CONNS new connections: the difference leaves out
+# what a connection costs once (accept, and in TLS mode the handshake), so only requests remain.
+read -r ir1 req1 < <(measure 1)
+short_dump=$(ls -t "$prof".* | head -1)
+read -r ir2 req2 < <(measure "$DURATION")
+DUMP=$(ls -t "$prof".* | head -1)
+((req2 > req1)) || lt_die "the ${DURATION}s run completed no more requests than the 1 s run"
+echo "mode $MODE, $CONNS keep-alive connections under callgrind: $req1 requests in 1 s ($ir1 Ir), $req2 in ${DURATION}s ($ir2 Ir)"
+echo "Ir per request $(awk -v a="$ir1" -v b="$ir2" -v m="$req1" -v n="$req2" 'BEGIN { printf "%.0f", (b - a) / (n - m) }')" \
+    "(whole ${DURATION}s run incl. connection set-up: $(awk -v a="$ir2" -v n="$req2" 'BEGIN { printf "%.0f", a / n }'))"
+rm -f "$short_dump"
+dump=$DUMP
 echo "profile: ${dump#"$LT_ROOT"/}  (callgrind_annotate --inclusive=yes $dump | less)"
 callgrind_annotate "$dump" 2>/dev/null | sed -n '/^Ir/,$p' | head -30 || true
