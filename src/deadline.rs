@@ -89,15 +89,29 @@ impl Drop for Restore {
     }
 }
 
-/// Runs `fut` (one client connection) with its own timer current for every [`timeout`] inside it.
-pub async fn scoped<F: Future>(fut: F) -> F::Output {
-    let timer = Rc::new(ConnTimer::default());
-    let mut fut = pin!(fut);
-    poll_fn(|cx| {
-        let _restore = Restore(CURRENT.with(|c| c.replace(Some(timer.clone()))));
-        fut.as_mut().poll(cx)
-    })
-    .await
+/// One client connection's future, polled with its own timer current for every [`timeout`]
+/// inside it. The future is boxed, so this wrapper is Unpin without unsafe pin projection, and the
+/// connection's state is stored once (an `async fn` wrapper could keep a second copy of it).
+pub struct Scoped<F> {
+    timer: Rc<ConnTimer>,
+    fut: Pin<Box<F>>,
+}
+
+pub fn scoped<F: Future>(fut: F) -> Scoped<F> {
+    Scoped {
+        timer: Rc::default(),
+        fut: Box::pin(fut),
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        let _restore = Restore(CURRENT.with(|c| c.replace(Some(this.timer.clone()))));
+        this.fut.as_mut().poll(cx)
+    }
 }
 
 /// `fut` with a time limit `t`: on the current connection's timer inside [`scoped`], else on a

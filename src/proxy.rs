@@ -25,6 +25,7 @@ use crate::upstream::{affinity, Board, ConnPool, UpstreamConn, Upstreams};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 use std::borrow::Cow;
+use std::future::Future;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -201,9 +202,14 @@ impl<S: Session + 'static> ClientStream for TlsStream<S> {
 
 /// Serves one client connection. `guard` lives as long as the connection, including a tunnel it
 /// may become (it counts open connections for `max_connections`).
-pub async fn serve<C: ClientStream + 'static, G: 'static>(ctx: Rc<WorkerCtx>, client: C, info: ClientInfo, guard: G) {
+pub fn serve<C: ClientStream + 'static, G: 'static>(
+    ctx: Rc<WorkerCtx>,
+    client: C,
+    info: ClientInfo,
+    guard: G,
+) -> impl Future<Output = ()> {
     // One timer for every read and write deadline of this connection (see `deadline`).
-    crate::deadline::scoped(serve_requests(ctx, client, info, guard)).await
+    crate::deadline::scoped(serve_requests(ctx, client, info, guard))
 }
 
 async fn serve_requests<C: ClientStream + 'static, G: 'static>(
