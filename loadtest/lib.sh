@@ -233,16 +233,38 @@ lt_affinity_mask() {
     printf '%02d\n' "$mask"
 }
 
+# lt_tls_cert DIR: a self-signed ECDSA P-256 certificate for 127.0.0.1 / localhost in
+# DIR/cert.pem and DIR/key.pem (PKCS#8), the one every proxy of a TLS run presents.
+lt_tls_cert() {
+    local dir=$1
+    mkdir -p "$dir"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+        -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$dir/key.pem" -out "$dir/cert.pem" >/dev/null 2>&1 || lt_die "openssl could not make a certificate"
+    # HAProxy wants the chain and key in one file.
+    cat "$dir/cert.pem" "$dir/key.pem" >"$dir/both.pem"
+}
+
 # --- the three proxies -----------------------------------------------------------------------
 # Each starts with one worker pinned to LT_PROXY_CPU, listens on PORT, forwards everything to
 # 127.0.0.1:BACKEND over pooled keep-alive connections, and does the same header work as
 # ringway's defaults: keeps Host, sets X-Forwarded-For/-Proto/-Host/-Port and X-Real-IP.
 # EXTRA is appended inside the proxy's route block (location / backend / [[route]]), so the
 # WebSocket and large-body scripts can add e.g. Upgrade handling or buffering settings.
-# Each sets LT_LAST_PID to the proxy's top process.
+# With LT_TLS_DIR set (a directory made by lt_tls_cert), each listens with TLS 1.3 only, presenting
+# that certificate, without session resumption (tickets and caches off), and sends
+# X-Forwarded-Proto https. Each sets LT_LAST_PID to the proxy's top process.
 
 lt_start_proxy_nginx() {
-    local port=$1 backend=$2 extra=${3:-} dir="$LT_TMP/nginx"
+    local port=$1 backend=$2 extra=${3:-} dir="$LT_TMP/nginx" ssl="" tls=""
+    if [[ -n ${LT_TLS_DIR:-} ]]; then
+        ssl=" ssl"
+        tls="ssl_certificate $LT_TLS_DIR/cert.pem;
+        ssl_certificate_key $LT_TLS_DIR/key.pem;
+        ssl_protocols TLSv1.3;
+        ssl_session_tickets off;
+        ssl_session_cache off;"
+    fi
     lt_nginx_conf "$dir" "$(lt_affinity_mask "$LT_PROXY_CPU")" "
     upstream backend {
         server 127.0.0.1:$backend;
@@ -250,7 +272,8 @@ lt_start_proxy_nginx() {
         keepalive_requests 10000000;
     }
     server {
-        listen 127.0.0.1:$port backlog=4096;
+        listen 127.0.0.1:$port backlog=4096$ssl;
+        $tls
         location / {
             proxy_pass http://backend;
             proxy_http_version 1.1;
@@ -269,12 +292,17 @@ lt_start_proxy_nginx() {
 }
 
 lt_start_proxy_haproxy() {
-    local port=$1 backend=$2 extra=${3:-} cfg="$LT_TMP/haproxy.cfg"
+    local port=$1 backend=$2 extra=${3:-} cfg="$LT_TMP/haproxy.cfg" ssl="" proto=http
+    if [[ -n ${LT_TLS_DIR:-} ]]; then
+        ssl=" ssl crt $LT_TLS_DIR/both.pem ssl-min-ver TLSv1.3 no-tls-tickets"
+        proto=https
+    fi
     cat >"$cfg" <<EOF
 global
     nbthread 1
     # no maxconn: HAProxy derives it from the open-files limit (20000 here, not raisable)
     cpu-map 1/1 $LT_PROXY_CPU
+    tune.ssl.cachesize 0
 
 defaults
     mode http
@@ -284,13 +312,13 @@ defaults
     timeout http-keep-alive 75s
 
 frontend fe
-    bind 127.0.0.1:$port
+    bind 127.0.0.1:$port$ssl
     default_backend be
 
 backend be
     http-reuse always
     option forwardfor
-    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Proto $proto
     http-request set-header X-Forwarded-Host %[req.hdr(host)]
     http-request set-header X-Forwarded-Port %[dst_port]
     http-request set-header X-Real-IP %[src]
@@ -305,7 +333,11 @@ EOF
 }
 
 lt_start_proxy_ringway() {
-    local port=$1 backend=$2 extra=${3:-} cfg="$LT_TMP/ringway.toml"
+    local port=$1 backend=$2 extra=${3:-} cfg="$LT_TMP/ringway.toml" tls=""
+    # rustls speaks TLS 1.2 and 1.3; the clients here all pick 1.3.
+    [[ -n ${LT_TLS_DIR:-} ]] && tls="[[listener.tls]]
+cert = \"$LT_TLS_DIR/cert.pem\"
+key = \"$LT_TLS_DIR/key.pem\""
     [[ -n "${LT_RINGWAY:-}" ]] || LT_RINGWAY=$(lt_ringway_bin)
     # workers = 1: ringway pins worker 0 to core 0 itself; taskset keeps its other threads there too.
     cat >"$cfg" <<EOF
@@ -314,6 +346,7 @@ workers = 1
 
 [[listener]]
 bind = "127.0.0.1:$port"
+$tls
 
 [upstream.backend]
 servers = ["127.0.0.1:$backend"]

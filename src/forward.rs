@@ -20,9 +20,10 @@ use crate::observe::{event, Level, Record};
 use crate::proxy::{reply, Reply, WorkerCtx};
 use crate::rewrite::{map_cookie_path, map_location};
 use crate::tunnel::PipePool;
-use crate::upstream::{connect, FailureKind, Tried, UpstreamConn, UpstreamError};
+use crate::upstream::{connect, FailureKind, Lease, Tried, UpstreamConn, UpstreamError};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use std::io;
+use std::mem::MaybeUninit;
 use std::time::{Duration, Instant};
 
 /// A request that passed every check, with its upstream head already written.
@@ -282,18 +283,24 @@ async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
 
     // Choose a server, send, read the response head. A stale pooled connection is retried once
     // on a fresh one to the same server; other failures move on to another server when allowed.
-    let mut tried = Tried::default();
-    let mut retries_left = up.retries;
-    let mut last_err: Option<UpstreamError> = None;
-    let mut lease = None;
+    let mut failover = Failover {
+        tried: Tried::default(),
+        retries_left: up.retries,
+        last_err: None,
+        lease: None,
+    };
     let mut fresh_only = false;
     let (mut upstream, resp) = loop {
-        if lease.is_none() {
-            let l = match ctx.upstreams.acquire(plan, o.upstream, o.affinity, &tried).await {
+        if failover.lease.is_none() {
+            let l = match ctx
+                .upstreams
+                .acquire(plan, o.upstream, o.affinity, &failover.tried)
+                .await
+            {
                 Ok(l) => l,
                 // Every server failed this request: the last failure says more than "none left".
                 Err(e) => {
-                    let e = match (last_err.take(), &e.kind) {
+                    let e = match (failover.last_err.take(), &e.kind) {
                         (Some(last), FailureKind::NoHealthyServer) => last,
                         _ => e,
                     };
@@ -303,7 +310,7 @@ async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
             o.server = l.server;
             rec.server = Some(l.server);
             retarget_host(out, o, &up.servers[l.server].authority);
-            lease = Some(l);
+            failover.lease = Some(l);
             fresh_only = false;
         }
         let pooled = if fresh_only {
@@ -323,13 +330,7 @@ async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
                     // Nothing was sent: any request may move to another server.
                     ctx.observe.upstream_failed(o.upstream, o.server, &e.kind);
                     ctx.upstreams.failed(plan, o.upstream, o.server);
-                    event(
-                        Level::Warn,
-                        format_args!("{} {}; trying another server", route_label(route), e),
-                    );
-                    tried.add(o.server);
-                    lease = None;
-                    last_err = Some(e);
+                    failover.give_up(route, o.server, e, "trying another server");
                     continue;
                 }
             },
@@ -344,15 +345,8 @@ async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
                 continue;
             }
             let e = UpstreamError::new(up, o.server, FailureKind::Io(e));
-            if resendable && o.idempotent && retries_left > 0 {
-                retries_left -= 1;
-                event(
-                    Level::Warn,
-                    format_args!("{} {}; retrying on another server", route_label(route), e),
-                );
-                tried.add(o.server);
-                lease = None;
-                last_err = Some(e);
+            if resendable && o.idempotent && failover.take_retry() {
+                failover.give_up(route, o.server, e, "retrying on another server");
                 continue;
             }
             return Err((Abort::Upstream(e), body_done));
@@ -411,15 +405,8 @@ async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
                     ctx.upstreams.failed(plan, o.upstream, o.server);
                 }
                 let e = UpstreamError::new(up, o.server, kind);
-                if resendable && !any_byte && o.idempotent && retries_left > 0 {
-                    retries_left -= 1;
-                    event(
-                        Level::Warn,
-                        format_args!("{} {}; retrying on another server", route_label(route), e),
-                    );
-                    tried.add(o.server);
-                    lease = None;
-                    last_err = Some(e);
+                if resendable && !any_byte && o.idempotent && failover.take_retry() {
+                    failover.give_up(route, o.server, e, "retrying on another server");
                     continue;
                 }
                 return Err((Abort::Upstream(e), request_whole));
@@ -445,12 +432,39 @@ async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
         .await
         .map_err(|a| (a, request_whole))?;
     let keep = o.client_keep_alive && !resp.close_client;
-    drop(lease);
+    drop(failover);
     Ok(Done::Http {
         keep,
         upstream,
         reusable: complete && resp.reusable && request_whole,
     })
+}
+
+/// The attempts of one request: the servers it gave up on, the lease on the current one, the
+/// failure to report if none is left, and how many retries the upstream still allows.
+struct Failover<'a> {
+    tried: Tried,
+    lease: Option<Lease<'a>>,
+    last_err: Option<UpstreamError>,
+    retries_left: u32,
+}
+
+impl Failover<'_> {
+    /// Counts one retry against the upstream's `retries`; false when none is left.
+    fn take_retry(&mut self) -> bool {
+        let left = self.retries_left > 0;
+        self.retries_left = self.retries_left.saturating_sub(1);
+        left
+    }
+
+    /// Gives up on `server` for this request: logs why, releases its lease and keeps the error,
+    /// so the next turn of the loop picks another server (or reports this failure).
+    fn give_up(&mut self, route: &RoutePlan, server: usize, e: UpstreamError, next: &str) {
+        event(Level::Warn, format_args!("{} {}; {}", route_label(route), e, next));
+        self.tried.add(server);
+        self.lease = None;
+        self.last_err = Some(e);
+    }
 }
 
 /// With `preserve_host = false` the Host header names the server: make it the chosen one.
@@ -665,13 +679,15 @@ pub fn build_response_head(
     route: &RoutePlan,
     o: &Outgoing,
 ) -> Result<HeadParse, FailureKind> {
-    let mut headers = [httparse::EMPTY_HEADER; 128];
-    let mut res = httparse::Response::new(&mut headers);
-    let head_len = match res.parse(rbuf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(HeadParse::Partial),
-        Err(_) => return Err(FailureKind::BadResponse("unparsable response head")),
-    };
+    // Uninitialised slots, as for request heads (`proxy::decide`).
+    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
+    let mut res = httparse::Response::new(&mut []);
+    let head_len =
+        match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut res, rbuf, &mut headers) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Ok(HeadParse::Partial),
+            Err(_) => return Err(FailureKind::BadResponse("unparsable response head")),
+        };
     let status = res.code.unwrap_or(0);
     if status == 101 {
         if !o.upgrade {

@@ -2,8 +2,10 @@
 //!
 //! monoio reads and writes take the buffer and hand it back. When a deadline fires, the pending
 //! operation is cancelled and keeps its buffer, so these helpers return an empty Vec then: callers
-//! treat a timeout as the end of the exchange anyway.
+//! treat a timeout as the end of the exchange anyway. Deadlines run on the client connection's
+//! timer (`deadline`), so an operation does not insert and remove a timer of its own.
 
+use crate::deadline::timeout;
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use std::io;
@@ -26,7 +28,7 @@ pub async fn read_append<S: AsyncReadRent>(
         buf.reserve(grow.max(1));
     }
     let end = buf.capacity().min(len.saturating_add(limit.max(1)));
-    match monoio::time::timeout(t, s.read(buf.slice_mut(len..end))).await {
+    match timeout(t, s.read(buf.slice_mut(len..end))).await {
         Ok((res, slice)) => (res, slice.into_inner()),
         Err(_) => (Err(timed_out()), Vec::new()),
     }
@@ -43,7 +45,7 @@ pub async fn write_from<S: AsyncWriteRent>(
         return (Ok(()), buf);
     }
     let fut = s.write_all(buf.slice(from..));
-    match monoio::time::timeout(t, fut).await {
+    match timeout(t, fut).await {
         Ok((res, slice)) => (res.map(|_| ()), slice.into_inner()),
         Err(_) => (Err(timed_out()), Vec::new()),
     }
@@ -72,7 +74,7 @@ pub async fn write_out<S: AsyncWriteRent>(s: &mut S, buf: &mut Vec<u8>, from: us
 
 /// Writes a static byte string (interim responses).
 pub async fn write_static<S: AsyncWriteRent>(s: &mut S, bytes: &'static [u8], t: Duration) -> io::Result<()> {
-    match monoio::time::timeout(t, s.write_all(bytes)).await {
+    match timeout(t, s.write_all(bytes)).await {
         Ok((res, _)) => res.map(|_| ()),
         Err(_) => Err(timed_out()),
     }

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod auth;
 pub mod body_splice;
 pub mod config;
+pub mod deadline;
 pub mod forward;
 pub mod http;
 pub mod inspect;

@@ -25,6 +25,8 @@ use crate::upstream::{affinity, Board, ConnPool, UpstreamConn, Upstreams};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 use std::borrow::Cow;
+use std::future::Future;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -200,7 +202,22 @@ impl<S: Session + 'static> ClientStream for TlsStream<S> {
 
 /// Serves one client connection. `guard` lives as long as the connection, including a tunnel it
 /// may become (it counts open connections for `max_connections`).
-pub async fn serve<C: ClientStream + 'static, G: 'static>(ctx: Rc<WorkerCtx>, client: C, info: ClientInfo, guard: G) {
+pub fn serve<C: ClientStream + 'static, G: 'static>(
+    ctx: Rc<WorkerCtx>,
+    client: C,
+    info: ClientInfo,
+    guard: G,
+) -> impl Future<Output = ()> {
+    // One timer for every read and write deadline of this connection (see `deadline`).
+    crate::deadline::scoped(serve_requests(ctx, client, info, guard))
+}
+
+async fn serve_requests<C: ClientStream + 'static, G: 'static>(
+    ctx: Rc<WorkerCtx>,
+    client: C,
+    info: ClientInfo,
+    guard: G,
+) {
     let plan = ctx.plan.clone();
     let limits = &plan.server;
     let gauge = ConnGauge::new(&ctx.observe);
@@ -467,9 +484,11 @@ pub fn decide_with(
     out: &mut Vec<u8>,
     rec: &mut Record,
 ) -> Decision {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(head) {
+    // Left uninitialised: zeroing 128 header slots on every request costs more than parsing a
+    // typical head; httparse writes each slot it hands back.
+    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(head, &mut headers) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => {
             return Decision::Reply(Reply::refused(RequestError::Malformed("incomplete request head")))

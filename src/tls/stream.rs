@@ -8,7 +8,7 @@
 //!
 //! States: `Handshaking` (flush what rustls wants to send, read what it wants to read, under the
 //! caller's deadline) → `Open` (read: decrypted bytes from rustls, else recv + `process_new_packets`,
-//! else wait readable; write: encrypt into rustls, send until its queue is empty, waiting writable
+//! else wait readable — first, when the last recv left the socket empty; write: encrypt into rustls, send until its queue is empty, waiting writable
 //! on EAGAIN) → `Closed` (`shutdown`: close_notify, flush, SHUT_WR; or end of stream from the peer,
 //! which reads as `Ok(0)` with or without close_notify).
 //!
@@ -38,10 +38,29 @@ pub struct TlsStream<C: Session> {
     conn: RefCell<C>,
     /// close_notify was queued (`shutdown()` or the relay's half-close).
     closed: Cell<bool>,
+    /// The last receive got less than it asked for: the socket was empty then, so the next
+    /// `read` waits for readiness first instead of a receive that would only say EAGAIN (on a
+    /// keep-alive connection that was one wasted system call per request).
+    drained: Cell<bool>,
 }
 
 /// Adapter so rustls reads from and writes to the raw socket without blocking.
 struct Fd<'a>(BorrowedFd<'a>);
+
+/// [`Fd`] for receiving, noting whether the socket was left empty.
+struct Recv<'a> {
+    fd: BorrowedFd<'a>,
+    drained: &'a Cell<bool>,
+}
+
+impl Read for Recv<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = sys::recv(self.fd, buf)?;
+        // 0 is the end of the stream, not an empty socket.
+        self.drained.set(n > 0 && n < buf.len());
+        Ok(n)
+    }
+}
 
 impl Read for Fd<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -90,6 +109,7 @@ impl<C: Session> TlsStream<C> {
             tcp,
             conn: RefCell::new(conn),
             closed: Cell::new(false),
+            drained: Cell::new(false),
         })
     }
 
@@ -130,7 +150,10 @@ impl<C: Session> TlsStream<C> {
     fn pull(&self) -> io::Result<usize> {
         let fd = socket_fd(&self.tcp);
         let mut conn = self.conn.borrow_mut();
-        let n = conn.read_tls(&mut Fd(fd))?;
+        let n = conn.read_tls(&mut Recv {
+            fd,
+            drained: &self.drained,
+        })?;
         if let Err(e) = conn.process_new_packets() {
             let _ = conn.write_tls(&mut Fd(fd));
             return Err(io::Error::new(io::ErrorKind::InvalidData, e));
@@ -229,6 +252,10 @@ impl<C: Session> TlsStream<C> {
     }
 
     async fn read_with(&self, mut take: impl FnMut(&[u8]) -> usize) -> io::Result<usize> {
+        if self.drained.get() && !self.has_plaintext() {
+            self.tcp.readable(false).await?;
+            self.drained.set(false);
+        }
         loop {
             match self.try_read_with(&mut take) {
                 Err(e) if would_block(&e) => self.tcp.readable(false).await?,
