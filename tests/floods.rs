@@ -167,6 +167,20 @@ fn five_thousand_slowloris_connections_do_not_starve_others_and_are_closed_at_th
 /// buffer grows to at most 32 KiB of capacity (20 KiB of RSS measured), plus the connection task.
 const HEAD_HOLD_KIB_PER_CONN: u64 = 32;
 
+/// The proxy's RSS once it has stopped moving: two readings 200 ms apart within 0.5% (or 5 s).
+fn settled_rss_kib(p: &Ringway) -> u64 {
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut last = p.rss_kib();
+    loop {
+        thread::sleep(Duration::from_millis(200));
+        let now = p.rss_kib();
+        if now.abs_diff(last) <= now / 200 || Instant::now() >= end {
+            return now;
+        }
+        last = now;
+    }
+}
+
 #[test]
 fn flood_of_huge_heads_is_answered_431_with_memory_bounded_and_reused() {
     const N: usize = 1000;
@@ -197,8 +211,8 @@ fn flood_of_huge_heads_is_answered_431_with_memory_bounded_and_reused() {
             "the proxy did not hold the parked heads ({} fds, baseline {baseline_fds})",
             p.fd_count()
         );
-        thread::sleep(Duration::from_millis(300));
-        peaks.push(p.rss_kib());
+        // Accepted is not yet read: wait until the heads are in (RSS stops growing).
+        peaks.push(settled_rss_kib(&p));
         serve_meanwhile(&p, Instant::now() + Duration::from_millis(300));
         // Then every head goes over the limit: each gets 431 and is closed.
         for s in socks.iter_mut() {

@@ -177,6 +177,26 @@ impl Ringway {
         v
     }
 
+    /// Open sockets and pipe ends of the proxy: a connection leak shows in the first; the second
+    /// includes the pipes a worker keeps pooled for splicing (bounded by its pool size, reused).
+    pub fn sockets_and_pipes(&self) -> (usize, usize) {
+        let t = self.fd_targets();
+        let count = |kind: &str| t.iter().filter(|x| x.starts_with(kind)).count();
+        (count("socket:"), count("pipe:"))
+    }
+
+    /// Waits until the proxy holds at most `limit` sockets (connections close asynchronously).
+    pub fn wait_sockets_at_most(&self, limit: usize, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            let n = self.sockets_and_pipes().0;
+            if n <= limit || Instant::now() >= deadline {
+                return n;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits until the fd count is at most `limit` (connections are closed asynchronously).
     pub fn wait_fds_at_most(&self, limit: usize, within: Duration) -> usize {
         let deadline = Instant::now() + within;
