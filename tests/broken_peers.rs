@@ -241,12 +241,25 @@ fn a_pooled_connection_closed_after_taking_the_request_is_retried_only_for_idemp
     p.assert_healthy();
 }
 
+/// Sockets back to the count `before` (sockets, pipe ends); spliced bodies may leave one drained
+/// pipe pair pooled for the next body (pipes holding bytes are closed, never pooled).
+fn assert_nothing_leaked(p: &Ringway, before: (usize, usize)) {
+    let (sockets, pipes) = before;
+    let now = p.wait_sockets_at_most(sockets, Duration::from_secs(3));
+    let pipes_now = p.sockets_and_pipes().1;
+    assert!(
+        now <= sockets && pipes_now <= pipes + 2,
+        "sockets {now} (before {sockets}), pipe ends {pipes_now} (before {pipes}): {:?}",
+        p.fd_targets()
+    );
+}
+
 #[test]
 fn a_client_leaving_mid_upload_closes_its_upstream_connection_and_leaks_nothing() {
     let up = Scripted::always(OK);
     let mut p = proxy(up.addr, "");
     assert_eq!(raw_roundtrip(p.addr(), &get_req("/warm", "h", &[])).status, 200);
-    let (baseline, base_pipes) = p.sockets_and_pipes();
+    let before = p.sockets_and_pipes();
     for round in 0..5 {
         let mut s = TcpStream::connect(p.addr()).unwrap();
         s.write_all(b"POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 10000000\r\n\r\n")
@@ -269,15 +282,7 @@ fn a_client_leaving_mid_upload_closes_its_upstream_connection_and_leaks_nothing(
             "round {round}: the upstream connection of an abandoned upload stayed open"
         );
     }
-    // Sockets back to the baseline; spliced bodies may leave one drained pipe pair pooled for the
-    // next body (pipes holding bytes are closed, never pooled).
-    let now = p.wait_sockets_at_most(baseline, Duration::from_secs(3));
-    let pipes = p.sockets_and_pipes().1;
-    assert!(
-        now <= baseline && pipes <= base_pipes + 2,
-        "sockets {now} (baseline {baseline}), pipe ends {pipes} (baseline {base_pipes}): {:?}",
-        p.fd_targets()
-    );
+    assert_nothing_leaked(&p, before);
     // The pooled connection from the warm-up is still the only reusable one.
     assert_eq!(raw_roundtrip(p.addr(), &get_req("/after", "h", &[])).status, 200);
     p.assert_healthy();
@@ -303,7 +308,7 @@ fn a_client_leaving_mid_download_closes_its_upstream_connection_and_leaks_nothin
         }
     });
     let mut p = proxy(up.addr, "");
-    let (baseline, base_pipes) = p.sockets_and_pipes();
+    let before = p.sockets_and_pipes();
     for round in 0..6 {
         let mut s = TcpStream::connect(p.addr()).unwrap();
         s.write_all(&get_req("/download", "h", &[])).unwrap();
@@ -321,15 +326,7 @@ fn a_client_leaving_mid_download_closes_its_upstream_connection_and_leaks_nothin
         6,
         "every download used its own connection"
     );
-    // Sockets back to the baseline; spliced bodies may leave one drained pipe pair pooled for the
-    // next body (pipes holding bytes are closed, never pooled).
-    let now = p.wait_sockets_at_most(baseline, Duration::from_secs(3));
-    let pipes = p.sockets_and_pipes().1;
-    assert!(
-        now <= baseline && pipes <= base_pipes + 2,
-        "sockets {now} (baseline {baseline}), pipe ends {pipes} (baseline {base_pipes}): {:?}",
-        p.fd_targets()
-    );
+    assert_nothing_leaked(&p, before);
     p.assert_healthy();
 }
 

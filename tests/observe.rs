@@ -160,6 +160,30 @@ fn ws_connect(proxy: SocketAddr, path: &str) -> tungstenite::WebSocket<TcpStream
     ws
 }
 
+/// Upstreams and routes shared by the log and metrics tests: `/app/` (a backend), `/ws` (a
+/// WebSocket echo server) and `/dead/` (an address that refuses connections).
+fn app_ws_dead(backend: SocketAddr, ws: SocketAddr, dead: SocketAddr) -> String {
+    format!(
+        r#"
+[upstream.app]
+servers = ["{backend}"]
+[upstream.ws]
+servers = ["{ws}"]
+[upstream.dead]
+servers = ["{dead}"]
+[[route]]
+prefix = "/app/"
+upstream = "app"
+[[route]]
+prefix = "/ws"
+upstream = "ws"
+[[route]]
+prefix = "/dead/"
+upstream = "dead"
+"#
+    )
+}
+
 fn logged_proxy(
     format: &str,
     dir: &TempDir,
@@ -179,23 +203,9 @@ access = "{}"
 format = "{format}"
 [admin]
 bind = "127.0.0.1:0"
-[upstream.app]
-servers = ["{backend}"]
-[upstream.ws]
-servers = ["{ws}"]
-[upstream.dead]
-servers = ["{dead}"]
-[[route]]
-prefix = "/app/"
-upstream = "app"
-[[route]]
-prefix = "/ws"
-upstream = "ws"
-[[route]]
-prefix = "/dead/"
-upstream = "dead"
-"#,
-        log.display()
+{}"#,
+        log.display(),
+        app_ws_dead(backend, ws, dead)
     );
     (Ringway::start(&cfg), log)
 }
@@ -385,30 +395,15 @@ workers = 2
 bind = "127.0.0.1:0"
 [admin]
 bind = "127.0.0.1:0"
-[upstream.app]
-servers = ["{}"]
-[upstream.ws]
-servers = ["{}"]
-[upstream.dead]
-servers = ["{dead}"]
+{}
 [upstream.slow]
 servers = ["{}"]
-[[route]]
-prefix = "/app/"
-upstream = "app"
-[[route]]
-prefix = "/ws"
-upstream = "ws"
-[[route]]
-prefix = "/dead/"
-upstream = "dead"
 [[route]]
 prefix = "/slow/"
 upstream = "slow"
 response_timeout = "300ms"
 "#,
-        backend.addr,
-        ws_echo_server(),
+        app_ws_dead(backend.addr, ws_echo_server(), dead),
         slow.addr
     );
     let p = Ringway::start(&cfg);
