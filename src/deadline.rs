@@ -110,6 +110,7 @@ impl<F: Future> Future for Scoped<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.get_mut();
         let _restore = Restore(CURRENT.with(|c| c.replace(Some(this.timer.clone()))));
+        let _clock = crate::clock::window();
         this.fut.as_mut().poll(cx)
     }
 }
@@ -127,7 +128,7 @@ pub async fn timeout<F: Future>(t: Duration, fut: F) -> Result<F::Output, Elapse
             &own
         }
     };
-    let deadline = Instant::now() + t;
+    let deadline = Instant::from_std(crate::clock::now()) + t;
     let mut fut = pin!(fut);
     poll_fn(|cx| {
         if let Poll::Ready(v) = fut.as_mut().poll(cx) {

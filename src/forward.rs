@@ -24,7 +24,7 @@ use crate::upstream::{connect, FailureKind, Lease, Tried, UpstreamConn, Upstream
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use std::io;
 use std::mem::MaybeUninit;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A request that passed every check, with its upstream head already written.
 pub struct Outgoing {
@@ -275,7 +275,7 @@ async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
     decoded: u64,
     rec: &mut Record,
 ) -> Result<Done, Failed> {
-    let started = Instant::now();
+    let started = crate::clock::now();
     let plan = &*ctx.plan;
     let up = &plan.upstreams[o.upstream];
     let mut decoder = decoder;
@@ -393,7 +393,7 @@ async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
                     false => resp,
                 };
                 rec.status = resp.status;
-                rec.upstream_time = Some(started.elapsed());
+                rec.upstream_time = Some(crate::clock::now().saturating_duration_since(started));
                 break (stream, resp);
             }
             // The server may have read the request before closing: only a request that is safe
@@ -593,13 +593,13 @@ async fn read_response_head(
     o: &Outgoing,
     any_byte: &mut bool,
 ) -> Result<ResponsePlan, FailureKind> {
-    let deadline = Instant::now() + route.response_timeout;
+    let deadline = crate::clock::now() + route.response_timeout;
     loop {
         let cap = rbuf.capacity();
         if rbuf.len() == cap {
             return Err(FailureKind::BadResponse("response head too large"));
         }
-        let wait = deadline.saturating_duration_since(Instant::now());
+        let wait = deadline.saturating_duration_since(crate::clock::now());
         let res = read_into(upstream, rbuf, cap - rbuf.len(), 0, wait).await;
         match res {
             Ok(0) => {

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod auth;
 pub mod body_splice;
+pub mod clock;
 pub mod config;
 pub mod deadline;
 pub mod forward;

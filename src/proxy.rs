@@ -421,10 +421,10 @@ async fn read_head<C: AsyncReadRent>(
         let wait = match deadline {
             None if buf.is_empty() => idle,
             None => {
-                deadline = Some(std::time::Instant::now() + header_timeout);
+                deadline = Some(crate::clock::now() + header_timeout);
                 header_timeout
             }
-            Some(d) => d.saturating_duration_since(std::time::Instant::now()),
+            Some(d) => d.saturating_duration_since(crate::clock::now()),
         };
         let room = max_head - buf.len();
         let idle = drain.filter(|_| buf.is_empty() && deadline.is_none());
@@ -443,7 +443,7 @@ async fn read_head<C: AsyncReadRent>(
             Ok(0) => return (HeadRead::Closed, buf),
             Ok(_) => {
                 if deadline.is_none() {
-                    deadline = Some(std::time::Instant::now() + header_timeout);
+                    deadline = Some(crate::clock::now() + header_timeout);
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
