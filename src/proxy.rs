@@ -393,7 +393,7 @@ async fn read_head<C: AsyncReadRent>(
             scanned = 0;
         }
         if !buf.is_empty() {
-            if let Some(end) = memchr::memmem::find(&buf[scanned.saturating_sub(3)..], b"\r\n\r\n") {
+            if let Some(end) = crate::http::find_head_end(&buf[scanned.saturating_sub(3)..]) {
                 return (HeadRead::Complete(scanned.saturating_sub(3) + end + 4), buf);
             }
             let settled = if buf.last() == Some(&b'\r') {
