@@ -14,7 +14,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -116,8 +116,9 @@ impl<F: Future> Future for Scoped<F> {
 }
 
 /// `fut` with a time limit `t`: on the current connection's timer inside [`scoped`], else on a
-/// timer of its own.
-pub async fn timeout<F: Future>(t: Duration, fut: F) -> Result<F::Output, Elapsed> {
+/// timer of its own. Callers pin the operation where it stands (`pin!(op)`) and lend it: an
+/// owned `fut` would be moved into this future and once more to be pinned.
+pub async fn timeout<F: Future + Unpin>(t: Duration, mut fut: F) -> Result<F::Output, Elapsed> {
     // One async layer only: every layer would move `fut` (an I/O future) once more.
     let shared = current();
     let own;
@@ -129,9 +130,8 @@ pub async fn timeout<F: Future>(t: Duration, fut: F) -> Result<F::Output, Elapse
         }
     };
     let deadline = Instant::from_std(crate::clock::now()) + t;
-    let mut fut = pin!(fut);
     poll_fn(|cx| {
-        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+        if let Poll::Ready(v) = Pin::new(&mut fut).poll(cx) {
             return Poll::Ready(Ok(v));
         }
         timer.poll_until(deadline, cx).map(|()| Err(Elapsed))
@@ -142,6 +142,7 @@ pub async fn timeout<F: Future>(t: Duration, fut: F) -> Result<F::Output, Elapse
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::pin::pin;
 
     fn block_on<F: Future>(fut: F) -> F::Output {
         monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
@@ -154,7 +155,11 @@ mod tests {
     #[test]
     fn completes_before_the_deadline() {
         let r = block_on(scoped(async {
-            timeout(Duration::from_secs(5), monoio::time::sleep(Duration::from_millis(5))).await
+            timeout(
+                Duration::from_secs(5),
+                pin!(monoio::time::sleep(Duration::from_millis(5))),
+            )
+            .await
         }));
         assert!(r.is_ok());
     }
@@ -164,7 +169,11 @@ mod tests {
         for scope in [true, false] {
             let run = async {
                 let start = Instant::now();
-                let r = timeout(Duration::from_millis(30), monoio::time::sleep(Duration::from_secs(5))).await;
+                let r = timeout(
+                    Duration::from_millis(30),
+                    pin!(monoio::time::sleep(Duration::from_secs(5))),
+                )
+                .await;
                 (r.is_err(), start.elapsed())
             };
             let (elapsed, took) = if scope { block_on(scoped(run)) } else { block_on(run) };
@@ -180,10 +189,18 @@ mod tests {
     fn a_long_deadline_armed_first_does_not_delay_a_short_one() {
         let took = block_on(scoped(async {
             // Arms the connection timer far out, then a short operation must still time out soon.
-            let ok = timeout(Duration::from_secs(60), monoio::time::sleep(Duration::from_millis(1))).await;
+            let ok = timeout(
+                Duration::from_secs(60),
+                pin!(monoio::time::sleep(Duration::from_millis(1))),
+            )
+            .await;
             assert!(ok.is_ok());
             let start = Instant::now();
-            let r = timeout(Duration::from_millis(20), monoio::time::sleep(Duration::from_secs(5))).await;
+            let r = timeout(
+                Duration::from_millis(20),
+                pin!(monoio::time::sleep(Duration::from_secs(5))),
+            )
+            .await;
             assert!(r.is_err());
             start.elapsed()
         }));
@@ -195,12 +212,16 @@ mod tests {
         let (r, took) = block_on(scoped(async {
             // A short deadline arms the timer, then completes; the next operation's longer deadline
             // must survive the stale alarm firing underneath it.
-            let ok = timeout(Duration::from_millis(10), monoio::time::sleep(Duration::from_millis(1))).await;
+            let ok = timeout(
+                Duration::from_millis(10),
+                pin!(monoio::time::sleep(Duration::from_millis(1))),
+            )
+            .await;
             assert!(ok.is_ok());
             let start = Instant::now();
             let r = timeout(
                 Duration::from_millis(80),
-                monoio::time::sleep(Duration::from_millis(40)),
+                pin!(monoio::time::sleep(Duration::from_millis(40))),
             )
             .await;
             (r, start.elapsed())
@@ -211,10 +232,13 @@ mod tests {
     #[test]
     fn two_operations_in_one_task_keep_their_own_deadlines() {
         let (short, long) = block_on(scoped(async {
-            let a = timeout(Duration::from_millis(20), monoio::time::sleep(Duration::from_secs(5)));
+            let a = timeout(
+                Duration::from_millis(20),
+                Box::pin(monoio::time::sleep(Duration::from_secs(5))),
+            );
             let b = timeout(
                 Duration::from_millis(200),
-                monoio::time::sleep(Duration::from_millis(60)),
+                Box::pin(monoio::time::sleep(Duration::from_millis(60))),
             );
             let (a, b) = monoio::join!(a, b);
             (a.is_err(), b.is_ok())

@@ -9,6 +9,7 @@ use crate::deadline::timeout;
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use std::io;
+use std::pin::pin;
 use std::time::Duration;
 
 pub fn timed_out() -> io::Error {
@@ -28,7 +29,7 @@ pub async fn read_append<S: AsyncReadRent>(
         buf.reserve(grow.max(1));
     }
     let end = buf.capacity().min(len.saturating_add(limit.max(1)));
-    match timeout(t, s.read(buf.slice_mut(len..end))).await {
+    match timeout(t, pin!(s.read(buf.slice_mut(len..end)))).await {
         Ok((res, slice)) => (res, slice.into_inner()),
         Err(_) => (Err(timed_out()), Vec::new()),
     }
@@ -44,8 +45,7 @@ pub async fn write_from<S: AsyncWriteRent>(
     if from >= buf.len() {
         return (Ok(()), buf);
     }
-    let fut = s.write_all(buf.slice(from..));
-    match timeout(t, fut).await {
+    match timeout(t, pin!(s.write_all(buf.slice(from..)))).await {
         Ok((res, slice)) => (res.map(|_| ()), slice.into_inner()),
         Err(_) => (Err(timed_out()), Vec::new()),
     }
@@ -74,7 +74,7 @@ pub async fn write_out<S: AsyncWriteRent>(s: &mut S, buf: &mut Vec<u8>, from: us
 
 /// Writes a static byte string (interim responses).
 pub async fn write_static<S: AsyncWriteRent>(s: &mut S, bytes: &'static [u8], t: Duration) -> io::Result<()> {
-    match timeout(t, s.write_all(bytes)).await {
+    match timeout(t, pin!(s.write_all(bytes))).await {
         Ok((res, _)) => res.map(|_| ()),
         Err(_) => Err(timed_out()),
     }
