@@ -11,6 +11,7 @@ use crate::http::chunked::{ChunkedDecoder, Step};
 use crate::http::headers::{classify, Known};
 use crate::http::write::{header, header_u64, reason_phrase};
 use crate::io_util::{read_append, write_from};
+use crate::observe::{event, Level};
 use crate::proxy::{Decision, WorkerCtx};
 use monoio::net::TcpStream;
 use std::net::SocketAddr;
@@ -107,7 +108,8 @@ pub async fn authorize(ctx: &WorkerCtx, o: Outgoing, sub: Subrequest, out: &mut 
     let answer = match ask(fa, &sub.head, deadline).await {
         Ok(a) => a,
         Err(why) => {
-            eprintln!("ringway: auth {} ({}): {why}", plan.access.auths[sub.auth].name, fa.url);
+            let name = &plan.access.auths[sub.auth].name;
+            event(Level::Warn, format_args!("auth {name} ({}): {why}", fa.url));
             return unavailable(fa, why, sub.close);
         }
     };
@@ -137,10 +139,8 @@ pub async fn authorize(ctx: &WorkerCtx, o: Outgoing, sub: Subrequest, out: &mut 
             }
         }
         _ => {
-            eprintln!(
-                "ringway: auth {} ({}): answered {status}",
-                plan.access.auths[sub.auth].name, fa.url
-            );
+            let name = &plan.access.auths[sub.auth].name;
+            event(Level::Warn, format_args!("auth {name} ({}): answered {status}", fa.url));
             unavailable(fa, "unexpected status", sub.close)
         }
     }

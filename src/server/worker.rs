@@ -8,6 +8,7 @@
 use super::contain::Contained;
 use super::shutdown::DrainSignal;
 use crate::config::Plan;
+use crate::observe::{event, Level};
 use crate::proxy::{serve, ClientInfo, WorkerCtx};
 use monoio::io::{CancelHandle, Canceller};
 use monoio::net::TcpListener;
@@ -202,7 +203,7 @@ async fn accept_loop(
                             match tls.accept(stream, timeout).await {
                                 Ok(stream) => serve(ctx, stream, info, guard).await,
                                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                                    eprintln!("ringway: TLS client {peer}: {e}; closed")
+                                    event(Level::Info, format_args!("TLS client {peer}: {e}; closed"))
                                 }
                                 Err(_) => {}
                             }
@@ -218,9 +219,12 @@ async fn accept_loop(
                 );
                 if exhausted {
                     if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
-                        eprintln!(
-                            "ringway: accept: {e}; backing off (open connections on this worker: {})",
-                            open.get()
+                        event(
+                            Level::Error,
+                            format_args!(
+                                "accept: {e}; backing off (open connections on this worker: {})",
+                                open.get()
+                            ),
                         );
                         last_warning = Some(std::time::Instant::now());
                     }

@@ -8,6 +8,7 @@ use super::health::Board;
 use super::passive::Passive;
 use super::{FailureKind, UpstreamError};
 use crate::config::{Balance, Plan, UpstreamPlan};
+use crate::observe::{event, Level};
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
@@ -191,13 +192,16 @@ impl Upstreams {
         let up = &plan.upstreams[u];
         let Some(p) = &up.passive else { return };
         if self.groups[u].passive[s].failed(p, self.board.passes(u, s)) {
-            eprintln!(
-                "ringway: upstream {} ({}) ejected by worker {:?} for {} after {} failures in a row",
-                up.name,
-                up.servers[s].authority,
-                std::thread::current().name().unwrap_or("?"),
-                crate::config::units::format_duration(p.cooldown),
-                p.max_fails
+            event(
+                Level::Warn,
+                format_args!(
+                    "upstream {} ({}) ejected by worker {:?} for {} after {} failures in a row",
+                    up.name,
+                    up.servers[s].authority,
+                    std::thread::current().name().unwrap_or("?"),
+                    crate::config::units::format_duration(p.cooldown),
+                    p.max_fails
+                ),
             );
         }
     }
