@@ -7,29 +7,28 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+/// `F` is Unpin so the wrapper needs no pin projection: a connection future already lives in a
+/// box (`proxy::serve` returns one), so wrapping it adds no second allocation.
 pub struct Contained<F> {
-    /// Boxed so the wrapper is Unpin without unsafe pin projection; None once it panicked.
-    inner: Option<Pin<Box<F>>>,
+    /// None once it panicked.
+    inner: Option<F>,
     peer: std::net::SocketAddr,
 }
 
-impl<F: Future<Output = ()>> Contained<F> {
+impl<F: Future<Output = ()> + Unpin> Contained<F> {
     pub fn new(fut: F, peer: std::net::SocketAddr) -> Self {
-        Contained {
-            inner: Some(Box::pin(fut)),
-            peer,
-        }
+        Contained { inner: Some(fut), peer }
     }
 }
 
-impl<F: Future<Output = ()>> Future for Contained<F> {
+impl<F: Future<Output = ()> + Unpin> Future for Contained<F> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let Some(fut) = self.inner.as_mut() else {
             return Poll::Ready(());
         };
-        match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+        match catch_unwind(AssertUnwindSafe(|| Pin::new(fut).poll(cx))) {
             Ok(p) => p,
             Err(_) => {
                 // The panic message is already on stderr (default hook); dropping the task's

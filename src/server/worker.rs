@@ -208,7 +208,7 @@ async fn accept_loop(
                                 Err(_) => {}
                             }
                         };
-                        monoio::spawn(Contained::new(conn, peer));
+                        monoio::spawn(Contained::new(Box::pin(conn), peer));
                     }
                 }
             }
