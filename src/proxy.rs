@@ -20,7 +20,7 @@ use crate::rewrite::{check_path, upstream_path};
 use crate::route::normalize_host;
 use crate::server::Drain;
 use crate::tls::{Session, TlsStream};
-use crate::tunnel::{ready_relay, splice_tunnel, PipePool, DEFAULT_MAX_IDLE_PIPES, DEFAULT_PIPE_SIZE};
+use crate::tunnel::{ready_relay, splice_tunnel, PipePool, RelayEnd, DEFAULT_MAX_IDLE_PIPES, DEFAULT_PIPE_SIZE};
 use crate::upstream::{affinity, Board, ConnPool, UpstreamConn, Upstreams};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
@@ -171,16 +171,25 @@ impl ClientStream for TcpStream {
                     watch.closed(&ctx, &stats);
                 });
             }
-            tls => {
-                monoio::spawn(async move {
-                    let _guard = guard;
-                    let limits = &ctx.plan.routes[route].tunnel;
-                    let stats = ready_relay(self, tls, &ctx.bodies, &ctx.pipes, limits).await;
-                    watch.closed(&ctx, &stats);
-                });
-            }
+            tls => spawn_copy_tunnel(self, tls, ctx, route, (guard, watch)),
         }
     }
+}
+
+/// A tunnel where either side is TLS: the copy relay, a buffer only while bytes are in flight.
+fn spawn_copy_tunnel<C: RelayEnd + 'static, U: RelayEnd + 'static, G: 'static>(
+    client: C,
+    upstream: U,
+    ctx: Rc<WorkerCtx>,
+    route: usize,
+    (guard, watch): (G, TunnelWatch),
+) {
+    monoio::spawn(async move {
+        let _guard = guard;
+        let limits = &ctx.plan.routes[route].tunnel;
+        let stats = ready_relay(client, upstream, &ctx.bodies, &ctx.pipes, limits).await;
+        watch.closed(&ctx, &stats);
+    });
 }
 
 impl<S: Session + 'static> ClientStream for TlsStream<S> {
@@ -189,14 +198,9 @@ impl<S: Session + 'static> ClientStream for TlsStream<S> {
         upstream: UpstreamConn,
         ctx: Rc<WorkerCtx>,
         route: usize,
-        (guard, watch): (G, TunnelWatch),
+        guard: (G, TunnelWatch),
     ) {
-        monoio::spawn(async move {
-            let _guard = guard;
-            let limits = &ctx.plan.routes[route].tunnel;
-            let stats = ready_relay(self, upstream, &ctx.bodies, &ctx.pipes, limits).await;
-            watch.closed(&ctx, &stats);
-        });
+        spawn_copy_tunnel(self, upstream, ctx, route, guard);
     }
 }
 
