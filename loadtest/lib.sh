@@ -144,6 +144,16 @@ lt_proc_tree() {
     for c in $(pgrep -P "$pid" 2>/dev/null || true); do lt_proc_tree "$c"; done
 }
 
+# lt_proxy_gone NAME WHAT: true when proxy NAME (started by lt_start_proxy) has exited; then logs
+# "NAME (pid P) WHAT" and the last lines of its log, so a dead proxy is reported, not measured.
+lt_proxy_gone() {
+    local pid=${LT_PROXY_PID[$1]}
+    kill -0 "$pid" 2>/dev/null && return 1
+    lt_log "$1 (pid $pid) $2; last log lines:"
+    tail -n 20 "$LT_TMP/$1.log" >&2
+    return 0
+}
+
 # lt_cpu_ns PID: nanoseconds on CPU of PID's whole process tree, every thread: the first
 # field of /proc/P/task/T/schedstat. Stable to about ±8% here, unlike req/s (DESIGN.md).
 lt_cpu_ns() {

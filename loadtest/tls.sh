@@ -111,10 +111,8 @@ for ((r = 0; r < ROUNDS; r++)); do
             p=${proxies[$(((i + r) % n))]}
             [[ -n ${dead[$p]:-} ]] && continue
             pid=${LT_PROXY_PID[$p]}
-            if ! kill -0 "$pid" 2>/dev/null; then
+            if lt_proxy_gone "$p" "is gone"; then
                 dead[$p]=1
-                lt_log "$p (pid $pid) is gone; last log lines:"
-                tail -n 20 "$LT_TMP/$p.log" >&2
                 continue
             fi
             out="$LT_TMP/wrk-$m-$p-$r.txt"
@@ -131,7 +129,7 @@ for ((r = 0; r < ROUNDS; r++)); do
             rps[$m,$p]+=" $rs"; p99[$m,$p]+=" $l99"; cpu[$m,$p]+=" $us"
             [[ $m == handshake ]] && cpu[hs,$p]+=" $hs"
             errs[$m,$p]=$((${errs[$m,$p]:-0} + e))
-            kill -0 "$pid" 2>/dev/null || { dead[$p]=1; lt_log "$p died during its run"; tail -n 20 "$LT_TMP/$p.log" >&2; }
+            if lt_proxy_gone "$p" "died during its run"; then dead[$p]=1; fi
             lt_log "round $((r + 1))/$ROUNDS $m $p: $rs req/s, p99 $(lt_fmt_us "$l99"), $us µs CPU/req, errors $e"
             runs_md+="| $((r + 1)) | $m | $p | $req | $rs | $(lt_fmt_us "$l99") | $us | $e |"$'\n'
         done

@@ -59,7 +59,7 @@ for ((r = 0; r < ROUNDS; r++)); do
     for ((i = 0; i < n; i++)); do
         p=${proxies[$(((i + r) % n))]}
         pid=${LT_PROXY_PID[$p]}
-        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$LT_TMP/$p.log" >&2; lt_die "$p (pid $pid) is gone"; }
+        if lt_proxy_gone "$p" "is gone"; then lt_die "$p stopped the run"; fi
         out="$LT_TMP/echo-$p-$r.txt"
         c0=$(lt_cpu_ns "$pid"); b0=$(lt_cpu_ns_total "$backend_pid")
         lt_run_bg taskset -c "$LT_LOAD_CPU" "$bench" client "${port[$p]}" "$CONNS" "$DURATION" "$SIZE" "$WINDOW" "$THREADS" >"$out" ||
