@@ -161,8 +161,12 @@ struct Proxy {
 
 impl Proxy {
     fn start(relay: Relay, limits: TunnelLimits) -> Proxy {
-        let front = TcpListener::bind("127.0.0.1:0").expect("bind the proxy listener");
         let backend = TcpListener::bind("127.0.0.1:0").expect("bind the backend listener");
+        Proxy::start_with_backend(relay, limits, backend)
+    }
+
+    fn start_with_backend(relay: Relay, limits: TunnelLimits, backend: TcpListener) -> Proxy {
+        let front = TcpListener::bind("127.0.0.1:0").expect("bind the proxy listener");
         let addr = front.local_addr().unwrap();
         let backend_addr = backend.local_addr().unwrap();
         let pool = Rc::new(PipePool::new(64 * 1024, 64));
@@ -460,6 +464,42 @@ async fn small_messages(relay: Relay) {
          back in {burst:?} (debug build); pipes created {}",
         proxy.pool.created()
     );
+}
+
+#[test]
+fn small_bursts_to_a_slow_reader_wait_and_arrive_intact() {
+    on_both_drivers("small_bursts_to_a_slow_reader_wait_and_arrive_intact", || async {
+        // A backend with a tiny receive buffer that does not read at first: the relay soon finds
+        // the peer full with bytes still in its pipe and must wait for writability, many times.
+        let opts = monoio::net::ListenerOpts::new().recv_buf_size(4096);
+        let backend = TcpListener::bind_with_config("127.0.0.1:0", &opts).expect("bind the backend listener");
+        let proxy = Proxy::start_with_backend(Relay::Splice, TunnelLimits::default(), backend);
+        let (client, upstream) = proxy.open().await;
+        let data = pattern(3, 4 * MIB);
+        let (client_read, mut client_write) = client.into_split();
+        let writer = monoio::spawn({
+            let data = data.clone();
+            async move {
+                // Many small writes: the relay sees bursts of every size, not one big stream.
+                for piece in data.chunks(1000) {
+                    write_all(&mut client_write, piece.to_vec()).await;
+                }
+                client_write.shutdown().await.unwrap();
+            }
+        });
+        monoio::time::sleep(Duration::from_millis(300)).await;
+        let (mut upstream_read, upstream_write) = upstream.into_split();
+        let got = read_to_end(&mut upstream_read).await;
+        writer.await;
+        assert_eq!(got.len(), data.len());
+        assert_eq!(fnv1a(&got), fnv1a(&data), "client → upstream bytes lost or reordered");
+        drop((upstream_read, upstream_write, client_read));
+
+        let (_, stats) = proxy.single_end().await;
+        assert_both_closed(&stats);
+        assert_eq!(stats.client_to_upstream, data.len() as u64);
+        assert_eq!(proxy.pool.in_use(), 0, "every pipe is back in the pool");
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
