@@ -324,7 +324,9 @@ async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
         let reused = pooled.is_some();
         let mut stream = match pooled {
             Some(s) => s,
-            None => match connect(up, o.server).await {
+            // Boxed, like every wait below that most requests never reach: a future is as large
+            // as its largest await, and this one is moved into a fresh box per request.
+            None => match Box::pin(connect(up, o.server)).await {
                 Ok(s) => s,
                 Err(e) => {
                     // Nothing was sent: any request may move to another server.
@@ -357,7 +359,7 @@ async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
                     .await
                     .map_err(|_| (Abort::Close, false))?;
             }
-            stream_request_body(
+            Box::pin(stream_request_body(
                 ctx,
                 client,
                 &mut stream,
@@ -367,7 +369,7 @@ async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
                 body_left,
                 decoder.take(),
                 decoded,
-            )
+            ))
             .await
             .map_err(|a| {
                 let a = match a {
@@ -855,7 +857,7 @@ async fn relay_response_body<C: AsyncWriteRent + SpliceClient>(
             res.map_err(client_err)?;
             if left >= SPLICE_MIN_BODY {
                 if let Some((u, c)) = plain_pair(upstream, client) {
-                    match splice_body(u, c, pipes, Some(left), t_read, t_send).await {
+                    match Box::pin(splice_body(u, c, pipes, Some(left), t_read, t_send)).await {
                         Ok(n) => {
                             client.spliced(0, n);
                             return Ok(!extra);
@@ -925,7 +927,7 @@ async fn relay_response_body<C: AsyncWriteRent + SpliceClient>(
                 let res = write_out(client, out, 0, t_send).await;
                 res.map_err(client_err)?;
                 if let Some((u, c)) = plain_pair(upstream, client).filter(|_| splice) {
-                    match splice_body(u, c, pipes, None, t_read, t_send).await {
+                    match Box::pin(splice_body(u, c, pipes, None, t_read, t_send)).await {
                         Ok(n) => {
                             client.spliced(0, n);
                             break;

@@ -181,7 +181,9 @@ impl Upstreams {
                             FailureKind::Saturated(up.max_connections_per_server, up.queue_timeout),
                         ));
                     }
-                    let _ = monoio::time::timeout(left, Released::new(&self.groups[u].waiters)).await;
+                    // Boxed: only a saturated group waits here, and inline this state would make
+                    // every request's future larger.
+                    let _ = Box::pin(monoio::time::timeout(left, Released::new(&self.groups[u].waiters))).await;
                 }
             }
         }
