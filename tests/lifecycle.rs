@@ -3,27 +3,24 @@
 //! handing the listening sockets to a successor (`--takeover`) under continuous load.
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{Backend, RawClient, Reply, ResponseView, TempDir, BIN};
+use common::{Backend, RawClient, Reply, ResponseView, StderrCopy, TempDir, BIN};
 
 /// A ringway process this test starts, signals and waits for (the shared `Ringway` harness
 /// treats an exit as a failure; here exiting is the point).
 struct Proc {
     child: Child,
-    lines: mpsc::Receiver<String>,
-    log: Arc<Mutex<String>>,
-    /// The thread copying stderr into `log`: it may still be behind when the process has exited.
-    reader: thread::JoinHandle<()>,
+    stderr: StderrCopy,
     addrs: Vec<SocketAddr>,
 }
 
@@ -34,32 +31,10 @@ impl Proc {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ringway");
-        let stderr = child.stderr.take().expect("stderr piped");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, lines) = mpsc::channel();
-        let reader = {
-            let log = log.clone();
-            thread::spawn(move || {
-                let mut r = BufReader::new(stderr);
-                let mut line = String::new();
-                while matches!(r.read_line(&mut line), Ok(n) if n > 0) {
-                    log.lock().unwrap().push_str(&line);
-                    let _ = tx.send(line.trim_end().to_string());
-                    line.clear();
-                }
-            })
-        };
+        let (child, stderr) = StderrCopy::spawn(&mut cmd);
         Proc {
             child,
-            lines,
-            log,
-            reader,
+            stderr,
             addrs: Vec::new(),
         }
     }
@@ -72,26 +47,14 @@ impl Proc {
     }
 
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            match self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(line) => {
-                    if let Some(a) = line.strip_prefix("ringway: listening on ") {
-                        self.addrs.push(a.trim().parse().expect("listening address"));
-                    } else if line.starts_with("ringway: ready") {
-                        return;
-                    }
-                }
-                Err(_) => panic!("ringway did not become ready; stderr:\n{}", self.log()),
-            }
+        match self.stderr.wait_ready(Duration::from_secs(15)) {
+            Ok(addrs) => self.addrs.extend(addrs),
+            Err(_) => panic!("ringway did not become ready; stderr:\n{}", self.log()),
         }
     }
 
     fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.stderr.log.lock().unwrap().clone()
     }
 
     fn pid(&self) -> u32 {
@@ -116,7 +79,7 @@ impl Proc {
                 // Let the stderr copy catch up, so `log()` holds all the process wrote (bounded:
                 // a detached successor may hold the same pipe open).
                 let caught_up = Instant::now() + Duration::from_secs(2);
-                while !self.reader.is_finished() && Instant::now() < caught_up {
+                while !self.stderr.reader.is_finished() && Instant::now() < caught_up {
                     thread::sleep(Duration::from_millis(5));
                 }
                 return s;

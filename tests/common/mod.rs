@@ -63,6 +63,62 @@ impl Drop for TempDir {
 // ---------------------------------------------------------------------------------------------
 // The proxy process.
 
+/// A child's stderr, copied by a thread for the child's whole life (so the child never blocks on
+/// a full pipe): all of it into `log`, and each line onto `lines` for whoever waits for one.
+pub struct StderrCopy {
+    pub log: Arc<Mutex<String>>,
+    pub lines: mpsc::Receiver<String>,
+    /// The copying thread: it may still be behind when the process has exited.
+    pub reader: JoinHandle<()>,
+}
+
+impl StderrCopy {
+    /// Spawns `cmd` (stdin and stdout null, stderr copied).
+    pub fn spawn(cmd: &mut Command) -> (Child, StderrCopy) {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ringway");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, lines) = mpsc::channel();
+        let reader = {
+            let log = log.clone();
+            thread::spawn(move || {
+                let mut r = BufReader::new(stderr);
+                let mut line = String::new();
+                while matches!(r.read_line(&mut line), Ok(n) if n > 0) {
+                    log.lock().unwrap().push_str(&line);
+                    let _ = tx.send(line.trim_end().to_string());
+                    line.clear();
+                }
+            })
+        };
+        (child, StderrCopy { log, lines, reader })
+    }
+
+    /// Reads lines until `ringway: ready` (trailing detail such as "(2 workers, …)" tolerated),
+    /// returning the addresses of the `listening on` lines before it; an error when no such line
+    /// came `within` or the process closed stderr first.
+    pub fn wait_ready(&self, within: Duration) -> Result<Vec<SocketAddr>, mpsc::RecvTimeoutError> {
+        let deadline = Instant::now() + within;
+        let mut addrs = Vec::new();
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))?;
+            if let Some(a) = line.strip_prefix("ringway: listening on ") {
+                let a = a.trim();
+                addrs.push(a.parse().unwrap_or_else(|e| panic!("bad listening address {a:?}: {e}")));
+            } else if line == "ringway: ready" || line.starts_with("ringway: ready ") {
+                return Ok(addrs);
+            }
+        }
+    }
+}
+
 pub struct Ringway {
     child: Child,
     pub addrs: Vec<SocketAddr>,
@@ -77,66 +133,25 @@ impl Ringway {
     pub fn start(config_toml: &str) -> Ringway {
         let dir = TempDir::new();
         let config_path = dir.write("ringway.toml", config_toml);
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ringway");
-        let stderr = child.stderr.take().expect("stderr piped");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel::<String>();
-        {
-            let log = log.clone();
-            thread::spawn(move || {
-                // Keeps draining for the child's whole life so it never blocks on a full pipe.
-                let mut r = BufReader::new(stderr);
-                let mut line = String::new();
-                loop {
-                    line.clear();
-                    match r.read_line(&mut line) {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {
-                            log.lock().unwrap().push_str(&line);
-                            let _ = tx.send(line.trim_end().to_string());
-                        }
-                    }
-                }
-            });
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut addrs = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(a) = line.strip_prefix("ringway: listening on ") {
-                        let a = a.trim();
-                        addrs.push(a.parse().unwrap_or_else(|e| panic!("bad listening address {a:?}: {e}")));
-                    } else if line == "ringway: ready" || line.starts_with("ringway: ready ") {
-                        // The contract's line; trailing detail such as "(2 workers, …)" is tolerated.
-                        break;
-                    }
-                }
-                Err(e) => {
-                    let _ = child.kill();
-                    let status = child.wait().ok();
-                    thread::sleep(Duration::from_millis(50));
-                    panic!(
-                        "ringway did not become ready ({e:?}, exit {status:?}); config:\n{config_toml}\nstderr:\n{}",
-                        log.lock().unwrap()
-                    );
-                }
+        let (mut child, stderr) = StderrCopy::spawn(Command::new(BIN).arg("--config").arg(&config_path));
+        let addrs = match stderr.wait_ready(Duration::from_secs(10)) {
+            Ok(addrs) => addrs,
+            Err(e) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                thread::sleep(Duration::from_millis(50));
+                panic!(
+                    "ringway did not become ready ({e:?}, exit {status:?}); config:\n{config_toml}\nstderr:\n{}",
+                    stderr.log.lock().unwrap()
+                );
             }
-        }
+        };
         assert!(!addrs.is_empty(), "ringway is ready but printed no `listening on` line");
         Ringway {
             child,
             addrs,
             config_path,
-            log,
+            log: stderr.log,
             _dir: dir,
         }
     }
