@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 mod common;
 use common::{get_req, pattern, Checksum, RawClient, Ringway};
@@ -91,6 +91,14 @@ fn serve(conn: TcpStream) {
                     full[..num(2)].to_vec(),
                     true,
                 )
+            }
+            "stall" => {
+                // Head and the first bytes of the body, then nothing for 5 s.
+                let full = pattern(num(1), num(1) as u64);
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", num(1));
+                let _ = w.write_all(head.as_bytes()).and_then(|_| w.write_all(&full[..num(2)]));
+                thread::sleep(Duration::from_secs(5));
+                return;
             }
             _ => (
                 "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string(),
@@ -208,6 +216,34 @@ fn a_truncated_upstream_body_closes_the_client() {
     assert!(
         client.closed_within(Duration::from_secs(5)),
         "the client connection is closed after a truncated body"
+    );
+}
+
+#[test]
+fn a_spliced_body_that_stalls_is_cut_at_the_read_timeout() {
+    let backend = body_backend();
+    let cfg = config(backend.addr) + "read_timeout = \"300ms\"\n";
+    let proxy = Ringway::start(&cfg);
+    let mut client = RawClient::connect(proxy.addr());
+    client.set_timeout(Duration::from_secs(10));
+    let started = Instant::now();
+    // 1 MB of a 4 MB body, then the upstream goes quiet for 5 s: past SPLICE_MIN_BODY, so the
+    // pause happens inside the splice relay.
+    client.send(&get_req("/stall/4000000/1000000", "files", &[]));
+    let got = client.try_read_response(false);
+    assert!(
+        got.is_err(),
+        "a stalled body must not look complete: {:?}",
+        got.map(|r| r.body.len())
+    );
+    assert!(
+        client.closed_within(Duration::from_secs(5)),
+        "the client connection is closed"
+    );
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "closed after {took:?}: the 300 ms read_timeout, not the upstream's 5 s stall, must end it"
     );
 }
 
