@@ -301,10 +301,15 @@ fn push_json_str(out: &mut Vec<u8>, v: &[u8]) {
     out.push(b'"');
 }
 
-fn json_field(out: &mut Vec<u8>, name: &str, v: Option<&[u8]>) {
+/// `,"name":` before a field's value (every field but the first).
+fn json_key(out: &mut Vec<u8>, name: &str) {
     out.extend_from_slice(b",\"");
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\":");
+}
+
+fn json_field(out: &mut Vec<u8>, name: &str, v: Option<&[u8]>) {
+    json_key(out, name);
     match v {
         Some(v) => push_json_str(out, v),
         None => out.extend_from_slice(b"null"),
@@ -312,16 +317,12 @@ fn json_field(out: &mut Vec<u8>, name: &str, v: Option<&[u8]>) {
 }
 
 fn json_num(out: &mut Vec<u8>, name: &str, n: u64) {
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\":");
+    json_key(out, name);
     push_num(out, n);
 }
 
 fn json_secs(out: &mut Vec<u8>, name: &str, d: Option<Duration>) {
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\":");
+    json_key(out, name);
     match d {
         Some(d) => push_secs(out, d),
         None => out.extend_from_slice(b"null"),

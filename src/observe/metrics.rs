@@ -30,6 +30,46 @@ pub enum Global {
 }
 const GLOBALS: usize = 6;
 
+/// The exposition of each process-wide counter: name, type, help.
+const GLOBAL_FAMILIES: [(&str, &str, &str, Global); GLOBALS] = [
+    (
+        "ringway_open_connections",
+        "gauge",
+        "Client connections open now (tunnels included).",
+        Global::OpenConnections,
+    ),
+    (
+        "ringway_open_tunnels",
+        "gauge",
+        "Upgraded connections (WebSocket) being relayed now.",
+        Global::OpenTunnels,
+    ),
+    (
+        "ringway_tunnels_total",
+        "counter",
+        "Upgraded connections relayed, finished or not.",
+        Global::Tunnels,
+    ),
+    (
+        "ringway_client_received_bytes_total",
+        "counter",
+        "Bytes received from clients (heads, bodies, tunnels).",
+        Global::ReceivedBytes,
+    ),
+    (
+        "ringway_client_sent_bytes_total",
+        "counter",
+        "Bytes sent to clients (heads, bodies, tunnels).",
+        Global::SentBytes,
+    ),
+    (
+        "ringway_tunnel_idle_pipes",
+        "gauge",
+        "Empty pipes kept for splice tunnels (sampled each second per worker).",
+        Global::IdlePipes,
+    ),
+];
+
 #[derive(Clone, Copy)]
 pub enum ServerStat {
     ConnectErrors = 0,
@@ -305,52 +345,10 @@ impl Registry {
             &|u, s| self.server_stat(u, s, ServerStat::IdlePooled),
         );
 
-        let g = |out: &mut String, name: &str, kind: &str, help: &str, v: u64| {
-            family(out, name, kind, help);
-            let _ = writeln!(out, "{name} {v}");
-        };
-        g(
-            &mut out,
-            "ringway_open_connections",
-            "gauge",
-            "Client connections open now (tunnels included).",
-            self.global(Global::OpenConnections),
-        );
-        g(
-            &mut out,
-            "ringway_open_tunnels",
-            "gauge",
-            "Upgraded connections (WebSocket) being relayed now.",
-            self.global(Global::OpenTunnels),
-        );
-        g(
-            &mut out,
-            "ringway_tunnels_total",
-            "counter",
-            "Upgraded connections relayed, finished or not.",
-            self.global(Global::Tunnels),
-        );
-        g(
-            &mut out,
-            "ringway_client_received_bytes_total",
-            "counter",
-            "Bytes received from clients (heads, bodies, tunnels).",
-            self.global(Global::ReceivedBytes),
-        );
-        g(
-            &mut out,
-            "ringway_client_sent_bytes_total",
-            "counter",
-            "Bytes sent to clients (heads, bodies, tunnels).",
-            self.global(Global::SentBytes),
-        );
-        g(
-            &mut out,
-            "ringway_tunnel_idle_pipes",
-            "gauge",
-            "Empty pipes kept for splice tunnels (sampled each second per worker).",
-            self.global(Global::IdlePipes),
-        );
+        for (name, kind, help, which) in GLOBAL_FAMILIES {
+            family(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {}", self.global(which));
+        }
         out
     }
 }
