@@ -13,7 +13,7 @@ use crate::config::{Plan, RoutePlan};
 use crate::http::chunked::{write_chunk_header, ChunkedDecoder, Step, LAST_CHUNK};
 use crate::http::headers::{classify, Known};
 use crate::http::response::inspect as inspect_response;
-use crate::http::write::{header, header_u64};
+use crate::http::write::{header, header_u64, RawLines};
 use crate::http::Framing;
 use crate::io_util::{read_into, write_out, write_static};
 use crate::observe::{event, Level, Record};
@@ -727,6 +727,7 @@ pub fn build_response_head(
     out.extend_from_slice(b"\r\n");
     let rules = &route.response_headers;
     let hsts = plan.listeners.get(o.listener).and_then(|l| l.hsts.as_deref());
+    let mut lines = RawLines::new(rbuf);
     for h in res.headers.iter() {
         let kind = classify(h.name);
         if kind.is_hop_by_hop()
@@ -747,12 +748,12 @@ pub fn build_response_head(
                 .and_then(|v| map_cookie_path(route, v)),
             _ => None,
         };
-        header(
-            out,
-            h.name.as_bytes(),
-            mapped.as_deref().map(str::as_bytes).unwrap_or(h.value),
-        );
+        match mapped {
+            Some(value) => lines.header(out, h.name.as_bytes(), value.as_bytes()),
+            None => lines.keep(out, h),
+        }
     }
+    lines.flush(out);
     for rule in rules.set.iter().chain(&rules.add) {
         header(out, rule.name.as_bytes(), rule.value.as_bytes());
     }

@@ -12,7 +12,7 @@ use crate::config::{Plan, RoutePlan};
 use crate::forward::{self, Next, Outgoing};
 use crate::http::headers::{classify, Known};
 use crate::http::request::{inspect, RequestFacts};
-use crate::http::write::{header, header_u64, simple_response};
+use crate::http::write::{header, header_u64, simple_response, RawLines};
 use crate::http::{has_bare_cr_or_lf, Framing, RequestError};
 use crate::io_util::{read_append, write_from, BufPool};
 use crate::observe::{ConnGauge, Counted, Record, RequestId, TunnelWatch, WorkerObserve};
@@ -604,6 +604,7 @@ pub fn decide_with(
         upgrade,
         &path,
         hit.matched,
+        head,
         req.headers,
         &rec.request_id,
         out,
@@ -693,6 +694,7 @@ fn write_upstream_head(
     upgrade: Option<&[u8]>,
     path: &[u8],
     matched: usize,
+    head: &[u8],
     headers: &[httparse::Header<'_>],
     request_id: &RequestId,
     out: &mut Vec<u8>,
@@ -717,6 +719,7 @@ fn write_upstream_head(
 
     let mut client_xff = false;
     let prefix_header = fwd.x_forwarded_prefix && route.rewrites_path();
+    let mut lines = RawLines::new(head);
     for h in headers {
         let kind = classify(h.name);
         let skip = match kind {
@@ -741,8 +744,9 @@ fn write_upstream_head(
         {
             continue;
         }
-        header(out, h.name.as_bytes(), h.value);
+        lines.keep(out, h);
     }
+    lines.flush(out);
     for rule in route.request_headers.set.iter().chain(&route.request_headers.add) {
         header(out, rule.name.as_bytes(), rule.value.as_bytes());
     }

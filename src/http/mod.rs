@@ -65,17 +65,16 @@ pub fn find_head_end(buf: &[u8]) -> Option<usize> {
 /// Checks line endings of a complete head: every LF preceded by CR, every CR followed by LF.
 /// httparse tolerates bare LF; a proxy must not, or it reads a head differently than its upstream.
 pub fn has_bare_cr_or_lf(head: &[u8]) -> bool {
-    for i in memchr::memchr2_iter(b'\r', b'\n', head) {
-        let ok = if head[i] == b'\n' {
-            i > 0 && head[i - 1] == b'\r'
-        } else {
-            head.get(i + 1) == Some(&b'\n')
-        };
-        if !ok {
+    // Every LF must follow a CR; then any CR beyond the LFs' count stands alone. Two single-byte
+    // scans: a scan for either byte restarts at every hit, twice per line.
+    let mut lines = 0;
+    for i in memchr::memchr_iter(b'\n', head) {
+        if i == 0 || head[i - 1] != b'\r' {
             return true;
         }
+        lines += 1;
     }
-    false
+    memchr::memchr_iter(b'\r', head).count() != lines
 }
 
 /// Strict decimal Content-Length (no sign, no spaces, no empty), with a list of identical values
@@ -164,5 +163,9 @@ mod tests {
         assert!(!has_bare_cr_or_lf(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
         assert!(has_bare_cr_or_lf(b"GET / HTTP/1.1\nHost: a\r\n\r\n"));
         assert!(has_bare_cr_or_lf(b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n"));
+        assert!(has_bare_cr_or_lf(b"\nGET / HTTP/1.1\r\n\r\n"));
+        assert!(has_bare_cr_or_lf(b"GET / HTTP/1.1\r\n\r\n\r"));
+        assert!(has_bare_cr_or_lf(b"GET / HTTP/1.1\r\r\n\r\n"));
+        assert!(!has_bare_cr_or_lf(b"partial head without line ends"));
     }
 }

@@ -7,6 +7,58 @@ pub fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Copies the header lines a proxy passes on unchanged straight from the head they were parsed
+/// from, a run of adjacent lines at a time, instead of re-assembling each from name and value.
+/// Anything else written between them goes through [`RawLines::header`], which keeps the order.
+pub struct RawLines<'b> {
+    head: &'b [u8],
+    run: std::ops::Range<usize>,
+}
+
+impl<'b> RawLines<'b> {
+    /// `head` is the buffer the headers were parsed from.
+    pub fn new(head: &'b [u8]) -> Self {
+        RawLines { head, run: 0..0 }
+    }
+
+    /// Passes `h` on as received.
+    pub fn keep(&mut self, out: &mut Vec<u8>, h: &httparse::Header<'_>) {
+        match self.line_of(h) {
+            Some(line) if !self.run.is_empty() && self.run.end == line.start => self.run.end = line.end,
+            Some(line) => {
+                self.flush(out);
+                self.run = line;
+            }
+            // Not a plain `name: value CRLF` line of this head (trailing blanks, a bare LF):
+            // written out afresh.
+            None => self.header(out, h.name.as_bytes(), h.value),
+        }
+    }
+
+    /// Writes a header of the proxy's own after the lines kept so far.
+    pub fn header(&mut self, out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+        self.flush(out);
+        header(out, name, value);
+    }
+
+    /// Writes out the lines kept so far; call before writing anything else to `out`.
+    pub fn flush(&mut self, out: &mut Vec<u8>) {
+        if !self.run.is_empty() {
+            out.extend_from_slice(&self.head[self.run.clone()]);
+            self.run = 0..0;
+        }
+    }
+
+    /// Where `h`'s whole line sits in the head, CRLF included, when its value ends the line.
+    fn line_of(&self, h: &httparse::Header<'_>) -> Option<std::ops::Range<usize>> {
+        let base = self.head.as_ptr() as usize;
+        let start = (h.name.as_ptr() as usize).checked_sub(base)?;
+        let value_end = (h.value.as_ptr() as usize).checked_sub(base)? + h.value.len();
+        (value_end > start + h.name.len() && self.head.get(value_end..value_end + 2)? == b"\r\n")
+            .then_some(start..value_end + 2)
+    }
+}
+
 pub fn header_u64(out: &mut Vec<u8>, name: &[u8], value: u64) {
     let mut b = itoa::Buffer::new();
     header(out, name, b.format(value).as_bytes());
@@ -71,6 +123,29 @@ pub fn simple_response(out: &mut Vec<u8>, status: u16, extra: &[(&str, &[u8])], 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_lines_copy_kept_runs_and_rewrite_the_rest() {
+        let head = b"GET / HTTP/1.1\r\nA: 1\r\nB:2\r\nDrop: x\r\nC: 3 \r\nD: 4\nE: 5\r\nF: 6\r\n\r\n";
+        let mut headers = [httparse::EMPTY_HEADER; 8];
+        let mut req = httparse::Request::new(&mut headers);
+        req.parse(head).unwrap();
+        let mut out = Vec::new();
+        let mut lines = RawLines::new(head);
+        for h in req.headers.iter() {
+            match h.name {
+                "Drop" => {}
+                "E" => lines.header(&mut out, b"E", b"five"),
+                _ => lines.keep(&mut out, h),
+            }
+        }
+        lines.flush(&mut out);
+        // A and B pass as one run, verbatim; C (trailing blank) and D (bare LF) are rewritten.
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "A: 1\r\nB:2\r\nC: 3\r\nD: 4\r\nE: five\r\nF: 6\r\n"
+        );
+    }
 
     #[test]
     fn simple_response_is_well_framed() {

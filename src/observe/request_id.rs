@@ -23,9 +23,14 @@ impl Default for RequestId {
     }
 }
 
+/// "nonce-worker-": 12 hex digits, '-', up to 4 hex digits, '-'.
+const PREFIX_CAP: usize = 18;
+
 thread_local! {
-    /// (worker number, requests numbered so far) of the worker running on this thread.
-    static NEXT: Cell<(u16, u64)> = const { Cell::new((0, 0)) };
+    /// Requests numbered so far by the worker running on this thread.
+    static NEXT: Cell<u64> = const { Cell::new(0) };
+    /// The worker's "nonce-worker-" prefix, formatted once (length 0 until first needed).
+    static PREFIX: Cell<([u8; PREFIX_CAP], u8)> = const { Cell::new(([0; PREFIX_CAP], 0)) };
 }
 
 static NONCE: OnceLock<u64> = OnceLock::new();
@@ -43,8 +48,17 @@ fn nonce() -> u64 {
 
 /// Called once on each worker thread before it serves requests.
 pub fn init_worker(id: usize) {
-    nonce();
-    NEXT.with(|n| n.set((id as u16, 0)));
+    NEXT.with(|n| n.set(0));
+    PREFIX.with(|p| p.set(prefix(id as u16)));
+}
+
+fn prefix(worker: u16) -> ([u8; PREFIX_CAP], u8) {
+    let mut bytes = [0; PREFIX_CAP];
+    let mut at = put_hex(&mut bytes, 0, nonce(), 12);
+    bytes[at] = b'-';
+    at = put_hex(&mut bytes, at + 1, worker as u64, 0);
+    bytes[at] = b'-';
+    (bytes, at as u8 + 1)
 }
 
 /// A byte a kept id may contain: RFC 9110 token characters plus `/ = : @`, which covers UUIDs,
@@ -88,22 +102,24 @@ impl RequestId {
 
     /// `NONCE-WORKER-COUNTER` in hex, e.g. `3f2a9c1e0b7d-1-2a`.
     pub fn generate(&mut self) {
-        let (worker, n) = NEXT.with(|c| {
-            let (w, n) = c.get();
-            c.set((w, n.wrapping_add(1)));
-            (w, n)
+        let n = NEXT.with(|c| {
+            let n = c.get();
+            c.set(n.wrapping_add(1));
+            n
         });
-        let mut at = 0;
-        at = put_hex(&mut self.bytes, at, nonce(), 12);
-        self.bytes[at] = b'-';
-        at = put_hex(&mut self.bytes, at + 1, worker as u64, 0);
-        self.bytes[at] = b'-';
-        at = put_hex(&mut self.bytes, at + 1, n, 0);
-        self.len = at as u8;
+        let (bytes, len) = PREFIX.with(|p| {
+            if p.get().1 == 0 {
+                // A thread that is not a worker (tests, the CLI) numbers as worker 0.
+                p.set(prefix(0));
+            }
+            p.get()
+        });
+        let len = len as usize;
+        self.bytes[..len].copy_from_slice(&bytes[..len]);
+        self.len = put_hex(&mut self.bytes, len, n, 0) as u8;
     }
 }
 
-/// Whether a header name is `X-Request-Id` (any case).
 #[inline]
 pub fn is_request_id_header(name: &str) -> bool {
     name.len() == 12 && name.eq_ignore_ascii_case("x-request-id")
