@@ -425,6 +425,13 @@ lt_median() {
         if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
+# lt_ratios "A1 A2 ..." "B1 B2 ...": A_i / B_i, one per line to two decimals (nothing if the
+# lists differ in length).
+lt_ratios() {
+    awk -v a="$1" -v b="$2" 'BEGIN { n = split(a, x, " "); if (n != split(b, y, " ")) exit
+        for (i = 1; i <= n; i++) if (y[i] > 0) printf "%.2f\n", x[i] / y[i] }'
+}
+
 # lt_fmt_us US: latency for a table: "850 µs" below 1 ms, else "1.23 ms".
 lt_fmt_us() {
     awk -v v="$1" 'BEGIN { if (v < 1000) printf "%.0f µs\n", v; else printf "%.2f ms\n", v / 1000 }'
