@@ -106,6 +106,7 @@ report() {
             "$(lt_ratio "$c" "$nginx_cpu")" "$t" "$(lt_ratio "$t" "$nginx_sum")" "${errs[$p]}"
     done
     echo
+    lt_paired "Proxy CPU per GB" cpu "${proxies[@]}"
     echo "Each run: \`$(wrk_cmd PORT "$DURATION")\`; proxies pinned to core $LT_PROXY_CPU with one worker,"
     echo "backend nginx (sendfile) and wrk on core $LT_LOAD_CPU. CPU = /proc/PID/task/*/schedstat field 1,"
     echo "after - before, / GB of bodies relayed (10^9 bytes). errors = non-2xx + socket errors, all rounds."

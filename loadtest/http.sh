@@ -120,22 +120,6 @@ done
 # --- table -----------------------------------------------------------------------------------
 nginx_cpu=""
 [[ -n ${cpu[nginx]:-} ]] && nginx_cpu=$(lt_median ${cpu[nginx]})
-# Each round runs the proxies back to back, so a round's ratio to nginx compares runs minutes
-# apart at most: the machine's slow drift (the backend's own CPU per request moves by a third
-# between rounds here) cancels out of it, which it does not of the ratio of the medians.
-paired_ratios() {
-    [[ -n $nginx_cpu ]] || return 0
-    local p line="" ratios
-    for p in "${proxies[@]}"; do
-        [[ $p == nginx || -z ${cpu[$p]:-} || -n ${dead[$p]:-} || -n ${dead[nginx]:-} ]] && continue
-        ratios=$(lt_ratios "${cpu[$p]}" "${cpu[nginx]}")
-        [[ -n $ratios ]] || continue
-        line+="${line:+; }$p median $(lt_median $ratios | awk '{ printf "%.2f", $1 }')× (rounds: $(printf '%s\n' $ratios | sort -g | head -1)–$(printf '%s\n' $ratios | sort -g | tail -1))"
-    done
-    [[ -n $line ]] && echo "CPU per request vs nginx, paired by round: $line." && echo
-    return 0
-}
-
 report() {
     echo "### HTTP/1.1 keep-alive, 100-byte responses (medians of $ROUNDS round(s) x ${DURATION}s, $CONNS connections)"
     echo
@@ -158,7 +142,7 @@ report() {
             "$(lt_fmt_us "$(lt_median ${p99[$p]})")" "$c" "$ratio" "$(lt_median ${bcpu[$p]})" "${errs[$p]}"
     done
     echo
-    paired_ratios
+    lt_paired "CPU per request" cpu "${proxies[@]}"
     echo "Each run: \`$(wrk_cmd PORT "$DURATION")\`; proxies pinned to core $LT_PROXY_CPU with one worker,"
     echo "backend nginx and wrk on core $LT_LOAD_CPU. CPU = sum of /proc/PID/task/*/schedstat field 1 over the"
     echo "proxy's processes (after - before) / requests completed. errors = non-2xx + socket errors, all rounds."

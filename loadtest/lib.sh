@@ -432,6 +432,25 @@ lt_ratios() {
         for (i = 1; i <= n; i++) if (y[i] > 0) printf "%.2f\n", x[i] / y[i] }'
 }
 
+# lt_paired WHAT ARRAY PROXY...: a line giving each proxy's ratio to nginx paired by round, from
+# ARRAY[proxy] (one value per round, space-separated): median and range. Each round runs the
+# proxies back to back, so a round's ratio cancels the host's slow drift (the backend's own CPU
+# per request moves by a third between rounds here); the ratio of the medians does not. A proxy
+# that missed a round (it died) is left out.
+lt_paired() {
+    local what=$1 p line="" ratios
+    local -n vals=$2
+    shift 2
+    [[ -n ${vals[nginx]:-} ]] || return 0
+    for p in "$@"; do
+        [[ $p == nginx || -z ${vals[$p]:-} ]] && continue
+        ratios=$(lt_ratios "${vals[$p]}" "${vals[nginx]}")
+        [[ -n $ratios ]] || continue
+        line+="${line:+; }$p median $(lt_median $ratios | awk '{ printf "%.2f", $1 }')× (rounds: $(printf '%s\n' $ratios | sort -g | head -1)–$(printf '%s\n' $ratios | sort -g | tail -1))"
+    done
+    [[ -z $line ]] || printf '%s vs nginx, paired by round: %s.\n\n' "$what" "$line"
+}
+
 # lt_fmt_us US: latency for a table: "850 µs" below 1 ms, else "1.23 ms".
 lt_fmt_us() {
     awk -v v="$1" 'BEGIN { if (v < 1000) printf "%.0f µs\n", v; else printf "%.2f ms\n", v / 1000 }'

@@ -101,6 +101,7 @@ report() {
             "$(lt_ratio "$c" "$nginx_cpu")" "$b" "$sum" "$(lt_ratio "$sum" "$nginx_sum")"
     done
     echo
+    lt_paired "Proxy CPU per message" cpu "${proxies[@]}"
     echo "A message is one $SIZE-byte binary frame client → backend plus its echo back; the client keeps"
     echo "$WINDOW frames in flight per connection ($THREADS threads, \`tools/wsbench.rs\`) and checks every echo."
     echo "Proxies pinned to core $LT_PROXY_CPU with one worker; backend (\`wsbench server\`) and client on core"
