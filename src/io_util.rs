@@ -17,42 +17,7 @@ pub fn timed_out() -> io::Error {
 }
 
 /// Appends up to `limit` bytes to `buf` (growing it by `grow` when full). Ok(0) is end of stream.
-pub async fn read_append<S: AsyncReadRent>(
-    s: &mut S,
-    mut buf: Vec<u8>,
-    limit: usize,
-    grow: usize,
-    t: Duration,
-) -> (io::Result<usize>, Vec<u8>) {
-    let len = buf.len();
-    if buf.capacity() == len {
-        buf.reserve(grow.max(1));
-    }
-    let end = buf.capacity().min(len.saturating_add(limit.max(1)));
-    match timeout(t, pin!(s.read(buf.slice_mut(len..end)))).await {
-        Ok((res, slice)) => (res, slice.into_inner()),
-        Err(_) => (Err(timed_out()), Vec::new()),
-    }
-}
-
-/// Writes `buf[from..]` completely.
-pub async fn write_from<S: AsyncWriteRent>(
-    s: &mut S,
-    buf: Vec<u8>,
-    from: usize,
-    t: Duration,
-) -> (io::Result<()>, Vec<u8>) {
-    if from >= buf.len() {
-        return (Ok(()), buf);
-    }
-    match timeout(t, pin!(s.write_all(buf.slice(from..)))).await {
-        Ok((res, slice)) => (res.map(|_| ()), slice.into_inner()),
-        Err(_) => (Err(timed_out()), Vec::new()),
-    }
-}
-
-/// [`read_append`] on a buffer kept in place: the caller's Vec is lent to the read and put back
-/// (empty after a timeout).
+/// The caller's Vec is lent to the read and put back (empty after a timeout).
 pub async fn read_into<S: AsyncReadRent>(
     s: &mut S,
     buf: &mut Vec<u8>,
@@ -60,19 +25,60 @@ pub async fn read_into<S: AsyncReadRent>(
     grow: usize,
     t: Duration,
 ) -> io::Result<usize> {
-    let (res, b) = read_append(s, std::mem::take(buf), limit, grow, t).await;
-    *buf = b;
-    res
+    let len = buf.len();
+    if buf.capacity() == len {
+        buf.reserve(grow.max(1));
+    }
+    let end = buf.capacity().min(len.saturating_add(limit.max(1)));
+    let lent = std::mem::take(buf).slice_mut(len..end);
+    match timeout(t, pin!(s.read(lent))).await {
+        Ok((res, slice)) => {
+            *buf = slice.into_inner();
+            res
+        }
+        Err(_) => Err(timed_out()),
+    }
 }
 
-/// [`write_from`] on a buffer kept in place (empty after a timeout).
+/// Writes `buf[from..]` completely; the caller's Vec is lent to the write and put back (empty
+/// after a timeout).
 pub async fn write_out<S: AsyncWriteRent>(s: &mut S, buf: &mut Vec<u8>, from: usize, t: Duration) -> io::Result<()> {
-    let (res, b) = write_from(s, std::mem::take(buf), from, t).await;
-    *buf = b;
-    res
+    if from >= buf.len() {
+        return Ok(());
+    }
+    let lent = std::mem::take(buf).slice(from..);
+    match timeout(t, pin!(s.write_all(lent))).await {
+        Ok((res, slice)) => {
+            *buf = slice.into_inner();
+            res.map(|_| ())
+        }
+        Err(_) => Err(timed_out()),
+    }
 }
 
-/// Writes a static byte string (interim responses).
+/// [`read_into`] on a buffer passed by value and handed back.
+pub async fn read_append<S: AsyncReadRent>(
+    s: &mut S,
+    mut buf: Vec<u8>,
+    limit: usize,
+    grow: usize,
+    t: Duration,
+) -> (io::Result<usize>, Vec<u8>) {
+    let res = read_into(s, &mut buf, limit, grow, t).await;
+    (res, buf)
+}
+
+/// [`write_out`] on a buffer passed by value and handed back.
+pub async fn write_from<S: AsyncWriteRent>(
+    s: &mut S,
+    mut buf: Vec<u8>,
+    from: usize,
+    t: Duration,
+) -> (io::Result<()>, Vec<u8>) {
+    let res = write_out(s, &mut buf, from, t).await;
+    (res, buf)
+}
+
 pub async fn write_static<S: AsyncWriteRent>(s: &mut S, bytes: &'static [u8], t: Duration) -> io::Result<()> {
     match timeout(t, pin!(s.write_all(bytes))).await {
         Ok((res, _)) => res.map(|_| ()),

@@ -14,7 +14,7 @@ use crate::http::headers::{classify, Known};
 use crate::http::request::{inspect, RequestFacts};
 use crate::http::write::{header, header_u64, simple_response, RawLines};
 use crate::http::{has_bare_cr_or_lf, Framing, RequestError};
-use crate::io_util::{read_append, write_from, BufPool};
+use crate::io_util::{read_into, write_from, write_out, BufPool};
 use crate::observe::{ConnGauge, Counted, Record, RequestId, TunnelWatch, WorkerObserve};
 use crate::rewrite::{check_path, upstream_path};
 use crate::route::normalize_host;
@@ -432,17 +432,16 @@ async fn read_head<C: AsyncReadRent>(
         };
         let room = max_head - buf.len();
         let idle = drain.filter(|_| buf.is_empty() && deadline.is_none());
-        let (res, b) = match idle {
-            None => read_append(client, buf, room, 4096.min(room), wait).await,
+        let res = match idle {
+            None => read_into(client, &mut buf, room, 4096.min(room), wait).await,
             Some((d, _)) if d.is_draining() => return (HeadRead::Closed, buf),
             Some((d, slot)) => {
                 d.set_idle(slot, true);
-                let r = read_append(client, buf, room, 4096.min(room), wait).await;
+                let r = read_into(client, &mut buf, room, 4096.min(room), wait).await;
                 d.set_idle(slot, false);
                 r
             }
         };
-        buf = b;
         match res {
             Ok(0) => return (HeadRead::Closed, buf),
             Ok(_) => {
@@ -469,7 +468,7 @@ pub async fn reply<C: AsyncWriteRent>(client: &mut C, r: Reply, t: Duration) -> 
     let mut out = Vec::with_capacity(256);
     let loc: Vec<(&str, &[u8])> = r.location.as_deref().map(|l| ("Location", l)).into_iter().collect();
     simple_response(&mut out, r.status, &loc, &r.body, r.close);
-    write_from(client, out, 0, t).await.0
+    write_out(client, &mut out, 0, t).await
 }
 
 /// Parses and checks a complete head, picks the route, and writes the upstream request head into
