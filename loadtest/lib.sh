@@ -276,6 +276,10 @@ lt_start_proxy_nginx() {
         ssl_session_cache off;"
     fi
     lt_nginx_conf "$dir" "$(lt_affinity_mask "$LT_PROXY_CPU")" "
+    map \$http_x_request_id \$reqid {
+        default \$http_x_request_id;
+        \"\" \$request_id;
+    }
     upstream backend {
         server 127.0.0.1:$backend;
         keepalive 256;
@@ -294,6 +298,8 @@ lt_start_proxy_nginx() {
             proxy_set_header X-Forwarded-Host \$http_host;
             proxy_set_header X-Forwarded-Port \$server_port;
             proxy_set_header X-Real-IP \$remote_addr;
+            # ringway always sends one (the client's, or one it makes): the same work here.
+            proxy_set_header X-Request-Id \$reqid;
             $extra
         }
     }"
@@ -316,6 +322,7 @@ global
 
 defaults
     mode http
+    unique-id-format %{+X}o%ci-%cp-%Ts-%rt-%pid
     timeout connect 5s
     timeout client 75s
     timeout server 60s
@@ -332,6 +339,8 @@ backend be
     http-request set-header X-Forwarded-Host %[req.hdr(host)]
     http-request set-header X-Forwarded-Port %[dst_port]
     http-request set-header X-Real-IP %[src]
+    # ringway always sends one (the client's, or one it makes): the same work here.
+    http-request set-header X-Request-Id %[unique-id] unless { req.hdr(x-request-id) -m found }
     $extra
     server s1 127.0.0.1:$backend
 EOF
