@@ -276,9 +276,11 @@ lt_start_proxy_nginx() {
         ssl_session_cache off;"
     fi
     lt_nginx_conf "$dir" "$(lt_affinity_mask "$LT_PROXY_CPU")" "
+    # Made like ringway's (process, then counters; no random bytes): \$request_id would read 16
+    # random bytes per request, which costs nginx about 2 µs here.
     map \$http_x_request_id \$reqid {
         default \$http_x_request_id;
-        \"\" \$request_id;
+        \"\" \$pid-\$connection-\$connection_requests;
     }
     upstream backend {
         server 127.0.0.1:$backend;
