@@ -455,9 +455,9 @@ lt_paired() {
     [[ -n ${vals[nginx]:-} ]] || return 0
     for p in "$@"; do
         [[ $p == nginx || -z ${vals[$p]:-} ]] && continue
-        ratios=$(lt_ratios "${vals[$p]}" "${vals[nginx]}")
+        ratios=$(lt_ratios "${vals[$p]}" "${vals[nginx]}" | sort -g)
         [[ -n $ratios ]] || continue
-        line+="${line:+; }$p median $(lt_median $ratios | awk '{ printf "%.2f", $1 }')× (rounds: $(printf '%s\n' $ratios | sort -g | head -1)–$(printf '%s\n' $ratios | sort -g | tail -1))"
+        line+="${line:+; }$p median $(lt_median $ratios | awk '{ printf "%.2f", $1 }')× (rounds: $(head -1 <<<"$ratios")–$(tail -1 <<<"$ratios"))"
     done
     [[ -z $line ]] || printf '%s vs nginx, paired by round: %s.\n\n' "$what" "$line"
 }

@@ -108,11 +108,13 @@ impl RequestId {
             n
         });
         let (bytes, len) = PREFIX.with(|p| {
-            if p.get().1 == 0 {
+            let mut kept = p.get();
+            if kept.1 == 0 {
                 // A thread that is not a worker (tests, the CLI) numbers as worker 0.
-                p.set(prefix(0));
+                kept = prefix(0);
+                p.set(kept);
             }
-            p.get()
+            kept
         });
         let len = len as usize;
         self.bytes[..len].copy_from_slice(&bytes[..len]);
