@@ -237,3 +237,26 @@ fn no_fd_leak_on_error_paths() {
         p.fd_targets()
     );
 }
+
+#[test]
+fn upstream_header_lines_reach_the_client_as_plain_crlf_lines() {
+    // Kept lines are copied from the upstream's head a run at a time; a line ended by a bare LF
+    // or by trailing blanks must still be rewritten, never passed on as it came.
+    let up = Scripted::start(|_, _, _| {
+        Step::reply(b"HTTP/1.1 200 OK\r\nX-Plain: a\r\nX-Tight:b\r\nX-Bare-Lf: c\nX-Trailing: d \t\r\nContent-Length: 2\r\n\r\nok")
+    });
+    let p = proxy(up.addr, "");
+    let r = raw_roundtrip(p.addr(), &get_req("/", "h", &[]));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"ok");
+    let head = String::from_utf8_lossy(&r.raw_head).into_owned();
+    assert!(head.contains("\r\nX-Plain: a\r\nX-Tight:b\r\n"), "{head:?}");
+    assert!(head.contains("\r\nX-Bare-Lf: c\r\n"), "{head:?}");
+    assert!(head.contains("\r\nX-Trailing: d\r\n"), "{head:?}");
+    let bytes = &r.raw_head;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\n' {
+            assert!(i > 0 && bytes[i - 1] == b'\r', "bare LF at {i} in {head:?}");
+        }
+    }
+}
