@@ -50,6 +50,11 @@ pub fn describe(plan: &Plan) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "configuration {} is valid", plan.source.display());
     let _ = writeln!(s, "workers: {}", plan.server.workers);
+    let driver = match crate::server::driver::probe(plan.server.io_driver) {
+        Ok(d) => format!("{} on this host", crate::server::driver::describe(&d)),
+        Err(e) => format!("none on this host, ringway would not start: {e}"),
+    };
+    let _ = writeln!(s, "io driver: {driver}");
     let _ = write!(s, "shutdown: drain up to {:?}", plan.server.shutdown_timeout);
     match &plan.server.control_socket {
         Some(p) => {

@@ -101,7 +101,10 @@ fn serve(mut conn: TcpStream, shared: &Shared) -> io::Result<()> {
     let path = target.split('?').next().unwrap_or("");
     match path {
         "/metrics" => {
-            let body = shared.metrics.render(&shared.plan, &shared.board);
+            let mut body = shared.metrics.render(&shared.plan, &shared.board);
+            if let Some(d) = shared.drivers.get() {
+                d.render(&mut body);
+            }
             respond(
                 &mut conn,
                 200,
@@ -188,6 +191,12 @@ pub fn status_json(shared: &Shared) -> String {
         readiness(shared).0 == 200,
         plan.server.workers
     );
+    if let Some(d) = shared.drivers.get() {
+        o.push_str(",\"io_driver\":");
+        json_str(&mut o, &d.name());
+        o.push_str(",\"io_driver_reason\":");
+        json_str(&mut o, &d.reason);
+    }
     o.push_str(",\"listeners\":[");
     for (i, addr) in shared.listeners().iter().enumerate() {
         let tls = plan.listeners.get(i).is_some_and(|l| l.tls.is_some());

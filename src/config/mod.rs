@@ -473,6 +473,19 @@ impl Compiler<'_> {
             Some(p) => Some(self.path(p.get_ref())),
             None => None,
         };
+        let io_driver = match raw.io_driver.as_ref().map(|d| (d, d.get_ref().as_str())) {
+            None | Some((_, "auto")) => IoDriver::Auto,
+            Some((_, "io_uring")) => IoDriver::IoUring,
+            Some((_, "epoll")) => IoDriver::Epoll,
+            Some((d, other)) => {
+                self.error(
+                    d,
+                    "server.io_driver",
+                    format!("`{other}`: must be \"auto\", \"io_uring\" or \"epoll\""),
+                );
+                IoDriver::Auto
+            }
+        };
         ServerSettings {
             workers,
             max_head_size: max_head_size.max(256),
@@ -481,6 +494,7 @@ impl Compiler<'_> {
             max_connections,
             shutdown_timeout,
             control_socket,
+            io_driver,
         }
     }
 

@@ -69,6 +69,18 @@ pub struct ServerSettings {
     pub shutdown_timeout: Duration,
     /// Where this process serves takeover requests (see `server::handover`); `None` = nowhere.
     pub control_socket: Option<std::path::PathBuf>,
+    pub io_driver: IoDriver,
+}
+
+/// `[server] io_driver`: what the operator asked for; `server::driver` decides what runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum IoDriver {
+    /// io_uring where the kernel and the seccomp profile allow it, epoll (and say why) elsewhere.
+    Auto,
+    /// io_uring or refuse to start.
+    IoUring,
+    /// epoll on purpose (a kernel with a known io_uring bug, a policy).
+    Epoll,
 }
 
 pub struct ListenerPlan {

@@ -60,6 +60,8 @@ pub struct RawServer {
     pub shutdown_timeout: Option<S<String>>,
     /// Unix socket on which a running ringway hands its listeners to a successor.
     pub control_socket: Option<S<String>>,
+    /// "auto", "io_uring" or "epoll": which monoio driver the workers run on.
+    pub io_driver: Option<S<String>>,
 }
 
 #[derive(Deserialize)]

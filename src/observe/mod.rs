@@ -6,10 +6,12 @@
 
 pub mod access_log;
 mod counted;
+mod driver;
 pub mod metrics;
 pub mod request_id;
 
 pub use counted::Counted;
+pub use driver::DriverReport;
 pub use request_id::RequestId;
 
 use crate::config::Plan;
@@ -80,6 +82,8 @@ pub struct Shared {
     /// One SIGUSR1 flag per worker: each worker reopens its own log file.
     reopen: Vec<Arc<AtomicBool>>,
     pub started: Instant,
+    /// The workers' I/O drivers, set once they all run.
+    pub drivers: std::sync::OnceLock<DriverReport>,
 }
 
 impl Shared {
@@ -102,6 +106,7 @@ impl Shared {
             ready: AtomicBool::new(false),
             reopen,
             started: Instant::now(),
+            drivers: std::sync::OnceLock::new(),
         }))
     }
 

@@ -1,6 +1,7 @@
 //! Process start-up and end: bind every listener (or take them over from a running ringway),
 //! run one pinned worker thread per core, each with its own monoio runtime (io_uring, or epoll
-//! with MONOIO_FORCE_LEGACY_DRIVER=1), its own listening sockets and its own pools, then drain
+//! where io_uring is blocked or not wanted: see `driver`), its own listening sockets and its own
+//! pools, then drain
 //! on SIGTERM/SIGINT or when a successor took over. Workers share only the immutable plan.
 //!
 //! Process states: `Starting` (bind or take over) → `Serving` (READY=1 sent) → `Draining` (no
@@ -9,6 +10,7 @@
 
 mod contain;
 pub mod detach;
+pub mod driver;
 mod fdpass;
 pub mod handover;
 mod listener;
@@ -155,12 +157,19 @@ pub fn run(plan: Plan, start: Start) -> io::Result<()> {
             })?;
     }
     drop(ready_tx);
+    let mut drivers = Vec::with_capacity(workers);
     for _ in 0..workers {
         match ready_rx.recv() {
-            Ok(r) => r?,
+            Ok(r) => drivers.push(r?),
             Err(_) => return Err(io::Error::other("a worker ended during start-up")),
         }
     }
+    let report = driver::report(&drivers);
+    if !report.reason.is_empty() {
+        eprintln!("ringway: epoll driver: {}", report.reason);
+    }
+    let driver_words = report.ready_words();
+    let _ = shared.drivers.set(report);
 
     let mut control_path = None;
     let offer = Arc::new(std::sync::Mutex::new(Some(offer)));
@@ -194,7 +203,7 @@ pub fn run(plan: Plan, start: Start) -> io::Result<()> {
     }
     shared.set_ready(true);
     notify::notify("READY=1");
-    eprintln!("ringway: ready ({workers} workers, {} driver)", worker::driver_name());
+    eprintln!("ringway: ready ({workers} workers, {driver_words})");
     if let Some(p) = start.ready_pipe {
         p.ok();
     }

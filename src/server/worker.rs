@@ -6,6 +6,7 @@
 //! keeps their queues), then ends once its last connection has.
 
 use super::contain::Contained;
+use super::driver::Driver;
 use super::shutdown::DrainSignal;
 use crate::config::Plan;
 use crate::observe::{event, Level};
@@ -19,14 +20,6 @@ use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-pub fn driver_name() -> &'static str {
-    if std::env::var_os("MONOIO_FORCE_LEGACY_DRIVER").is_some() {
-        "epoll"
-    } else {
-        "io_uring (epoll fallback)"
-    }
-}
-
 /// Serves until drained. `sockets` pairs each listening socket with its index in
 /// `Plan::listeners` (after a takeover a worker may accept on several sockets of one listener).
 #[allow(clippy::too_many_arguments)]
@@ -37,15 +30,14 @@ pub fn run(
     board: Arc<crate::upstream::Board>,
     shared: Arc<crate::observe::Shared>,
     sockets: Vec<(std::net::TcpListener, usize)>,
-    ready: mpsc::Sender<io::Result<()>>,
+    ready: mpsc::Sender<io::Result<Driver>>,
     drain: DrainSignal,
 ) {
     if let Some(c) = core {
         core_affinity::set_for_current(c);
     }
-    let rt = build_runtime();
-    let mut rt = match rt {
-        Ok(rt) => rt,
+    let (mut rt, driver) = match super::driver::build(plan.server.io_driver) {
+        Ok(built) => built,
         Err(e) => {
             let _ = ready.send(Err(io::Error::new(
                 e.kind(),
@@ -95,7 +87,7 @@ pub fn run(
                 canceller.handle(),
             )));
         }
-        let _ = ready.send(Ok(()));
+        let _ = ready.send(Ok(driver));
         drain.wait().await;
         ctx.begin_drain();
         // A cancelled accept that raced with a completed one still returns its connection,
@@ -115,31 +107,6 @@ pub fn run(
         ctx.observe.flush();
     });
 }
-
-/// The worker's runtime. On io_uring, completions (readiness of idle tunnels, mostly) are handed
-/// to the worker as task work; COOP_TASKRUN lets it run that work on its next ring entry, which
-/// it makes every tick, instead of being interrupted for each completion (an inter-processor
-/// interrupt when the peer runs on the other core: expensive on a VM). Kernels before 5.19 lack
-/// the flag and get the default ring.
-fn build_runtime() -> io::Result<WorkerRuntime> {
-    let runtime = |coop: bool| {
-        let mut urb = io_uring::IoUring::builder();
-        if coop {
-            urb.setup_coop_taskrun();
-        }
-        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-            .with_entries(4096)
-            .uring_builder(urb)
-            .enable_timer()
-            .build()
-    };
-    runtime(true).or_else(|_| runtime(false))
-}
-
-type WorkerRuntime = monoio::FusionRuntime<
-    monoio::time::TimeDriver<monoio::IoUringDriver>,
-    monoio::time::TimeDriver<monoio::LegacyDriver>,
->;
 
 /// Decrements the worker's open-connection count and gives back the connection's drain slot
 /// when a connection task ends, however it ends.
