@@ -1097,6 +1097,28 @@ mod tests {
     }
 
     #[test]
+    fn io_driver_takes_three_words() {
+        let load = |v: &str| {
+            load_str(
+                &format!("[[listener]]\nbind = \"127.0.0.1:0\"\n[server]\nio_driver = \"{v}\"\n[[route]]\nupstream = \"a\"\n[upstream.a]\nservers = [\"127.0.0.1:1\"]\n"),
+                Path::new("t.toml"),
+            )
+        };
+        for (word, want) in [
+            ("auto", IoDriver::Auto),
+            ("io_uring", IoDriver::IoUring),
+            ("epoll", IoDriver::Epoll),
+        ] {
+            assert_eq!(load(word).ok().unwrap().server.io_driver, want);
+        }
+        let e = load("uring").err().unwrap();
+        assert_eq!(
+            e[0].to_string(),
+            "t.toml:4: server.io_driver: `uring`: must be \"auto\", \"io_uring\" or \"epoll\""
+        );
+    }
+
+    #[test]
     fn passive_ejection_defaults_on_only_for_groups() {
         let one = load_str(
             "[[listener]]\nbind = \"127.0.0.1:0\"\n[[route]]\nupstream = \"a\"\n[upstream.a]\nservers = [\"127.0.0.1:1\"]\n",

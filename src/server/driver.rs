@@ -142,11 +142,7 @@ impl fmt::Display for Cause {
                 "io_uring_setup ran out of locked memory (ENOMEM): kernels before 5.12 count rings against \
                  RLIMIT_MEMLOCK; raise it (ulimit -l, systemd LimitMEMLOCK=) or run fewer workers"
             ),
-            Cause::Other(errno) => write!(
-                f,
-                "io_uring_setup failed: {}",
-                io::Error::from_raw_os_error(*errno)
-            ),
+            Cause::Other(errno) => write!(f, "io_uring_setup failed: {}", io::Error::from_raw_os_error(*errno)),
         }
     }
 }

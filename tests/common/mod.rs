@@ -131,9 +131,18 @@ impl Ringway {
     /// Writes `config_toml` to a temp file, runs `ringway --config FILE` and waits for
     /// `ringway: ready` on stderr (10 s), collecting the `listening on` addresses.
     pub fn start(config_toml: &str) -> Ringway {
+        Ringway::start_with(config_toml, |_| {})
+    }
+
+    /// As [`Ringway::start`], with `adjust` applied to the command first (environment, a
+    /// seccomp filter installed before exec).
+    pub fn start_with(config_toml: &str, adjust: impl FnOnce(&mut Command)) -> Ringway {
         let dir = TempDir::new();
         let config_path = dir.write("ringway.toml", config_toml);
-        let (mut child, stderr) = StderrCopy::spawn(Command::new(BIN).arg("--config").arg(&config_path));
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config").arg(&config_path);
+        adjust(&mut cmd);
+        let (mut child, stderr) = StderrCopy::spawn(&mut cmd);
         let addrs = match stderr.wait_ready(Duration::from_secs(10)) {
             Ok(addrs) => addrs,
             Err(e) => {
@@ -275,7 +284,14 @@ impl Drop for Ringway {
 
 /// Runs the binary with `args` (for `check`, `route`, `--version` and config errors).
 pub fn run_cli(args: &[&str]) -> Output {
-    let mut child = Command::new(BIN)
+    run_cli_with(args, |_| {})
+}
+
+/// As [`run_cli`], with `adjust` applied to the command first.
+pub fn run_cli_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Output {
+    let mut cmd = Command::new(BIN);
+    adjust(&mut cmd);
+    let mut child = cmd
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
