@@ -23,9 +23,7 @@ for v in DURATION ROUNDS CONNS WARMUP; do
     [[ ${!v} =~ ^[0-9]+$ ]] || lt_die "$v must be a whole number, got '${!v}'"
 done
 ((DURATION > 0 && ROUNDS > 0 && CONNS > 0)) || lt_die "DURATION, ROUNDS and CONNS must be > 0"
-for p in "${proxies[@]}"; do
-    [[ $p == nginx || $p == haproxy || $p == ringway ]] || lt_die "unknown proxy '$p' in PROXIES"
-done
+lt_check_proxies "$PROXIES"
 
 # The command line that reproduces this table, printed with it.
 cmdline="DURATION=$DURATION ROUNDS=$ROUNDS CONNS=$CONNS"
@@ -33,11 +31,11 @@ cmdline="DURATION=$DURATION ROUNDS=$ROUNDS CONNS=$CONNS"
 [[ $PROXIES != "nginx haproxy ringway" ]] && cmdline+=" PROXIES=\"$PROXIES\""
 [[ -n ${RINGWAY_BIN:-} ]] && cmdline+=" RINGWAY_BIN=$RINGWAY_BIN"
 [[ -n ${MONOIO_FORCE_LEGACY_DRIVER:-} ]] && cmdline+=" MONOIO_FORCE_LEGACY_DRIVER=$MONOIO_FORCE_LEGACY_DRIVER"
-cmdline+=" loadtest/http.sh"
+cmdline+=" loadtest/${LT_SCRIPT:-http.sh}"
 
 lt_require_tools nginx haproxy wrk curl
 # Build before anything runs: a compile must never overlap a measurement.
-[[ " $PROXIES " == *" ringway "* ]] && LT_RINGWAY=$(lt_ringway_bin)
+[[ " $PROXIES " == *" ringway"* ]] && LT_RINGWAY=$(lt_ringway_bin)
 lt_init
 
 # --- backend: 100 bytes, keep-alive, on the load core ---------------------------------------
@@ -160,6 +158,7 @@ report() {
     echo
     echo "</details>"
 }
-outfile="$LT_OUT/http-$(date -u +%Y%m%d-%H%M%S).md"
+outfile="$LT_OUT/${LT_SCRIPT:-http.sh}"
+outfile="${outfile%.sh}-$(date -u +%Y%m%d-%H%M%S).md"
 report | tee "$outfile"
 lt_log "written to ${outfile#"$LT_ROOT"/}"

@@ -354,16 +354,19 @@ EOF
 }
 
 lt_start_proxy_ringway() {
-    local port=$1 backend=$2 extra=${3:-} cfg="$LT_TMP/ringway.toml" tls=""
+    local port=$1 backend=$2 extra=${3:-} name=${LT_RINGWAY_NAME:-ringway} tls=""
+    local cfg="$LT_TMP/$name.toml" wrap=()
     # rustls speaks TLS 1.2 and 1.3; the clients here all pick 1.3.
     [[ -n ${LT_TLS_DIR:-} ]] && tls="[[listener.tls]]
 cert = \"$LT_TLS_DIR/cert.pem\"
 key = \"$LT_TLS_DIR/key.pem\""
     [[ -n "${LT_RINGWAY:-}" ]] || LT_RINGWAY=$(lt_ringway_bin)
+    [[ -n ${LT_RINGWAY_SECCOMP:-} ]] && wrap=(python3 "$LT_DIR/tools/no_uring.py")
     # workers = 1: ringway pins worker 0 to core 0 itself; taskset keeps its other threads there too.
     cat >"$cfg" <<EOF
 [server]
 workers = 1
+${LT_RINGWAY_SERVER:-}
 
 [[listener]]
 bind = "127.0.0.1:$port"
@@ -377,8 +380,27 @@ prefix = "/"
 upstream = "backend"
 $extra
 EOF
-    lt_spawn ringway "$LT_PROXY_CPU" "$LT_RINGWAY" --config "$cfg"
-    lt_wait_ready ringway "$LT_LAST_PID" "$port"
+    lt_spawn "$name" "$LT_PROXY_CPU" "${wrap[@]}" "$LT_RINGWAY" --config "$cfg"
+    lt_wait_ready "$name" "$LT_LAST_PID" "$port"
+    # The driver it really runs on, for the report (the ready line follows the listening line).
+    local ready=""
+    for _ in $(seq 50); do
+        ready=$(grep -m1 '^ringway: ready' "$LT_TMP/$name.log" || true)
+        [[ -n $ready ]] && break
+        sleep 0.05
+    done
+    LT_READY_LINES+="- $name: \`${ready:-no ready line}\`"$'\n'
+}
+
+# The same ringway with io_uring blocked as a container's default seccomp profile blocks it
+# (tools/no_uring.py: no-new-privs, then a BPF filter answering EPERM to io_uring_setup, then exec).
+lt_start_proxy_ringway_seccomp() {
+    LT_RINGWAY_NAME=ringway_seccomp LT_RINGWAY_SECCOMP=1 lt_start_proxy_ringway "$@"
+}
+
+# The same ringway on epoll by configuration (`[server] io_driver = "epoll"`).
+lt_start_proxy_ringway_epoll() {
+    LT_RINGWAY_NAME=ringway_epoll LT_RINGWAY_SERVER='io_driver = "epoll"' lt_start_proxy_ringway "$@"
 }
 
 # lt_start_proxy NAME PORT BACKEND [EXTRA]: dispatch by name; records the pid in LT_PROXY_PID[NAME].
@@ -474,6 +496,7 @@ lt_machine_info() {
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); host: $(nproc) cores, kernel $(uname -r)"
     echo "- nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(haproxy -v 2>/dev/null | head -1 | awk '{print "HAProxy " $3}'), $(wrk -v 2>&1 | head -1 | awk '{print "wrk " $2}')"
     echo "- ringway tree: $rw${MONOIO_FORCE_LEGACY_DRIVER:+ (MONOIO_FORCE_LEGACY_DRIVER=$MONOIO_FORCE_LEGACY_DRIVER)}"
+    printf '%s' "${LT_READY_LINES:-}"
 }
 
 # --- tools and measurements shared by the WebSocket and body scripts ---------------------------
@@ -507,10 +530,11 @@ lt_ws_proxy() {
     esac
 }
 
-# lt_check_proxies LIST: dies unless every name in LIST is nginx, haproxy or ringway.
+# lt_check_proxies LIST: dies unless every name in LIST is nginx, haproxy, ringway or one of
+# ringway's driver variants (ringway_seccomp, ringway_epoll).
 lt_check_proxies() {
     local p
     for p in $1; do
-        [[ $p == nginx || $p == haproxy || $p == ringway ]] || lt_die "unknown proxy '$p' in PROXIES"
+        [[ $p =~ ^(nginx|haproxy|ringway|ringway_seccomp|ringway_epoll)$ ]] || lt_die "unknown proxy '$p' in PROXIES"
     done
 }

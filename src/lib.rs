@@ -1,4 +1,5 @@
-//! ringway: a thread-per-core HTTP/1.1 reverse proxy on monoio (io_uring, or epoll where io_uring is blocked or not wanted).
+//! ringway: a thread-per-core HTTP/1.1 reverse proxy on monoio (io_uring, or epoll where
+//! io_uring is blocked or not wanted).
 //!
 //! The binary loads a TOML file into an immutable [`config::Plan`], binds the listeners and starts
 //! one pinned worker per core; everything on the request path lives in the worker that accepted
