@@ -3,9 +3,12 @@
 //! Run: `cargo bench --bench hot_paths`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use ringway::client::h1::{decide, ClientInfo, Decision};
+use ringway::client::h1::decide_bytes as decide;
 use ringway::config::load_str;
-use ringway::exchange::forward::{build_response_head, Outgoing};
+use ringway::exchange::forward::Outgoing;
+use ringway::exchange::response_head::build_response_head;
+use ringway::exchange::Decision;
+use ringway::http::client_info::ClientInfo;
 use ringway::http::normalize_host;
 use ringway::http::Framing;
 use std::path::Path;

@@ -3,9 +3,11 @@
 //! shows what would be sent upstream — the answer to most sub-path questions (redirect loops,
 //! 404 assets) without touching the network.
 
-use crate::client::h1::{decide, ClientInfo, Decision};
+use crate::client::h1::decide_bytes as decide;
 use crate::config::units::format_duration;
 use crate::config::{Balance, HostMatch, PathRewrite, Plan, RoutePlan, UpstreamPlan};
+use crate::exchange::Decision;
+use crate::http::client_info::ClientInfo;
 use crate::upstream::{Board, Tried, Upstreams};
 use std::fmt::Write;
 use std::net::SocketAddr;

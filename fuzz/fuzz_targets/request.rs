@@ -6,7 +6,8 @@ use libfuzzer_sys::fuzz_target;
 use ringway::body::chunked::{write_chunk_header, ChunkedDecoder, Step, LAST_CHUNK};
 use ringway::http::request::inspect;
 use ringway::http::{has_bare_cr_or_lf, Framing};
-use ringway::client::h1::{decide, Decision};
+use ringway::client::h1::decide_bytes as decide;
+use ringway::exchange::Decision;
 use ringway_fuzz::*;
 
 /// Decodes a chunked body; None on a framing error or when it does not end.

@@ -5,7 +5,7 @@ use ringway::auth::WorkerAccess;
 use ringway::config::{load_str, Plan};
 use ringway::exchange::forward::Outgoing;
 use ringway::http::Framing;
-use ringway::client::h1::ClientInfo;
+use ringway::http::client_info::ClientInfo;
 use std::path::Path;
 use std::sync::OnceLock;
 

@@ -1,6 +1,7 @@
 //! HTTP/1.1 wire handling: request and response heads (parsed by httparse, then checked for the
 //! framing ambiguities that enable request smuggling), body framing, and head writing.
 
+pub mod client_info;
 pub mod headers;
 mod host;
 pub mod request;

@@ -3,4 +3,5 @@
 
 pub mod clock;
 pub mod deadline;
+pub mod drain;
 pub mod owned;

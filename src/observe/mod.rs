@@ -12,8 +12,8 @@ pub mod request_id;
 pub use counted::Counted;
 pub use request_id::RequestId;
 
-use crate::client::h1::{ClientInfo, WorkerCtx};
 use crate::config::Plan;
+use crate::http::client_info::ClientInfo;
 use crate::tunnel::TunnelStats;
 use crate::upstream::{Board, FailureKind};
 use access_log::{AccessLog, Entry, Kind};
@@ -21,7 +21,6 @@ use metrics::{Block, Global, Registry, ServerStat};
 use std::cell::RefCell;
 use std::fmt;
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -259,7 +258,7 @@ impl WorkerObserve {
     }
 
     /// Reopens the log file if SIGUSR1 arrived since the last look.
-    fn reopen_if_asked(&self) {
+    pub fn reopen_if_asked(&self) {
         if !self.reopen.swap(false, Ordering::Relaxed) {
             return;
         }
@@ -288,9 +287,8 @@ pub struct TunnelWatch {
 }
 
 impl TunnelWatch {
-    pub fn closed(self, ctx: &WorkerCtx, stats: &TunnelStats) {
-        ctx.observe
-            .tunnel_closed(&ctx.plan, self.line.as_deref(), stats, self.since);
+    pub fn closed(self, observe: &WorkerObserve, plan: &Plan, stats: &TunnelStats) {
+        observe.tunnel_closed(plan, self.line.as_deref(), stats, self.since);
     }
 }
 
@@ -396,27 +394,6 @@ impl Record {
                 dest.extend_from_slice(&v[..v.len().min(MAX)]);
             }
         }
-    }
-}
-
-/// The worker's once-a-second chores: sample the gauges only the worker can see (in-flight
-/// requests, pooled connections, idle pipes), reopen the log after SIGUSR1, and flush it.
-pub async fn tick(ctx: Rc<WorkerCtx>) {
-    let o = &ctx.observe;
-    loop {
-        monoio::time::sleep(Duration::from_secs(1)).await;
-        let plan = &ctx.plan;
-        for (u, up) in plan.upstreams.iter().enumerate() {
-            for s in 0..up.servers.len() {
-                let inflight = ctx.upstreams.inflight(u, s) as u64;
-                o.metrics.set_server(u, s, ServerStat::InFlight, inflight);
-                o.metrics
-                    .set_server(u, s, ServerStat::IdlePooled, ctx.pool.idle_of(u, s) as u64);
-            }
-        }
-        o.metrics.set_global(Global::IdlePipes, ctx.pipes.idle() as u64);
-        o.reopen_if_asked();
-        o.flush();
     }
 }
 
