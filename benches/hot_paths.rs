@@ -5,7 +5,7 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use ringway::client::h1::decide_bytes as decide;
 use ringway::config::load_str;
-use ringway::exchange::forward::Outgoing;
+use ringway::exchange::outgoing::Outgoing;
 use ringway::exchange::response_head::build_response_head;
 use ringway::exchange::Decision;
 use ringway::http::client_info::ClientInfo;

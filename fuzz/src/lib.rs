@@ -3,7 +3,7 @@
 
 use ringway::auth::WorkerAccess;
 use ringway::config::{load_str, Plan};
-use ringway::exchange::forward::Outgoing;
+use ringway::exchange::outgoing::Outgoing;
 use ringway::http::Framing;
 use ringway::http::client_info::ClientInfo;
 use std::path::Path;

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use monoio::net::TcpStream;
 
+use crate::io::fd as sys;
 use crate::tls::{Session, TlsStream};
-use crate::tunnel::{sys, Budget, PipePool};
+use crate::tunnel::{Budget, PipePool};
 use crate::upstream::UpstreamConn;
 
 /// Bodies with fewer bytes left than this after the response head go through the copy path:
@@ -24,7 +25,7 @@ pub trait SpliceClient {
     }
 
     /// Bytes spliced from (`received`) or to (`sent`) the client, for the byte counts that
-    /// userspace reads and writes otherwise keep (`observe::Counted`).
+    /// userspace reads and writes otherwise keep (the client connection's byte counter).
     fn spliced(&self, _received: u64, _sent: u64) {}
 }
 

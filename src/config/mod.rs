@@ -295,7 +295,7 @@ impl Compiler<'_> {
             };
         }
         if let Some(l) = &raw.level {
-            match crate::observe::Level::parse(l.get_ref()) {
+            match Level::parse(l.get_ref()) {
                 Some(level) => plan.level = level,
                 None => self.error(
                     l,

@@ -44,7 +44,7 @@ pub enum LogFormat {
 pub struct LogPlan {
     pub access: AccessTarget,
     pub format: LogFormat,
-    pub level: crate::observe::Level,
+    pub level: Level,
 }
 
 impl Default for LogPlan {
@@ -52,7 +52,7 @@ impl Default for LogPlan {
         LogPlan {
             access: AccessTarget::Off,
             format: LogFormat::Combined,
-            level: crate::observe::Level::Info,
+            level: Level::Info,
         }
     }
 }
@@ -286,6 +286,36 @@ impl Default for Forwarding {
             x_forwarded_port: true,
             x_real_ip: true,
             x_forwarded_prefix: true,
+        }
+    }
+}
+
+/// Severity of ringway's own stderr events (`[log] level`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Error = 0,
+    Warn = 1,
+    Info = 2,
+    Debug = 3,
+}
+
+impl Level {
+    pub fn parse(s: &str) -> Option<Level> {
+        Some(match s {
+            "error" => Level::Error,
+            "warn" => Level::Warn,
+            "info" => Level::Info,
+            "debug" => Level::Debug,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warn => "warn",
+            Level::Info => "info",
+            Level::Debug => "debug",
         }
     }
 }

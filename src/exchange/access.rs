@@ -2,8 +2,6 @@
 //! (`auth::check`); for forward auth, the subrequest to the auth service before anything goes
 //! upstream.
 
-use super::decide::Decision;
-use super::forward::Outgoing;
 use super::request::RequestHead;
 use crate::auth::{self, WorkerAccess};
 use crate::config::Plan;
@@ -45,9 +43,9 @@ pub fn check<'a>(
 
 /// Forward auth: asks the auth service; on 2xx the headers it lends are appended to the
 /// upstream head in `out` and the request goes on, otherwise its answer goes to the client.
-pub async fn authorize(plan: &Plan, o: Outgoing, sub: auth::forward::Subrequest, out: &mut Vec<u8>) -> Decision {
-    match auth::forward::authorize(&plan.access, &sub, out).await {
-        None => Decision::Forward(o),
-        Some(answer) => Decision::Answer(answer),
+pub async fn authorize(plan: &Plan, sub: &auth::forward::Subrequest, out: &mut Vec<u8>) -> Result<(), auth::Answer> {
+    match auth::forward::authorize(&plan.access, sub, out).await {
+        None => Ok(()),
+        Some(answer) => Err(answer),
     }
 }

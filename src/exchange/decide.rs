@@ -4,7 +4,7 @@
 //! later, in `forward`, so a failed attempt can move to another one.
 
 use super::access;
-use super::forward::Outgoing;
+use super::outgoing::Outgoing;
 use super::reply::Reply;
 use super::request::RequestHead;
 use super::rewrite::check_path;
@@ -25,7 +25,7 @@ pub enum Decision {
     Reply(Reply),
     /// A complete response from the access step (401, 403, 429, CORS preflight, auth relay).
     Answer(auth::Answer),
-    /// Forward once the auth service agrees (see [`access::authorize`]).
+    /// Forward once the auth service agrees (see `access::authorize`).
     Authorize(Outgoing, auth::forward::Subrequest),
 }
 

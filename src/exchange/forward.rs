@@ -8,9 +8,10 @@
 //! the upstream's `retries`, but only while the whole request is still in hand (never once a body
 //! was streamed from the client).
 
+use super::outgoing::Outgoing;
 use super::reply::{reply, Reply};
 use super::request_body::{reframe_request, stream_request_body, BodyAbort};
-use super::response_body::relay_response_body;
+use super::response_body::{relay_response_body, Cut};
 use super::response_head::{last_response_head, read_response_head};
 use super::worker::WorkerCtx;
 use crate::body::chunked::ChunkedDecoder;
@@ -22,33 +23,6 @@ use crate::observe::{event, Level, Record};
 use crate::upstream::{connect, FailureKind, Lease, Tried, UpstreamConn, UpstreamError};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use std::time::Duration;
-
-/// A request that passed every check, with its upstream head already written.
-pub struct Outgoing {
-    pub route: usize,
-    pub upstream: usize,
-    /// The server of the current attempt, chosen in the exchange.
-    pub server: usize,
-    /// Hash key for `balance = "hash"`.
-    pub affinity: Option<u64>,
-    /// GET, HEAD, OPTIONS, TRACE, PUT, DELETE: safe to send again.
-    pub idempotent: bool,
-    /// Where the Host value naming the server sits in the upstream head (`preserve_host = false`).
-    pub host_at: Option<(usize, usize)>,
-    pub framing: Framing,
-    pub expect_continue: bool,
-    pub is_head: bool,
-    pub client_keep_alive: bool,
-    pub client_http10: bool,
-    /// The client's Host, kept only when responses need their Location mapped back.
-    pub request_host: Option<String>,
-    /// Header lines the access step adds to the client's response (CORS); usually empty.
-    pub response_headers: Vec<u8>,
-    /// The request asked for an allowed protocol upgrade and carries Upgrade upstream.
-    pub upgrade: bool,
-    /// The listener that accepted the client (its `hsts` applies to the response).
-    pub listener: usize,
-}
 
 /// What the client connection does after an exchange.
 pub enum Next {
@@ -299,7 +273,7 @@ async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
                 Ok(s) => s,
                 Err(e) => {
                     // Nothing was sent: any request may move to another server.
-                    ctx.observe.upstream_failed(o.upstream, o.server, &e.kind);
+                    ctx.observe.upstream_failed(o.upstream, o.server, e.kind.stat());
                     ctx.upstreams.failed(plan, o.upstream, o.server);
                     failover.give_up(route, o.server, e, "trying another server");
                     continue;
@@ -371,7 +345,7 @@ async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
             // to repeat goes out again (the pool already skips connections closed while idle).
             Err(FailureKind::ClosedEarly) if reused && resendable && o.idempotent => fresh_only = true,
             Err(kind) => {
-                ctx.observe.upstream_failed(o.upstream, o.server, &kind);
+                ctx.observe.upstream_failed(o.upstream, o.server, kind.stat());
                 if kind.counts_against_server() {
                     ctx.upstreams.failed(plan, o.upstream, o.server);
                 }
@@ -401,7 +375,7 @@ async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
     // The client's response head is in `resp_out`; relay it with the body.
     let complete = relay_response_body(client, &mut upstream, rbuf, resp_out, &resp, route, &ctx.pipes)
         .await
-        .map_err(|a| (a, request_whole))?;
+        .map_err(|Cut| (Abort::Close, request_whole))?;
     let keep = o.client_keep_alive && !resp.close_client;
     drop(failover);
     Ok(Done::Http {

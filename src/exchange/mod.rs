@@ -8,6 +8,7 @@
 pub mod access;
 pub mod decide;
 pub mod forward;
+pub mod outgoing;
 pub mod reply;
 pub mod request;
 pub mod request_body;

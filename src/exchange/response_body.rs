@@ -3,7 +3,6 @@
 //! HTTP/1.0 clients), close-delimited bodies spliced or re-framed as chunked. A body cut short
 //! closes the client connection, so no client takes a truncated body for a complete one.
 
-use super::forward::Abort;
 use super::response_head::ResponsePlan;
 use crate::body::chunked::{write_chunk_header, ChunkedDecoder, Step, LAST_CHUNK};
 use crate::body::splice::{plain_pair, splice_body, BodyError, SpliceClient, SPLICE_MIN_BODY};
@@ -14,8 +13,11 @@ use crate::tunnel::PipePool;
 use crate::upstream::UpstreamConn;
 use monoio::io::AsyncWriteRent;
 
+/// The response body could not be relayed whole: the client connection must close.
+pub struct Cut;
+
 /// Relays the response body; Ok(true) when the upstream message ended cleanly (the connection is
-/// reusable as far as framing goes). A body cut short closes the client connection (Abort::Close),
+/// reusable as far as framing goes). A body cut short closes the client connection ([`Cut`]),
 /// so the client never takes a truncated body for a complete one.
 pub async fn relay_response_body<C: AsyncWriteRent + SpliceClient>(
     client: &mut C,
@@ -25,11 +27,11 @@ pub async fn relay_response_body<C: AsyncWriteRent + SpliceClient>(
     resp: &ResponsePlan,
     route: &RoutePlan,
     pipes: &PipePool,
-) -> Result<bool, Abort> {
+) -> Result<bool, Cut> {
     let t_send = route.send_timeout;
     let t_read = route.read_timeout;
     let mut pos = resp.head_len;
-    let client_err = |_| Abort::Close;
+    let client_err = |_| Cut;
     match resp.framing {
         Framing::None => {
             let res = write_out(client, out, 0, t_send).await;
@@ -51,7 +53,7 @@ pub async fn relay_response_body<C: AsyncWriteRent + SpliceClient>(
                             return Ok(!extra);
                         }
                         Err(BodyError::NoPipe(_)) => {}
-                        Err(_) => return Err(Abort::Close),
+                        Err(_) => return Err(Cut),
                     }
                 }
             }
@@ -60,7 +62,7 @@ pub async fn relay_response_body<C: AsyncWriteRent + SpliceClient>(
                 let cap = rbuf.capacity();
                 let res = read_into(upstream, rbuf, (left as usize).min(cap), cap, t_read).await;
                 match res {
-                    Ok(0) | Err(_) => return Err(Abort::Close),
+                    Ok(0) | Err(_) => return Err(Cut),
                     Ok(got) => left -= got as u64,
                 }
                 let res = write_out(client, rbuf, 0, t_send).await;
@@ -72,7 +74,7 @@ pub async fn relay_response_body<C: AsyncWriteRent + SpliceClient>(
             let mut d = ChunkedDecoder::new();
             loop {
                 while pos < rbuf.len() && !d.is_done() {
-                    let step = d.step(&rbuf[pos..]).map_err(|_| Abort::Close)?;
+                    let step = d.step(&rbuf[pos..]).map_err(|_| Cut)?;
                     let (n, data) = match step {
                         Step::Data(n) => (n, true),
                         Step::Skip(n) | Step::Done(n) => (n, false),
@@ -94,7 +96,7 @@ pub async fn relay_response_body<C: AsyncWriteRent + SpliceClient>(
                 let cap = rbuf.capacity();
                 let res = read_into(upstream, rbuf, cap, cap, t_read).await;
                 match res {
-                    Ok(0) | Err(_) => return Err(Abort::Close),
+                    Ok(0) | Err(_) => return Err(Cut),
                     Ok(_) => {}
                 }
             }
@@ -121,7 +123,7 @@ pub async fn relay_response_body<C: AsyncWriteRent + SpliceClient>(
                             break;
                         }
                         Err(BodyError::NoPipe(_)) => {}
-                        Err(_) => return Err(Abort::Close),
+                        Err(_) => return Err(Cut),
                     }
                 }
                 out.clear();
@@ -132,7 +134,7 @@ pub async fn relay_response_body<C: AsyncWriteRent + SpliceClient>(
                 match res {
                     Ok(0) => break,
                     Ok(_) => {}
-                    Err(_) => return Err(Abort::Close),
+                    Err(_) => return Err(Cut),
                 }
             }
             if resp.chunk_for_client {

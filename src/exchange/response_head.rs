@@ -4,7 +4,7 @@
 //! framing the client will get. `101 Switching Protocols` is accepted only for a request that
 //! asked to upgrade.
 
-use super::forward::Outgoing;
+use super::outgoing::Outgoing;
 use super::rewrite::{map_cookie_path, map_location};
 use crate::config::{Plan, RoutePlan};
 use crate::http::headers::{classify, Known};

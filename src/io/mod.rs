@@ -4,4 +4,6 @@
 pub mod clock;
 pub mod deadline;
 pub mod drain;
+pub mod fd;
 pub mod owned;
+pub mod socket;

@@ -23,14 +23,14 @@
 //! thread. Measured with `loadtest/ws_idle.sh`: about 1.4 KB of RSS per idle WebSocket. Files:
 //! `splice.rs` (plain TCP), `ready.rs` (TLS, readiness + pooled buffer), `copy.rs` (owned-buffer
 //! streams), `relay.rs` (both directions + limits), `pool.rs` (per-worker pipes and timer),
-//! `timer.rs`, `sys.rs` (every unsafe syscall).
+//! `timer.rs`; its syscalls are wrapped in `io::fd`.
 
 mod copy;
 mod pool;
 mod ready;
 mod relay;
 mod splice;
-pub(crate) mod sys;
+
 mod timer;
 
 use std::fmt;

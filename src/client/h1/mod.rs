@@ -14,11 +14,12 @@ mod tunnel;
 pub use request::{decide_bytes, decide_head};
 pub use tunnel::ClientStream;
 
+use super::counted::Counted;
 use crate::exchange::forward::Next;
 use crate::exchange::{self, access, reply, Decision, Reply, WorkerCtx};
 use crate::http::client_info::ClientInfo;
 use crate::io::owned::write_from;
-use crate::observe::{ConnGauge, Counted, Record};
+use crate::observe::{ConnGauge, Record};
 use head::{read_head, HeadRead};
 use std::future::Future;
 use std::rc::Rc;
@@ -73,7 +74,7 @@ async fn serve_requests<C: ClientStream + 'static, G: 'static>(
                 let r = Reply::refused(e);
                 rec.status = r.status;
                 let _ = reply(&mut client, r, limits.header_timeout).await;
-                ctx.observe.finish(&plan, &mut rec, &info, &client);
+                ctx.observe.finish(&plan, &mut rec, &info, client.totals());
                 return;
             }
             HeadRead::TimedOut => {
@@ -87,7 +88,7 @@ async fn serve_requests<C: ClientStream + 'static, G: 'static>(
                 rec.begin(&cbuf);
                 rec.status = 408;
                 let _ = reply(&mut client, r, limits.header_timeout).await;
-                ctx.observe.finish(&plan, &mut rec, &info, &client);
+                ctx.observe.finish(&plan, &mut rec, &info, client.totals());
                 return;
             }
         };
@@ -96,7 +97,10 @@ async fn serve_requests<C: ClientStream + 'static, G: 'static>(
         let decision = decide_head(&plan, &ctx.access, &info, &cbuf[..head_len], &mut out, &mut rec);
         // Access step with I/O: forward auth asks its service before anything goes upstream.
         let decision = match decision {
-            Decision::Authorize(outgoing, sub) => Box::pin(access::authorize(&plan, outgoing, sub, &mut out)).await,
+            Decision::Authorize(outgoing, sub) => match Box::pin(access::authorize(&plan, &sub, &mut out)).await {
+                Ok(()) => Decision::Forward(outgoing),
+                Err(answer) => Decision::Answer(answer),
+            },
             d => d,
         };
         let decision = if ctx.drain.is_draining() {
@@ -141,7 +145,7 @@ async fn serve_requests<C: ClientStream + 'static, G: 'static>(
                     Next::KeepAlive => true,
                     Next::Close => false,
                     Next::Tunnel(upstream) => {
-                        ctx.observe.finish(&plan, &mut rec, &info, &client);
+                        ctx.observe.finish(&plan, &mut rec, &info, client.totals());
                         // The connection is no longer HTTP: from here on, bytes only, in a task of
                         // their own; this one ends and frees the HTTP state (buffers, strings).
                         // The request's record goes along only when the tunnel gets a log line.
@@ -155,7 +159,7 @@ async fn serve_requests<C: ClientStream + 'static, G: 'static>(
                 }
             }
         };
-        ctx.observe.finish(&plan, &mut rec, &info, &client);
+        ctx.observe.finish(&plan, &mut rec, &info, client.totals());
         if !keep {
             return;
         }

@@ -3,9 +3,9 @@
 
 use crate::body::splice::SpliceClient;
 use crate::exchange::WorkerCtx;
-use crate::observe::TunnelWatch;
+use crate::observe::{TunnelEnded, TunnelWatch};
 use crate::tls::{Session, TlsStream};
-use crate::tunnel::{ready_relay, splice_tunnel, RelayEnd};
+use crate::tunnel::{ready_relay, splice_tunnel, RelayEnd, TunnelStats};
 use crate::upstream::UpstreamConn;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
@@ -43,7 +43,7 @@ impl ClientStream for TcpStream {
                     let _guard = guard;
                     let limits = &ctx.plan.routes[route].tunnel;
                     let stats = splice_tunnel(&self, &upstream, &ctx.pipes, limits).await;
-                    watch.closed(&ctx.observe, &ctx.plan, &stats);
+                    closed(watch, &ctx, &stats);
                 });
             }
             tls => spawn_copy_tunnel(self, tls, ctx, route, (guard, watch)),
@@ -63,7 +63,7 @@ fn spawn_copy_tunnel<C: RelayEnd + 'static, U: RelayEnd + 'static, G: 'static>(
         let _guard = guard;
         let limits = &ctx.plan.routes[route].tunnel;
         let stats = ready_relay(client, upstream, &ctx.bodies, &ctx.pipes, limits).await;
-        watch.closed(&ctx.observe, &ctx.plan, &stats);
+        closed(watch, &ctx, &stats);
     });
 }
 
@@ -77,4 +77,14 @@ impl<S: Session + 'static> ClientStream for TlsStream<S> {
     ) {
         spawn_copy_tunnel(self, upstream, ctx, route, guard);
     }
+}
+
+/// Counts and logs a tunnel that ended.
+fn closed(watch: TunnelWatch, ctx: &WorkerCtx, stats: &TunnelStats) {
+    let end = TunnelEnded {
+        received: stats.client_to_upstream,
+        sent: stats.upstream_to_client,
+        why: &stats.end,
+    };
+    watch.closed(&ctx.observe, &ctx.plan, &end);
 }
