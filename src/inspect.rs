@@ -240,7 +240,7 @@ pub fn explain(plan: &Plan, method: &str, url: &str, headers: &[String]) -> Resu
     let decision = match decide(plan, &access, &info, head.as_bytes(), &mut out) {
         Decision::Authorize(o, sub) => {
             let auth = &plan.access.auths[sub.auth];
-            if let crate::auth::AuthMethod::Forward(fa) = &auth.method {
+            if let crate::config::AuthMethod::Forward(fa) = &auth.method {
                 let _ = writeln!(
                     s,
                     "auth: {} asks {} first (2xx forwards, 401/403/3xx answer)",

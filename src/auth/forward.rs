@@ -5,29 +5,15 @@
 //! 401, 403, 3xx: the auth service's answer goes to the client unchanged (login redirects work).
 //! Anything else, no answer, or no answer in time: 503. A request is never let through unasked.
 
-use super::{AccessPlan, Answer, Request};
+use super::{Answer, Request};
 use crate::body::chunked::{ChunkedDecoder, Step};
+use crate::config::{AccessPlan, ForwardAuth};
 use crate::http::headers::{classify, Known};
 use crate::http::write::{header, header_u64, reason_phrase};
 use crate::io::owned::{read_append, write_from};
 use crate::observe::{event, Level};
 use monoio::net::TcpStream;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
-
-pub struct ForwardAuth {
-    /// As written, for messages.
-    pub url: String,
-    pub addr: SocketAddr,
-    /// `host:port` sent as Host.
-    pub authority: String,
-    /// Path and query of the auth URL.
-    pub path: String,
-    /// (auth response header, lower-case; upstream request header as written).
-    pub copy: Vec<(String, String)>,
-    /// Connect plus complete answer.
-    pub timeout: Duration,
-}
+use std::time::Instant;
 
 /// The auth service's answer is read whole; an auth answer is a status and a few headers.
 const MAX_ANSWER: usize = 64 * 1024;
@@ -98,7 +84,7 @@ impl Subrequest {
 /// Runs the subrequest. On 2xx the copied headers are appended to the upstream head in `out`
 /// and the request goes on (None); otherwise the client gets the returned answer.
 pub async fn authorize(access: &AccessPlan, sub: &Subrequest, out: &mut Vec<u8>) -> Option<Answer> {
-    let super::AuthMethod::Forward(fa) = &access.auths[sub.auth].method else {
+    let crate::config::AuthMethod::Forward(fa) = &access.auths[sub.auth].method else {
         unreachable!("a subrequest is only built for forward auth");
     };
     let deadline = Instant::now() + fa.timeout;

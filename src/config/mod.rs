@@ -4,6 +4,10 @@
 //! without guessing; all errors are collected, not just the first.
 
 mod access;
+mod access_plan;
+pub mod cidr;
+pub mod hash_ring;
+pub mod htpasswd;
 mod plan;
 pub mod route_table;
 mod schema;

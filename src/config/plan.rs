@@ -1,9 +1,9 @@
 //! The compiled configuration: plain, immutable data built once at start-up and shared by every
 //! worker behind an `Arc`. Nothing here is mutated after `compile` returns.
 
+pub use super::access_plan::*;
+pub use super::hash_ring::HashRing;
 use crate::config::route_table::RouteTable;
-pub use crate::tunnel::TunnelLimits;
-pub use crate::upstream::balance::HashRing;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,7 +16,7 @@ pub struct Plan {
     pub routes: Vec<RoutePlan>,
     pub table: RouteTable,
     /// Trusted proxies, `[auth.NAME]` tables and the identity headers stripped from clients.
-    pub access: crate::auth::AccessPlan,
+    pub access: AccessPlan,
     /// Things that work but deserve attention (expired certificate, skipped verification), each
     /// `FILE:LINE: key: message`; printed at start-up and by `ringway check`.
     pub warnings: Vec<String>,
@@ -210,7 +210,7 @@ pub struct RoutePlan {
     pub response_headers: HeaderRules,
     pub forwarding: Forwarding,
     /// auth, allow/deny, rate_limit, cors, identity_static.
-    pub access: crate::auth::RouteAccess,
+    pub access: RouteAccess,
 }
 
 impl RoutePlan {
@@ -316,6 +316,26 @@ impl Level {
             Level::Warn => "warn",
             Level::Info => "info",
             Level::Debug => "debug",
+        }
+    }
+}
+
+/// A tunnel's limits (`[[route]] tunnel_idle_timeout`, `tunnel_max_lifetime`).
+#[derive(Debug, Clone)]
+pub struct TunnelLimits {
+    /// The tunnel ends when no byte moved either way for this long.
+    pub idle_timeout: Duration,
+    /// The tunnel ends this long after the relay started, busy or not.
+    pub max_lifetime: Option<Duration>,
+}
+
+impl Default for TunnelLimits {
+    /// One hour idle, no maximum lifetime: an idle WebSocket must survive far longer than
+    /// nginx's 60 s default.
+    fn default() -> Self {
+        TunnelLimits {
+            idle_timeout: Duration::from_secs(3600),
+            max_lifetime: None,
         }
     }
 }
