@@ -3,9 +3,9 @@
 //! shows what would be sent upstream — the answer to most sub-path questions (redirect loops,
 //! 404 assets) without touching the network.
 
+use crate::client::h1::{decide, ClientInfo, Decision};
 use crate::config::units::format_duration;
 use crate::config::{Balance, HostMatch, PathRewrite, Plan, RoutePlan, UpstreamPlan};
-use crate::proxy::{decide, ClientInfo, Decision};
 use crate::upstream::{Board, Tried, Upstreams};
 use std::fmt::Write;
 use std::net::SocketAddr;

@@ -3,9 +3,9 @@
 
 use ringway::auth::WorkerAccess;
 use ringway::config::{load_str, Plan};
-use ringway::forward::Outgoing;
+use ringway::exchange::forward::Outgoing;
 use ringway::http::Framing;
-use ringway::proxy::ClientInfo;
+use ringway::client::h1::ClientInfo;
 use std::path::Path;
 use std::sync::OnceLock;
 

@@ -6,13 +6,13 @@
 //! Anything else, no answer, or no answer in time: 503. A request is never let through unasked.
 
 use super::Request;
-use crate::forward::Outgoing;
-use crate::http::chunked::{ChunkedDecoder, Step};
+use crate::body::chunked::{ChunkedDecoder, Step};
+use crate::client::h1::{Decision, WorkerCtx};
+use crate::exchange::forward::Outgoing;
 use crate::http::headers::{classify, Known};
 use crate::http::write::{header, header_u64, reason_phrase};
-use crate::io_util::{read_append, write_from};
+use crate::io::owned::{read_append, write_from};
 use crate::observe::{event, Level};
-use crate::proxy::{Decision, WorkerCtx};
 use monoio::net::TcpStream;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

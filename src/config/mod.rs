@@ -5,13 +5,14 @@
 
 mod access;
 mod plan;
+pub mod route_table;
 mod schema;
 pub mod units;
 
 pub use crate::http::is_token;
 pub use plan::*;
 
-use crate::route::RouteTable;
+use crate::config::route_table::RouteTable;
 use schema::*;
 use std::collections::HashMap;
 use std::fmt;

@@ -1,7 +1,7 @@
 //! The compiled configuration: plain, immutable data built once at start-up and shared by every
 //! worker behind an `Arc`. Nothing here is mutated after `compile` returns.
 
-use crate::route::RouteTable;
+use crate::config::route_table::RouteTable;
 pub use crate::tunnel::TunnelLimits;
 pub use crate::upstream::balance::HashRing;
 use std::net::SocketAddr;

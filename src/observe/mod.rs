@@ -12,8 +12,8 @@ pub mod request_id;
 pub use counted::Counted;
 pub use request_id::RequestId;
 
+use crate::client::h1::{ClientInfo, WorkerCtx};
 use crate::config::Plan;
-use crate::proxy::{ClientInfo, WorkerCtx};
 use crate::tunnel::TunnelStats;
 use crate::upstream::{Board, FailureKind};
 use access_log::{AccessLog, Entry, Kind};
@@ -166,7 +166,7 @@ impl WorkerObserve {
 
     /// The end of one request: count it, and log it when the log is on.
     pub fn finish<C>(&self, plan: &Plan, rec: &mut Record, info: &ClientInfo, client: &Counted<C>) {
-        let elapsed = crate::clock::now().saturating_duration_since(rec.start);
+        let elapsed = crate::io::clock::now().saturating_duration_since(rec.start);
         let (read, written) = client.totals();
         let (bytes_in, bytes_out) = (read - rec.marks.0, written - rec.marks.1);
         rec.marks = (read, written);
@@ -356,7 +356,7 @@ impl Record {
 
     /// A new request whose head (complete or not) is `head`.
     pub fn begin(&mut self, head: &[u8]) {
-        self.start = crate::clock::now();
+        self.start = crate::io::clock::now();
         self.route = None;
         self.server = None;
         self.status = 0;

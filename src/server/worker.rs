@@ -7,9 +7,9 @@
 
 use super::contain::Contained;
 use super::shutdown::DrainSignal;
+use crate::client::h1::{serve, ClientInfo, WorkerCtx};
 use crate::config::Plan;
 use crate::observe::{event, Level};
-use crate::proxy::{serve, ClientInfo, WorkerCtx};
 use monoio::io::{CancelHandle, Canceller};
 use monoio::net::TcpListener;
 use std::cell::Cell;

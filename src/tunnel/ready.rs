@@ -13,7 +13,7 @@ use super::pool::PipePool;
 use super::relay::{drive, Activity, Budget};
 use super::timer::SharedDeadline;
 use super::{sys, TunnelEnd, TunnelLimits, TunnelStats};
-use crate::io_util::BufPool;
+use crate::io::owned::BufPool;
 use crate::tls::{Session, TlsStream};
 
 /// A stream the readiness relay can drive with non-blocking steps. `WouldBlock` from a `try_`

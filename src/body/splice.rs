@@ -116,7 +116,7 @@ pub async fn splice_body(
 /// A readiness wait bounded by `t`, on the connection's own timer (`deadline`) like its other
 /// reads and writes.
 async fn wait(ready: impl std::future::Future<Output = io::Result<()>>, t: Duration) -> io::Result<()> {
-    match crate::deadline::timeout(t, std::pin::pin!(ready)).await {
+    match crate::io::deadline::timeout(t, std::pin::pin!(ready)).await {
         Ok(res) => res,
         Err(_) => Err(io::ErrorKind::TimedOut.into()),
     }

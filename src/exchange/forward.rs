@@ -8,17 +8,17 @@
 //! the upstream's `retries`, but only while the whole request is still in hand (never once a body
 //! was streamed from the client).
 
-use crate::body_splice::{plain_pair, splice_body, BodyError, SpliceClient, SPLICE_MIN_BODY};
+use crate::body::chunked::{write_chunk_header, ChunkedDecoder, Step, LAST_CHUNK};
+use crate::body::splice::{plain_pair, splice_body, BodyError, SpliceClient, SPLICE_MIN_BODY};
+use crate::client::h1::{reply, Reply, WorkerCtx};
 use crate::config::{Plan, RoutePlan};
-use crate::http::chunked::{write_chunk_header, ChunkedDecoder, Step, LAST_CHUNK};
+use crate::exchange::rewrite::{map_cookie_path, map_location};
 use crate::http::headers::{classify, Known};
 use crate::http::response::inspect as inspect_response;
 use crate::http::write::{header, header_u64, RawLines};
 use crate::http::Framing;
-use crate::io_util::{read_into, write_out, write_static};
+use crate::io::owned::{read_into, write_out, write_static};
 use crate::observe::{event, Level, Record};
-use crate::proxy::{reply, Reply, WorkerCtx};
-use crate::rewrite::{map_cookie_path, map_location};
 use crate::tunnel::PipePool;
 use crate::upstream::{connect, FailureKind, Lease, Tried, UpstreamConn, UpstreamError};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
@@ -275,7 +275,7 @@ async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
     decoded: u64,
     rec: &mut Record,
 ) -> Result<Done, Failed> {
-    let started = crate::clock::now();
+    let started = crate::io::clock::now();
     let plan = &*ctx.plan;
     let up = &plan.upstreams[o.upstream];
     let mut decoder = decoder;
@@ -395,7 +395,7 @@ async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
                     false => resp,
                 };
                 rec.status = resp.status;
-                rec.upstream_time = Some(crate::clock::now().saturating_duration_since(started));
+                rec.upstream_time = Some(crate::io::clock::now().saturating_duration_since(started));
                 break (stream, resp);
             }
             // The server may have read the request before closing: only a request that is safe
@@ -595,13 +595,13 @@ async fn read_response_head(
     o: &Outgoing,
     any_byte: &mut bool,
 ) -> Result<ResponsePlan, FailureKind> {
-    let deadline = crate::clock::now() + route.response_timeout;
+    let deadline = crate::io::clock::now() + route.response_timeout;
     loop {
         let cap = rbuf.capacity();
         if rbuf.len() == cap {
             return Err(FailureKind::BadResponse("response head too large"));
         }
-        let wait = deadline.saturating_duration_since(crate::clock::now());
+        let wait = deadline.saturating_duration_since(crate::io::clock::now());
         let res = read_into(upstream, rbuf, cap - rbuf.len(), 0, wait).await;
         match res {
             Ok(0) => {

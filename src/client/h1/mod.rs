@@ -7,17 +7,17 @@
 //! when both sides allow keep-alive, otherwise closed.
 
 use crate::auth::{self, WorkerAccess};
-use crate::body_splice::SpliceClient;
+use crate::body::splice::SpliceClient;
 use crate::config::{Plan, RoutePlan};
-use crate::forward::{self, Next, Outgoing};
+use crate::exchange::forward::{self, Next, Outgoing};
+use crate::exchange::rewrite::{check_path, upstream_path};
 use crate::http::headers::{classify, Known};
+use crate::http::normalize_host;
 use crate::http::request::{inspect, RequestFacts};
 use crate::http::write::{header, header_u64, simple_response, RawLines};
 use crate::http::{has_bare_cr_or_lf, Framing, RequestError};
-use crate::io_util::{read_into, write_from, write_out, BufPool};
+use crate::io::owned::{read_into, write_from, write_out, BufPool};
 use crate::observe::{ConnGauge, Counted, Record, RequestId, TunnelWatch, WorkerObserve};
-use crate::rewrite::{check_path, upstream_path};
-use crate::route::normalize_host;
 use crate::server::Drain;
 use crate::tls::{Session, TlsStream};
 use crate::tunnel::{ready_relay, splice_tunnel, PipePool, RelayEnd, DEFAULT_MAX_IDLE_PIPES, DEFAULT_PIPE_SIZE};
@@ -213,7 +213,7 @@ pub fn serve<C: ClientStream + 'static, G: 'static>(
     guard: G,
 ) -> impl Future<Output = ()> {
     // One timer for every read and write deadline of this connection (see `deadline`).
-    crate::deadline::scoped(serve_requests(ctx, client, info, guard))
+    crate::io::deadline::scoped(serve_requests(ctx, client, info, guard))
 }
 
 async fn serve_requests<C: ClientStream + 'static, G: 'static>(
@@ -425,10 +425,10 @@ async fn read_head<C: AsyncReadRent>(
         let wait = match deadline {
             None if buf.is_empty() => idle,
             None => {
-                deadline = Some(crate::clock::now() + header_timeout);
+                deadline = Some(crate::io::clock::now() + header_timeout);
                 header_timeout
             }
-            Some(d) => d.saturating_duration_since(crate::clock::now()),
+            Some(d) => d.saturating_duration_since(crate::io::clock::now()),
         };
         let room = max_head - buf.len();
         let idle = drain.filter(|_| buf.is_empty() && deadline.is_none());
@@ -446,7 +446,7 @@ async fn read_head<C: AsyncReadRent>(
             Ok(0) => return (HeadRead::Closed, buf),
             Ok(_) => {
                 if deadline.is_none() {
-                    deadline = Some(crate::clock::now() + header_timeout);
+                    deadline = Some(crate::io::clock::now() + header_timeout);
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {

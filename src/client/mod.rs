@@ -1,0 +1,3 @@
+//! Client connections: each protocol's connection loop hands requests to `exchange`.
+
+pub mod h1;
