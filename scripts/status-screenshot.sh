@@ -7,20 +7,17 @@
 #   RINGWAY_BIN=target/debug/ringway scripts/status-screenshot.sh
 #   OUT=/tmp/status.png scripts/status-screenshot.sh      # somewhere else
 #
-# Needs python3 (the backend), curl and chromium; installs curl and chromium with apt-get when
-# they are missing. Everything it starts is stopped on exit.
+# Needs python3 (the backend), curl and chromium (scripts/test.sh installs the last two).
+# Everything it starts is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=${OUT:-docs/status-page.png}
 [[ $OUT == /* ]] || OUT="$PWD/$OUT"
-missing=()
-command -v curl >/dev/null 2>&1 || missing+=(curl)
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-if ((${#missing[@]})); then
-    echo "status-screenshot: installing ${missing[*]}" >&2
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >/dev/null
-fi
+for tool in python3 curl chromium; do
+    command -v "$tool" >/dev/null 2>&1 ||
+        { echo "status-screenshot: needs $tool (apt-get install python3 curl chromium)" >&2; exit 1; }
+done
 if [[ -z ${RINGWAY_BIN:-} ]]; then
     cargo build --release --quiet
     RINGWAY_BIN=target/release/ringway
