@@ -101,7 +101,7 @@ fn serve(mut conn: TcpStream, shared: &Shared) -> io::Result<()> {
     let path = target.split('?').next().unwrap_or("");
     match path {
         "/metrics" => {
-            let mut body = shared.metrics.render(&shared.plan, &shared.board);
+            let mut body = shared.metrics.render(&shared.plan, &*shared.board);
             if let Some(d) = shared.drivers.get() {
                 d.render(&mut body);
             }
