@@ -218,7 +218,11 @@ mod tests {
             );
             load_str(&text, Path::new("t.toml"))
         };
-        for (word, want) in [("auto", IoDriver::Auto), ("io_uring", IoDriver::IoUring), ("epoll", IoDriver::Epoll)] {
+        for (word, want) in [
+            ("auto", IoDriver::Auto),
+            ("io_uring", IoDriver::IoUring),
+            ("epoll", IoDriver::Epoll),
+        ] {
             assert_eq!(load(word).ok().unwrap().server.io_driver, want);
         }
         let e = load("uring").err().unwrap();
