@@ -112,12 +112,7 @@ fn ready_line(p: &Ringway) -> String {
 }
 
 fn admin(p: &Ringway) -> String {
-    let log = p.stderr();
-    let addr = log
-        .lines()
-        .find_map(|l| l.strip_prefix("ringway: admin on "))
-        .unwrap_or_else(|| panic!("no admin line:\n{log}"));
-    addr.trim_end_matches('/').to_string()
+    format!("http://{}", p.admin_addr())
 }
 
 /// The `ringway_io_driver` lines of `/metrics`, e.g. `ringway_io_driver{driver="epoll",reason="seccomp"} 2`.

@@ -17,12 +17,7 @@ use tungstenite::Message;
 
 /// The admin address ringway printed (`ringway: admin on http://ADDR/`).
 fn admin_addr(p: &Ringway) -> SocketAddr {
-    let log = p.stderr();
-    let line = log
-        .lines()
-        .find_map(|l| l.strip_prefix("ringway: admin on http://"))
-        .unwrap_or_else(|| panic!("no admin line in stderr:\n{log}"));
-    line.trim_end_matches('/').parse().unwrap()
+    p.admin_addr()
 }
 
 /// A GET on the admin server: (status, body).

@@ -173,6 +173,16 @@ impl Ringway {
         format!("http://{}{}", self.addr(), path)
     }
 
+    /// The admin address ringway printed (`ringway: admin on http://ADDR/`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        let log = self.stderr();
+        let line = log
+            .lines()
+            .find_map(|l| l.strip_prefix("ringway: admin on http://"))
+            .unwrap_or_else(|| panic!("no admin line in stderr:\n{log}"));
+        line.trim_end_matches('/').parse().unwrap()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
