@@ -19,6 +19,7 @@ pub mod inspect;
 pub mod io_util;
 pub mod observe;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod rewrite;
 pub mod route;
 pub mod server;
