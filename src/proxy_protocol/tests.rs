@@ -416,3 +416,19 @@ fn errors_say_what_was_wrong() {
         "malformed PROXY v1 header: port above 65535"
     );
 }
+
+/// Bytes HAProxy 2.6.12 sent with `send-proxy-v2 proxy-v2-options unique-id` (a 0x05 TLV) and
+/// with `send-proxy`, captured on loopback in front of curl's request.
+#[test]
+fn headers_captured_from_haproxy() {
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x26\x7f\x00\x00\x01\x7f\x00\x00\x01\xe1\x86\xab\x2f".to_vec();
+    v2.extend_from_slice(b"\x05\x00\x17ringway-127.0.0.1-57734");
+    let header_len = v2.len();
+    v2.extend_from_slice(b"GET / HTTP/1.1\r\nHost: 127.0.0.1:43823\r\n");
+    let want = addrs("127.0.0.1:57734", "127.0.0.1:43823");
+    assert_eq!(parse(&v2), Ok(Parse::Complete { header: want, version: Version::V2, len: header_len }));
+
+    let v1 = b"PROXY TCP4 127.0.0.1 127.0.0.1 34732 41557\r\nGET / HTTP/1.1\r\n";
+    let want = addrs("127.0.0.1:34732", "127.0.0.1:41557");
+    assert_eq!(parse(v1), Ok(Parse::Complete { header: want, version: Version::V1, len: 44 }));
+}

@@ -16,7 +16,7 @@ const PROTOCOLS: [&[u8]; 3] = [b"TCP4 ", b"TCP6 ", b"UNKNOWN"];
 pub(super) fn parse(buf: &[u8]) -> Result<Parse, Error> {
     let window = &buf[..buf.len().min(V1_MAX_LEN)];
     let Some(lf) = window.iter().position(|&b| b == b'\n') else {
-        check_start(window)?;
+        check_start(window, false)?;
         if buf.len() >= V1_MAX_LEN {
             return Err(Error::V1TooLong);
         }
@@ -26,7 +26,7 @@ pub(super) fn parse(buf: &[u8]) -> Result<Parse, Error> {
         return Err(Error::V1Malformed("LF without CR"));
     }
     let line = &window[..lf - 1];
-    check_start(line)?;
+    check_start(line, true)?;
     Ok(Parse::Complete {
         header: parse_line(line)?,
         version: Version::V1,
@@ -35,8 +35,9 @@ pub(super) fn parse(buf: &[u8]) -> Result<Parse, Error> {
 }
 
 /// The checks that can be made on any prefix of a line, so garbage is refused at its first
-/// byte: the `PROXY ` prefix, a known protocol and printable characters (a CR only last).
-fn check_start(bytes: &[u8]) -> Result<(), Error> {
+/// byte: the `PROXY ` prefix, a known protocol and printable characters. A CR may end a
+/// partial line (its LF has not arrived); a whole `line`, its CRLF cut off, has none.
+fn check_start(bytes: &[u8], line: bool) -> Result<(), Error> {
     let n = bytes.len().min(PREFIX.len());
     if bytes[..n] != PREFIX[..n] {
         return Err(Error::NotProxyProtocol);
@@ -52,14 +53,14 @@ fn check_start(bytes: &[u8]) -> Result<(), Error> {
     if rest.starts_with(b"UNKNOWN") && !matches!(rest.get(7), None | Some(b' ' | b'\r')) {
         return Err(Error::V1Malformed("protocol is not TCP4, TCP6 or UNKNOWN"));
     }
-    let body = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    let body = if line { bytes } else { bytes.strip_suffix(b"\r").unwrap_or(bytes) };
     if !body.iter().all(|b| (0x20..0x7f).contains(b)) {
         return Err(Error::V1Malformed("a byte that is not printable ASCII"));
     }
     Ok(())
 }
 
-/// A whole line without its CRLF; its start already passed [`check_start`].
+/// A whole line without its CRLF, already through [`check_start`].
 fn parse_line(line: &[u8]) -> Result<Header, Error> {
     // Printable ASCII was checked, so this cannot fail.
     let text = std::str::from_utf8(line).map_err(|_| Error::V1Malformed("not ASCII"))?;
