@@ -3,11 +3,14 @@
 //! Run: `cargo bench --bench hot_paths`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use ringway::client::h1::decide_bytes as decide;
 use ringway::config::load_str;
-use ringway::forward::{build_response_head, Outgoing};
+use ringway::exchange::outgoing::Outgoing;
+use ringway::exchange::response_head::build_response_head;
+use ringway::exchange::Decision;
+use ringway::http::client_info::ClientInfo;
+use ringway::http::normalize_host;
 use ringway::http::Framing;
-use ringway::proxy::{decide, ClientInfo, Decision};
-use ringway::route::normalize_host;
 use std::path::Path;
 
 const BASE: &str = "[[listener]]\nbind = \"127.0.0.1:0\"\n[upstream.grafana]\nservers = [\"127.0.0.1:3000\"]\n";
@@ -92,8 +95,8 @@ fn bench_rewrite(c: &mut Criterion) {
     c.bench_function("path rewrite (check + strip)", |b| {
         b.iter(|| {
             out.clear();
-            let p = ringway::rewrite::check_path(black_box(b"/grafana/public/build/app.3f2a.js")).unwrap();
-            ringway::rewrite::upstream_path(route, &p, 8, &mut out);
+            let p = ringway::exchange::rewrite::check_path(black_box(b"/grafana/public/build/app.3f2a.js")).unwrap();
+            ringway::exchange::rewrite::upstream_path(route, &p, 8, &mut out);
             black_box(out.len())
         })
     });

@@ -33,6 +33,9 @@ cmdline+=" loadtest/body.sh"
 lt_require_tools nginx haproxy wrk curl
 [[ " $PROXIES " == *" ringway "* ]] && LT_RINGWAY=$(lt_ringway_bin)
 lt_init
+size_name=${SIZE_KB}k
+((SIZE_KB % 1024 == 0)) && size_name=$((SIZE_KB / 1024))mib
+lt_csv_open "body-$size_name-cpu" "$cmdline"
 
 # --- backend: a static file, sendfile, keep-alive ----------------------------------------------
 mkdir -p "$LT_TMP/www"
@@ -82,6 +85,9 @@ for ((r = 0; r < ROUNDS; r++)); do
         cpu[$p]+=" $s"; sum[$p]+=" $t"; gbps[$p]+=" $rate"
         errs[$p]=$((${errs[$p]:-0} + e))
         lt_log "round $((r + 1))/$ROUNDS $p: $rate GB/s, proxy $s CPU-s/GB, proxy+backend $t, errors $e"
+        for kv in "proxy_cpu_s_per_gb $s" "proxy_and_backend_cpu_s_per_gb $t" "gb_per_second $rate"; do
+            lt_csv_row $((r + 1)) "$p" $kv
+        done
         runs_md+="| $((r + 1)) | $p | $req | $rate | $s | $t | $e |"$'\n'
     done
 done

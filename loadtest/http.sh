@@ -2,7 +2,8 @@
 # HTTP/1.1 keep-alive proxying cost: ringway vs nginx vs HAProxy, each with one worker pinned
 # to core 0, in front of the same nginx backend (fixed 100-byte body) on core 1, loaded by wrk
 # on core 1. Prints req/s, p50/p99 and the proxy's CPU µs per request (from schedstat), with
-# the ratio to nginx, and writes the same table to loadtest/out/http-<date>.md.
+# the ratio to nginx, and writes the same table to loadtest/out/http-<date>.md and its rows to
+# loadtest/out/http-keepalive-cpu-<date>.csv.
 #
 #   loadtest/http.sh                          # 3 rounds x 3 proxies x 10 s, 64 connections
 #   DURATION=5 ROUNDS=1 loadtest/http.sh      # quick look
@@ -39,6 +40,7 @@ lt_require_tools nginx haproxy wrk curl
 # Build before anything runs: a compile must never overlap a measurement.
 [[ " $PROXIES " == *" ringway "* ]] && LT_RINGWAY=$(lt_ringway_bin)
 lt_init
+lt_csv_open "http-keepalive${MONOIO_FORCE_LEGACY_DRIVER:+-epoll}-cpu" "$cmdline"
 
 # --- backend: 100 bytes, keep-alive, on the load core ---------------------------------------
 BODY=$(printf 'ringway-loadtest-%083d' 0)   # exactly 100 bytes
@@ -113,6 +115,10 @@ for ((r = 0; r < ROUNDS; r++)); do
         errs[$p]=$((${errs[$p]:-0} + e))
         if lt_proxy_gone "$p" "died during its run"; then dead[$p]=1; fi
         lt_log "round $((r + 1))/$ROUNDS $p: $rs req/s, p50 $(lt_fmt_us "$l50"), p99 $(lt_fmt_us "$l99"), $us µs CPU/req, errors $e"
+        for kv in "cpu_us_per_request $us" "backend_cpu_us_per_request $bus" "requests_per_second $rs" \
+            "p99_ms $(awk -v v="$l99" 'BEGIN { printf "%.3f", v / 1000 }')"; do
+            lt_csv_row $((r + 1)) "$p" $kv
+        done
         runs_md+="| $((r + 1)) | $p | $req | $rs | $(lt_fmt_us "$l50") | $(lt_fmt_us "$l99") | $us | $bus | $e | $other% | $steal% |"$'\n'
     done
 done

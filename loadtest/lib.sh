@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared helpers for ringway's load-test scripts (http.sh, ws_idle.sh, ws_echo.sh, body.sh).
+# Shared functions of ringway's load-test scripts (http.sh, ws_idle.sh, ws_echo.sh, body.sh).
 # Source it from a script that has `set -euo pipefail`; every function is prefixed `lt_`.
 #
 # Layout of a run: a backend and the proxies run as background processes tracked in LT_PIDS;
@@ -474,6 +474,24 @@ lt_machine_info() {
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); host: $(nproc) cores, kernel $(uname -r)"
     echo "- nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(haproxy -v 2>/dev/null | head -1 | awk '{print "HAProxy " $3}'), $(wrk -v 2>&1 | head -1 | awk '{print "wrk " $2}')"
     echo "- ringway tree: $rw${MONOIO_FORCE_LEGACY_DRIVER:+ (MONOIO_FORCE_LEGACY_DRIVER=$MONOIO_FORCE_LEGACY_DRIVER)}"
+}
+
+# --- result data ------------------------------------------------------------------------------
+
+# lt_csv_open NAME COMMAND: starts loadtest/out/NAME-<date>.csv, the rows behind a script's table
+# in the form loadtest/charts.py reads (one row per run and metric). Copy the file to
+# loadtest/results/YYYY-MM-DD-NAME.csv to put the run in the charts.
+lt_csv_open() {
+    LT_CSV="$LT_OUT/$1-$(date -u +%Y%m%d-%H%M%S).csv"
+    LT_CSV_DATE=$(date -u +%Y-%m-%dT%H:%MZ)
+    LT_CSV_CMD=${2//\"/\"\"}
+    LT_CSV_TREE=$(git -C "$LT_ROOT" rev-parse --short HEAD 2>/dev/null || true)
+    echo "date,command,tree,round,proxy,metric,value" >"$LT_CSV"
+}
+
+# lt_csv_row ROUND PROXY METRIC VALUE: one measured figure of one run.
+lt_csv_row() {
+    printf '%s,"%s",%s,%s,%s,%s,%s\n' "$LT_CSV_DATE" "$LT_CSV_CMD" "$LT_CSV_TREE" "$1" "$2" "$3" "$4" >>"$LT_CSV"
 }
 
 # --- tools and measurements shared by the WebSocket and body scripts ---------------------------

@@ -52,6 +52,7 @@ cmdline+=" loadtest/tls.sh"
 lt_require_tools nginx haproxy wrk curl openssl
 [[ " $PROXIES " == *" ringway "* ]] && LT_RINGWAY=$(lt_ringway_bin)
 lt_init
+lt_csv_open tls-cpu "$cmdline"
 
 # One certificate for every proxy: the key type decides most of the handshake's cost.
 lt_tls_cert "$LT_TMP/cert"
@@ -131,6 +132,10 @@ for ((r = 0; r < ROUNDS; r++)); do
             errs[$m,$p]=$((${errs[$m,$p]:-0} + e))
             if lt_proxy_gone "$p" "died during its run"; then dead[$p]=1; fi
             lt_log "round $((r + 1))/$ROUNDS $m $p: $rs req/s, p99 $(lt_fmt_us "$l99"), $us µs CPU/req, errors $e"
+            for kv in "cpu_us_per_request $us" "requests_per_second $rs" \
+                "p99_ms $(awk -v v="$l99" 'BEGIN { printf "%.3f", v / 1000 }')"; do
+                lt_csv_row $((r + 1)) "$p" "${m}_$kv"
+            done
             runs_md+="| $((r + 1)) | $m | $p | $req | $rs | $(lt_fmt_us "$l99") | $us | $e |"$'\n'
         done
     done

@@ -35,6 +35,9 @@ cmdline+=" loadtest/ws_echo.sh"
 lt_require_tools nginx haproxy
 [[ " $PROXIES " == *" ringway "* ]] && LT_RINGWAY=$(lt_ringway_bin)
 lt_init
+size_name=${SIZE}b
+((SIZE % 1024 == 0)) && size_name=$((SIZE / 1024))k
+lt_csv_open "ws-echo-$size_name-cpu" "$cmdline"
 bench=$(lt_build_tool wsbench)
 
 lt_free_port backend
@@ -75,6 +78,9 @@ for ((r = 0; r < ROUNDS; r++)); do
         mps=$(awk -v m="$msgs" -v s="$secs" 'BEGIN { printf "%.0f", m / s }')
         cpu[$p]+=" $ns"; bcpu[$p]+=" $bns"; rate[$p]+=" $mps"
         lt_log "round $((r + 1))/$ROUNDS $p: $mps messages/s, $ns ns proxy CPU/message, backend $bns ns"
+        for kv in "proxy_cpu_ns_per_message $ns" "backend_cpu_ns_per_message $bns" "messages_per_second $mps"; do
+            lt_csv_row $((r + 1)) "$p" $kv
+        done
         runs_md+="| $((r + 1)) | $p | $msgs | $mps | $ns | $bns |"$'\n'
     done
 done

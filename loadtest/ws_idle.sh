@@ -21,6 +21,7 @@ cmdline+=" loadtest/ws_idle.sh"
 lt_require_tools nginx haproxy python3
 [[ " $PROXIES " == *" ringway "* ]] && LT_RINGWAY=$(lt_ringway_bin)
 lt_init
+lt_csv_open ws-idle-memory "$cmdline"
 # Client sockets of the test live in this shell's children: they need fds too.
 ulimit -n 20000 2>/dev/null || true
 
@@ -45,6 +46,9 @@ table="| proxy | idle WebSockets opened | failed | RSS growth per connection | f
 |---|---:|---:|---:|---:|---|"
 for p in "${proxies[@]}"; do
     r=${result[$p]}
+    lt_csv_row 1 "$p" rss_bytes_per_connection "$(( $(field "$r" rss_per_conn_bytes) ))"
+    lt_csv_row 1 "$p" fds_per_connection "$(field "$r" fds_per_conn)"
+    lt_csv_row 1 "$p" failed "$(field "$r" failed)"
     table+="
 | $p | $(field "$r" opened) | $(field "$r" failed) | $(( $(field "$r" rss_per_conn_bytes) )) B | $(field "$r" fds_per_conn) | $(field "$r" threads) |"
 done

@@ -3,9 +3,11 @@
 //! shows what would be sent upstream — the answer to most sub-path questions (redirect loops,
 //! 404 assets) without touching the network.
 
+use crate::client::h1::decide_bytes as decide;
 use crate::config::units::format_duration;
 use crate::config::{Balance, HostMatch, PathRewrite, Plan, RoutePlan, UpstreamPlan};
-use crate::proxy::{decide, ClientInfo, Decision};
+use crate::exchange::Decision;
+use crate::http::client_info::ClientInfo;
 use crate::upstream::{Board, Tried, Upstreams};
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -238,7 +240,7 @@ pub fn explain(plan: &Plan, method: &str, url: &str, headers: &[String]) -> Resu
     let decision = match decide(plan, &access, &info, head.as_bytes(), &mut out) {
         Decision::Authorize(o, sub) => {
             let auth = &plan.access.auths[sub.auth];
-            if let crate::auth::AuthMethod::Forward(fa) = &auth.method {
+            if let crate::config::AuthMethod::Forward(fa) = &auth.method {
                 let _ = writeln!(
                     s,
                     "auth: {} asks {} first (2xx forwards, 401/403/3xx answer)",

@@ -9,19 +9,15 @@
 
 pub mod admin;
 pub mod auth;
-pub mod body_splice;
-pub mod clock;
+pub mod body;
+pub mod client;
 pub mod config;
-pub mod deadline;
-pub mod forward;
+pub mod exchange;
 pub mod http;
 pub mod inspect;
-pub mod io_util;
+pub mod io;
 pub mod observe;
-pub mod proxy;
 pub mod proxy_protocol;
-pub mod rewrite;
-pub mod route;
 pub mod server;
 pub mod tls;
 pub mod tunnel;

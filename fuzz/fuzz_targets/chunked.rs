@@ -2,7 +2,7 @@
 //! the verdict, the data and where the body ends must not depend on how reads split the stream.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use ringway::http::chunked::{ChunkedDecoder, Step};
+use ringway::body::chunked::{ChunkedDecoder, Step};
 
 #[derive(Debug, PartialEq)]
 enum Outcome {

@@ -3,10 +3,11 @@
 //! that ringway itself reads with the same framing, and a chunked body is re-framed losslessly.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use ringway::http::chunked::{write_chunk_header, ChunkedDecoder, Step, LAST_CHUNK};
+use ringway::body::chunked::{write_chunk_header, ChunkedDecoder, Step, LAST_CHUNK};
 use ringway::http::request::inspect;
 use ringway::http::{has_bare_cr_or_lf, Framing};
-use ringway::proxy::{decide, Decision};
+use ringway::client::h1::decide_bytes as decide;
+use ringway::exchange::Decision;
 use ringway_fuzz::*;
 
 /// Decodes a chunked body; None on a framing error or when it does not end.

@@ -2,7 +2,7 @@
 //! every route and request shape. What ringway writes must be one complete, well-formed head.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use ringway::forward::{build_response_head, HeadParse};
+use ringway::exchange::response_head::{build_response_head, HeadParse};
 use ringway::http::has_bare_cr_or_lf;
 use ringway_fuzz::*;
 

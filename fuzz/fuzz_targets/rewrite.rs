@@ -3,7 +3,7 @@
 //! rewriting and the reverse mapping of Location and Set-Cookie never panic.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use ringway::rewrite::{check_path, map_cookie_path, map_location, upstream_path};
+use ringway::exchange::rewrite::{check_path, map_cookie_path, map_location, upstream_path};
 use ringway_fuzz::*;
 
 fuzz_target!(|data: &[u8]| {
@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(seg != b"." && seg != b"..", "dot segment let through: {path:?}");
         }
         let mut host_buf = [0u8; 256];
-        let host = ringway::route::normalize_host(b"a.example.com", &mut host_buf);
+        let host = ringway::http::normalize_host(b"a.example.com", &mut host_buf);
         if let Some(hit) = plan.table.lookup(&plan.routes, host, &path) {
             let mut out = Vec::new();
             upstream_path(&plan.routes[hit.route], &path, hit.matched, &mut out);

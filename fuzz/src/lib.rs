@@ -3,9 +3,9 @@
 
 use ringway::auth::WorkerAccess;
 use ringway::config::{load_str, Plan};
-use ringway::forward::Outgoing;
+use ringway::exchange::outgoing::Outgoing;
 use ringway::http::Framing;
-use ringway::proxy::ClientInfo;
+use ringway::http::client_info::ClientInfo;
 use std::path::Path;
 use std::sync::OnceLock;
 

@@ -101,7 +101,7 @@ fn serve(mut conn: TcpStream, shared: &Shared) -> io::Result<()> {
     let path = target.split('?').next().unwrap_or("");
     match path {
         "/metrics" => {
-            let body = shared.metrics.render(&shared.plan, &shared.board);
+            let body = shared.metrics.render(&shared.plan, &*shared.board);
             respond(
                 &mut conn,
                 200,

@@ -3,20 +3,8 @@
 //! The upstream's own Access-Control-* headers are dropped on such routes so the two never
 //! disagree in one response.
 
+use crate::config::CorsPlan;
 use crate::http::write::header;
-use std::time::Duration;
-
-pub struct CorsPlan {
-    /// Exact origins (`https://app.example.com`), or `*` for any.
-    pub allow_origin: Vec<String>,
-    pub any_origin: bool,
-    /// Comma-joined, as sent.
-    pub allow_methods: String,
-    pub allow_headers: String,
-    pub expose_headers: String,
-    pub allow_credentials: bool,
-    pub max_age: Option<Duration>,
-}
 
 impl CorsPlan {
     /// The value for Access-Control-Allow-Origin, when `origin` may read responses.
@@ -79,7 +67,7 @@ mod tests {
             allow_headers: "Authorization".into(),
             expose_headers: String::new(),
             allow_credentials: false,
-            max_age: Some(Duration::from_secs(600)),
+            max_age: Some(std::time::Duration::from_secs(600)),
         };
         assert!(c.allowed(b"https://evil.example.com").is_none());
         let o = c.allowed(b"https://app.example.com").unwrap();

@@ -5,31 +5,15 @@
 //! 401, 403, 3xx: the auth service's answer goes to the client unchanged (login redirects work).
 //! Anything else, no answer, or no answer in time: 503. A request is never let through unasked.
 
-use super::Request;
-use crate::forward::Outgoing;
-use crate::http::chunked::{ChunkedDecoder, Step};
+use super::{Answer, Request};
+use crate::body::chunked::{ChunkedDecoder, Step};
+use crate::config::{AccessPlan, ForwardAuth};
 use crate::http::headers::{classify, Known};
 use crate::http::write::{header, header_u64, reason_phrase};
-use crate::io_util::{read_append, write_from};
+use crate::io::owned::{read_append, write_from};
 use crate::observe::{event, Level};
-use crate::proxy::{Decision, WorkerCtx};
 use monoio::net::TcpStream;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
-
-pub struct ForwardAuth {
-    /// As written, for messages.
-    pub url: String,
-    pub addr: SocketAddr,
-    /// `host:port` sent as Host.
-    pub authority: String,
-    /// Path and query of the auth URL.
-    pub path: String,
-    /// (auth response header, lower-case; upstream request header as written).
-    pub copy: Vec<(String, String)>,
-    /// Connect plus complete answer.
-    pub timeout: Duration,
-}
+use std::time::Instant;
 
 /// The auth service's answer is read whole; an auth answer is a status and a few headers.
 const MAX_ANSWER: usize = 64 * 1024;
@@ -98,17 +82,16 @@ impl Subrequest {
 }
 
 /// Runs the subrequest. On 2xx the copied headers are appended to the upstream head in `out`
-/// and the request goes on as `Decision::Forward`; otherwise the client gets `Decision::Answer`.
-pub async fn authorize(ctx: &WorkerCtx, o: Outgoing, sub: Subrequest, out: &mut Vec<u8>) -> Decision {
-    let plan = ctx.plan.clone();
-    let super::AuthMethod::Forward(fa) = &plan.access.auths[sub.auth].method else {
+/// and the request goes on (None); otherwise the client gets the returned answer.
+pub async fn authorize(access: &AccessPlan, sub: &Subrequest, out: &mut Vec<u8>) -> Option<Answer> {
+    let crate::config::AuthMethod::Forward(fa) = &access.auths[sub.auth].method else {
         unreachable!("a subrequest is only built for forward auth");
     };
     let deadline = Instant::now() + fa.timeout;
     let answer = match ask(fa, &sub.head, deadline).await {
         Ok(a) => a,
         Err(why) => {
-            let name = &plan.access.auths[sub.auth].name;
+            let name = &access.auths[sub.auth].name;
             event(Level::Warn, format_args!("auth {name} ({}): {why}", fa.url));
             return unavailable(fa, why, sub.close);
         }
@@ -130,24 +113,22 @@ pub async fn authorize(ctx: &WorkerCtx, o: Outgoing, sub: Subrequest, out: &mut 
                 }
             }
             out.extend_from_slice(b"\r\n");
-            Decision::Forward(o)
+            None
         }
-        401 | 403 | 300..=399 => {
-            match relay(status, res.reason.unwrap_or(""), res.headers, &answer[head_len..], &sub) {
-                Some(a) => Decision::Answer(a),
-                None => unavailable(fa, "malformed body", sub.close),
-            }
-        }
+        401 | 403 | 300..=399 => match relay(status, res.reason.unwrap_or(""), res.headers, &answer[head_len..], sub) {
+            Some(a) => Some(a),
+            None => unavailable(fa, "malformed body", sub.close),
+        },
         _ => {
-            let name = &plan.access.auths[sub.auth].name;
+            let name = &access.auths[sub.auth].name;
             event(Level::Warn, format_args!("auth {name} ({}): answered {status}", fa.url));
             unavailable(fa, "unexpected status", sub.close)
         }
     }
 }
 
-fn unavailable(fa: &ForwardAuth, why: &str, close: bool) -> Decision {
-    Decision::Answer(super::Answer::new(
+fn unavailable(fa: &ForwardAuth, why: &str, close: bool) -> Option<Answer> {
+    Some(Answer::new(
         503,
         &[],
         &format!("authentication service {} unavailable: {why}", fa.url),

@@ -9,68 +9,15 @@
 
 pub mod client_addr;
 pub mod cors;
+pub use crate::config::{cidr as ip, htpasswd};
 pub mod forward;
-pub mod htpasswd;
-pub mod ip;
 pub mod rate;
 
-use crate::config::Plan;
+use crate::config::{AuthMethod, Plan};
 use crate::http::write::{header, simple_response};
-use cors::CorsPlan;
-use ip::CidrList;
-use rate::{RateLimiter, RateSpec};
+use rate::RateLimiter;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
-
-/// The access part of the compiled plan.
-#[derive(Default)]
-pub struct AccessPlan {
-    /// Peers whose X-Forwarded-For is believed (`[server] trusted_proxies`).
-    pub trusted_proxies: CidrList,
-    /// `[auth.NAME]` tables, referenced by index from routes.
-    pub auths: Vec<AuthPlan>,
-    /// Lower-case names of every identity header in the file; stripped from all client requests.
-    pub identity_headers: Vec<String>,
-}
-
-impl AccessPlan {
-    pub fn is_identity_header(&self, name: &str) -> bool {
-        self.identity_headers
-            .iter()
-            .any(|h| h.as_bytes().eq_ignore_ascii_case(name.as_bytes()))
-    }
-}
-
-pub struct AuthPlan {
-    pub name: String,
-    pub method: AuthMethod,
-    /// Basic: set to the user name. Forward: only stripped (the auth service's copy_headers set it).
-    pub identity_header: Option<String>,
-}
-
-pub enum AuthMethod {
-    Basic(BasicAuth),
-    Forward(forward::ForwardAuth),
-}
-
-pub struct BasicAuth {
-    pub users: htpasswd::Users,
-    /// The WWW-Authenticate value, e.g. `Basic realm="Grafana", charset="UTF-8"`.
-    pub challenge: String,
-    pub remember: Duration,
-}
-
-/// A route's access settings; the default lets everyone in unchanged.
-#[derive(Default)]
-pub struct RouteAccess {
-    pub auth: Option<usize>,
-    pub allow: Option<CidrList>,
-    pub deny: Option<CidrList>,
-    pub rate: Option<RateSpec>,
-    pub cors: Option<CorsPlan>,
-    /// `identity_static = { header, value }`: (name as written, value).
-    pub identity_static: Option<(String, String)>,
-}
+use std::time::Instant;
 
 /// One worker's mutable access state: rate buckets and remembered basic-auth checks.
 pub struct WorkerAccess {

@@ -2,17 +2,11 @@
 //! The operator writes the process-wide rate; each of the N workers refills at rate/N with a
 //! burst of burst/N, so the sum over workers is what was written and nothing is shared.
 
+use crate::config::RateSpec;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Instant;
-
-/// The limit as written in the route (process-wide).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RateSpec {
-    pub per_second: f64,
-    pub burst: f64,
-}
 
 /// Above this many tracked addresses on one route, buckets that are full again are dropped
 /// (a full bucket is the same as no bucket), bounding memory under address churn.

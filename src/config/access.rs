@@ -2,16 +2,14 @@
 //! keys auth / allow / deny / rate_limit / cors / identity_static. Errors name the line like
 //! every other key; a bad htpasswd line is named in the htpasswd file itself.
 
+use super::access_plan::*;
+use super::cidr::CidrList;
+use super::htpasswd::Users;
 use super::schema::*;
 use super::units::parse_duration;
-use super::{is_token, resolve_server, Compiler, ConfigError};
+use super::upstream::resolve_server;
+use super::{is_token, Compiler, ConfigError};
 use super::{Near, Place};
-use crate::auth::cors::CorsPlan;
-use crate::auth::forward::ForwardAuth;
-use crate::auth::htpasswd::Users;
-use crate::auth::ip::CidrList;
-use crate::auth::rate::RateSpec;
-use crate::auth::{AccessPlan, AuthMethod, AuthPlan, BasicAuth, RouteAccess};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

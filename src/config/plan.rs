@@ -1,9 +1,9 @@
 //! The compiled configuration: plain, immutable data built once at start-up and shared by every
 //! worker behind an `Arc`. Nothing here is mutated after `compile` returns.
 
-use crate::route::RouteTable;
-pub use crate::tunnel::TunnelLimits;
-pub use crate::upstream::balance::HashRing;
+pub use super::access_plan::*;
+pub use super::hash_ring::HashRing;
+use crate::config::route_table::RouteTable;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,7 +16,7 @@ pub struct Plan {
     pub routes: Vec<RoutePlan>,
     pub table: RouteTable,
     /// Trusted proxies, `[auth.NAME]` tables and the identity headers stripped from clients.
-    pub access: crate::auth::AccessPlan,
+    pub access: AccessPlan,
     /// Things that work but deserve attention (expired certificate, skipped verification), each
     /// `FILE:LINE: key: message`; printed at start-up and by `ringway check`.
     pub warnings: Vec<String>,
@@ -44,7 +44,7 @@ pub enum LogFormat {
 pub struct LogPlan {
     pub access: AccessTarget,
     pub format: LogFormat,
-    pub level: crate::observe::Level,
+    pub level: Level,
 }
 
 impl Default for LogPlan {
@@ -52,7 +52,7 @@ impl Default for LogPlan {
         LogPlan {
             access: AccessTarget::Off,
             format: LogFormat::Combined,
-            level: crate::observe::Level::Info,
+            level: Level::Info,
         }
     }
 }
@@ -210,7 +210,7 @@ pub struct RoutePlan {
     pub response_headers: HeaderRules,
     pub forwarding: Forwarding,
     /// auth, allow/deny, rate_limit, cors, identity_static.
-    pub access: crate::auth::RouteAccess,
+    pub access: RouteAccess,
 }
 
 impl RoutePlan {
@@ -286,6 +286,56 @@ impl Default for Forwarding {
             x_forwarded_port: true,
             x_real_ip: true,
             x_forwarded_prefix: true,
+        }
+    }
+}
+
+/// Severity of ringway's own stderr events (`[log] level`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Error = 0,
+    Warn = 1,
+    Info = 2,
+    Debug = 3,
+}
+
+impl Level {
+    pub fn parse(s: &str) -> Option<Level> {
+        Some(match s {
+            "error" => Level::Error,
+            "warn" => Level::Warn,
+            "info" => Level::Info,
+            "debug" => Level::Debug,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warn => "warn",
+            Level::Info => "info",
+            Level::Debug => "debug",
+        }
+    }
+}
+
+/// A tunnel's limits (`[[route]] tunnel_idle_timeout`, `tunnel_max_lifetime`).
+#[derive(Debug, Clone)]
+pub struct TunnelLimits {
+    /// The tunnel ends when no byte moved either way for this long.
+    pub idle_timeout: Duration,
+    /// The tunnel ends this long after the relay started, busy or not.
+    pub max_lifetime: Option<Duration>,
+}
+
+impl Default for TunnelLimits {
+    /// One hour idle, no maximum lifetime: an idle WebSocket must survive far longer than
+    /// nginx's 60 s default.
+    fn default() -> Self {
+        TunnelLimits {
+            idle_timeout: Duration::from_secs(3600),
+            max_lifetime: None,
         }
     }
 }

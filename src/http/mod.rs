@@ -1,11 +1,14 @@
 //! HTTP/1.1 wire handling: request and response heads (parsed by httparse, then checked for the
 //! framing ambiguities that enable request smuggling), body framing, and head writing.
 
-pub mod chunked;
+pub mod client_info;
 pub mod headers;
+mod host;
 pub mod request;
 pub mod response;
 pub mod write;
+
+pub use host::normalize_host;
 
 /// How a message body is delimited on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

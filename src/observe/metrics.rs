@@ -2,8 +2,8 @@
 //! update is a plain load and store (no locked instruction), and blocks are cache-line aligned
 //! so workers never write the same line. `/metrics` sums the blocks when it is scraped.
 
+use super::Health;
 use crate::config::Plan;
-use crate::upstream::Board;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -229,7 +229,7 @@ impl Registry {
     }
 
     /// The Prometheus text exposition (format 0.0.4) of every family.
-    pub fn render(&self, plan: &Plan, board: &Board) -> String {
+    pub fn render(&self, plan: &Plan, board: &dyn Health) -> String {
         let mut out = String::with_capacity(4096);
         let route_labels: Vec<String> = (0..self.layout.routes)
             .map(|r| match plan.routes.get(r) {

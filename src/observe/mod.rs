@@ -5,58 +5,32 @@
 //! (`crate::admin`) reads the shared parts when someone asks.
 
 pub mod access_log;
-mod counted;
 pub mod metrics;
 pub mod request_id;
 
-pub use counted::Counted;
 pub use request_id::RequestId;
 
+pub use crate::config::Level;
 use crate::config::Plan;
-use crate::proxy::{ClientInfo, WorkerCtx};
-use crate::tunnel::TunnelStats;
-use crate::upstream::{Board, FailureKind};
+use crate::http::client_info::ClientInfo;
 use access_log::{AccessLog, Entry, Kind};
 use metrics::{Block, Global, Registry, ServerStat};
 use std::cell::RefCell;
 use std::fmt;
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Severity of ringway's own stderr events (`[log] level`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    Error = 0,
-    Warn = 1,
-    Info = 2,
-    Debug = 3,
+/// Whether an upstream server is up, as the health checks see it (the upstream's health board
+/// answers; observe only reads it for `/metrics`, `/readyz` and the status page).
+pub trait Health: Send + Sync {
+    fn is_up(&self, upstream: usize, server: usize) -> bool;
 }
 
 static LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
 
 impl Level {
-    pub fn parse(s: &str) -> Option<Level> {
-        Some(match s {
-            "error" => Level::Error,
-            "warn" => Level::Warn,
-            "info" => Level::Info,
-            "debug" => Level::Debug,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Level::Error => "error",
-            Level::Warn => "warn",
-            Level::Info => "info",
-            Level::Debug => "debug",
-        }
-    }
-
     pub fn enabled(self) -> bool {
         self as u8 <= LEVEL.load(Ordering::Relaxed)
     }
@@ -73,7 +47,7 @@ pub fn event(level: Level, message: fmt::Arguments<'_>) {
 /// counters, the bound listeners and whether the proxy is ready.
 pub struct Shared {
     pub plan: Arc<Plan>,
-    pub board: Arc<Board>,
+    pub board: Arc<dyn Health>,
     pub metrics: Registry,
     listeners: Mutex<Vec<SocketAddr>>,
     ready: AtomicBool,
@@ -83,7 +57,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(plan: Arc<Plan>, board: Arc<Board>) -> std::io::Result<Arc<Shared>> {
+    pub fn new(plan: Arc<Plan>, board: Arc<dyn Health>) -> std::io::Result<Arc<Shared>> {
         LEVEL.store(plan.log.level as u8, Ordering::Relaxed);
         let workers = plan.server.workers;
         // Fail at start-up, not in each worker, when the log file cannot be opened.
@@ -165,9 +139,10 @@ impl WorkerObserve {
     }
 
     /// The end of one request: count it, and log it when the log is on.
-    pub fn finish<C>(&self, plan: &Plan, rec: &mut Record, info: &ClientInfo, client: &Counted<C>) {
-        let elapsed = crate::clock::now().saturating_duration_since(rec.start);
-        let (read, written) = client.totals();
+    /// A request ended; `totals` are the connection's bytes read and written so far.
+    pub fn finish(&self, plan: &Plan, rec: &mut Record, info: &ClientInfo, totals: (u64, u64)) {
+        let elapsed = crate::io::clock::now().saturating_duration_since(rec.start);
+        let (read, written) = totals;
         let (bytes_in, bytes_out) = (read - rec.marks.0, written - rec.marks.1);
         rec.marks = (read, written);
         self.metrics.request(rec.route, rec.status, elapsed.as_micros() as u64);
@@ -210,15 +185,12 @@ impl WorkerObserve {
         });
     }
 
-    /// A failed attempt on an upstream server (connect or response), for the error counters.
-    pub fn upstream_failed(&self, upstream: usize, server: usize, kind: &FailureKind) {
-        let stat = match kind {
-            FailureKind::ConnectTimeout(_) => ServerStat::ConnectTimeouts,
-            FailureKind::ResponseTimeout(_) => ServerStat::ResponseTimeouts,
-            FailureKind::Refused | FailureKind::Unreachable(_) | FailureKind::Tls(_) => ServerStat::ConnectErrors,
-            _ => return,
-        };
-        self.metrics.server(upstream, server, stat, 1);
+    /// A failed attempt on an upstream server (connect or response), for the error counters;
+    /// `None` for failures no counter tracks.
+    pub fn upstream_failed(&self, upstream: usize, server: usize, stat: Option<ServerStat>) {
+        if let Some(stat) = stat {
+            self.metrics.server(upstream, server, stat, 1);
+        }
     }
 
     /// A connection became a tunnel: counted open until the returned watch is dropped.
@@ -234,20 +206,20 @@ impl WorkerObserve {
 
     /// A tunnel ended: its bytes, and its own log line (duration since the 101, bytes each way,
     /// why it ended) when `line` holds the request it came from (kept only while the log is on).
-    fn tunnel_closed(&self, plan: &Plan, line: Option<&(Record, ClientInfo)>, stats: &TunnelStats, since: Instant) {
-        self.metrics.add_global(Global::ReceivedBytes, stats.client_to_upstream);
-        self.metrics.add_global(Global::SentBytes, stats.upstream_to_client);
+    fn tunnel_closed(&self, plan: &Plan, line: Option<&(Record, ClientInfo)>, end: &TunnelEnded<'_>, since: Instant) {
+        self.metrics.add_global(Global::ReceivedBytes, end.received);
+        self.metrics.add_global(Global::SentBytes, end.sent);
         if let Some((rec, info)) = line {
-            let end = stats.end.to_string();
+            let why = end.why.to_string();
             self.log(
                 plan,
                 rec,
                 info,
                 Kind::Tunnel,
-                stats.client_to_upstream,
-                stats.upstream_to_client,
+                end.received,
+                end.sent,
                 since.elapsed(),
-                Some(&end),
+                Some(&why),
             );
         }
     }
@@ -259,7 +231,7 @@ impl WorkerObserve {
     }
 
     /// Reopens the log file if SIGUSR1 arrived since the last look.
-    fn reopen_if_asked(&self) {
+    pub fn reopen_if_asked(&self) {
         if !self.reopen.swap(false, Ordering::Relaxed) {
             return;
         }
@@ -279,6 +251,14 @@ impl WorkerObserve {
     }
 }
 
+/// How a tunnel ended, for its counters and log line: bytes from the client (`received`) and
+/// to it (`sent`), and why it ended.
+pub struct TunnelEnded<'a> {
+    pub received: u64,
+    pub sent: u64,
+    pub why: &'a dyn fmt::Display,
+}
+
 /// What a tunnel's task carries for the operator: the open-connection and open-tunnel counts
 /// (released on drop, however the task ends) and, with the log on, the request it came from.
 pub struct TunnelWatch {
@@ -288,9 +268,8 @@ pub struct TunnelWatch {
 }
 
 impl TunnelWatch {
-    pub fn closed(self, ctx: &WorkerCtx, stats: &TunnelStats) {
-        ctx.observe
-            .tunnel_closed(&ctx.plan, self.line.as_deref(), stats, self.since);
+    pub fn closed(self, observe: &WorkerObserve, plan: &Plan, end: &TunnelEnded<'_>) {
+        observe.tunnel_closed(plan, self.line.as_deref(), end, self.since);
     }
 }
 
@@ -356,7 +335,7 @@ impl Record {
 
     /// A new request whose head (complete or not) is `head`.
     pub fn begin(&mut self, head: &[u8]) {
-        self.start = crate::clock::now();
+        self.start = crate::io::clock::now();
         self.route = None;
         self.server = None;
         self.status = 0;
@@ -396,27 +375,6 @@ impl Record {
                 dest.extend_from_slice(&v[..v.len().min(MAX)]);
             }
         }
-    }
-}
-
-/// The worker's once-a-second chores: sample the gauges only the worker can see (in-flight
-/// requests, pooled connections, idle pipes), reopen the log after SIGUSR1, and flush it.
-pub async fn tick(ctx: Rc<WorkerCtx>) {
-    let o = &ctx.observe;
-    loop {
-        monoio::time::sleep(Duration::from_secs(1)).await;
-        let plan = &ctx.plan;
-        for (u, up) in plan.upstreams.iter().enumerate() {
-            for s in 0..up.servers.len() {
-                let inflight = ctx.upstreams.inflight(u, s) as u64;
-                o.metrics.set_server(u, s, ServerStat::InFlight, inflight);
-                o.metrics
-                    .set_server(u, s, ServerStat::IdlePooled, ctx.pool.idle_of(u, s) as u64);
-            }
-        }
-        o.metrics.set_global(Global::IdlePipes, ctx.pipes.idle() as u64);
-        o.reopen_if_asked();
-        o.flush();
     }
 }
 

@@ -16,7 +16,7 @@ pub mod notify;
 mod shutdown;
 mod worker;
 
-pub use shutdown::{Drain, NO_SLOT};
+pub use crate::io::drain::{Drain, NO_SLOT};
 
 use crate::config::Plan;
 use handover::{ControlSocket, Handed, Offer, Takeover};

@@ -7,9 +7,12 @@
 
 use super::contain::Contained;
 use super::shutdown::DrainSignal;
+use crate::client::h1::serve;
 use crate::config::Plan;
+use crate::exchange::WorkerCtx;
+use crate::http::client_info::ClientInfo;
+use crate::observe::metrics::{Global, ServerStat};
 use crate::observe::{event, Level};
-use crate::proxy::{serve, ClientInfo, WorkerCtx};
 use monoio::io::{CancelHandle, Canceller};
 use monoio::net::TcpListener;
 use std::cell::Cell;
@@ -63,7 +66,7 @@ pub fn run(
     };
     rt.block_on(async move {
         let ctx = Rc::new(WorkerCtx::new(plan.clone(), board, observe));
-        monoio::spawn(crate::observe::tick(ctx.clone()));
+        monoio::spawn(tick(ctx.clone()));
         let per_worker_cap = match plan.server.max_connections {
             0 => usize::MAX,
             n => n.div_ceil(plan.server.workers),
@@ -232,5 +235,26 @@ async fn accept_loop(
                 }
             }
         }
+    }
+}
+
+/// The worker's once-a-second chores: sample the gauges only the worker can see (in-flight
+/// requests, pooled connections, idle pipes), reopen the log after SIGUSR1, and flush it.
+async fn tick(ctx: Rc<WorkerCtx>) {
+    let o = &ctx.observe;
+    loop {
+        monoio::time::sleep(Duration::from_secs(1)).await;
+        let plan = &ctx.plan;
+        for (u, up) in plan.upstreams.iter().enumerate() {
+            for s in 0..up.servers.len() {
+                let inflight = ctx.upstreams.inflight(u, s) as u64;
+                o.metrics.set_server(u, s, ServerStat::InFlight, inflight);
+                o.metrics
+                    .set_server(u, s, ServerStat::IdlePooled, ctx.pool.idle_of(u, s) as u64);
+            }
+        }
+        o.metrics.set_global(Global::IdlePipes, ctx.pipes.idle() as u64);
+        o.reopen_if_asked();
+        o.flush();
     }
 }

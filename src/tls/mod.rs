@@ -24,7 +24,6 @@ mod pem;
 mod server;
 mod sni;
 mod stream;
-pub(crate) mod sys;
 mod upstream;
 mod x509;
 

@@ -27,8 +27,8 @@ use monoio::net::TcpStream;
 use monoio::BufResult;
 use rustls::{ConnectionCommon, SideData};
 
-use super::sys;
-use crate::tunnel::sys::{set_nonblocking, shutdown_write, socket_fd};
+use crate::io::fd::{set_nonblocking, shutdown_write, socket_fd};
+use crate::io::socket as sys;
 
 /// A TLS connection over a monoio TCP socket; `C` is `rustls::ServerConnection` or
 /// `rustls::ClientConnection`. The rustls state sits in a `RefCell` so that the two directions of

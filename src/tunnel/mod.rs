@@ -23,19 +23,18 @@
 //! thread. Measured with `loadtest/ws_idle.sh`: about 1.4 KB of RSS per idle WebSocket. Files:
 //! `splice.rs` (plain TCP), `ready.rs` (TLS, readiness + pooled buffer), `copy.rs` (owned-buffer
 //! streams), `relay.rs` (both directions + limits), `pool.rs` (per-worker pipes and timer),
-//! `timer.rs`, `sys.rs` (every unsafe syscall).
+//! `timer.rs`; its syscalls are wrapped in `io::fd`.
 
 mod copy;
 mod pool;
 mod ready;
 mod relay;
 mod splice;
-pub(crate) mod sys;
+
 mod timer;
 
 use std::fmt;
 use std::io;
-use std::time::Duration;
 
 pub use copy::{copy_relay, COPY_BUF_MAX, COPY_BUF_MIN};
 pub use pool::{PipePool, DEFAULT_MAX_IDLE_PIPES, DEFAULT_PIPE_SIZE};
@@ -44,24 +43,7 @@ pub(crate) use relay::Budget;
 pub use splice::{splice_relay, splice_tunnel};
 
 /// Per-route limits of a tunnel.
-#[derive(Debug, Clone)]
-pub struct TunnelLimits {
-    /// The tunnel ends when no byte moved either way for this long.
-    pub idle_timeout: Duration,
-    /// The tunnel ends this long after the relay started, busy or not.
-    pub max_lifetime: Option<Duration>,
-}
-
-impl Default for TunnelLimits {
-    /// One hour idle, no maximum lifetime: an idle WebSocket must survive far longer than
-    /// nginx's 60 s default.
-    fn default() -> Self {
-        TunnelLimits {
-            idle_timeout: Duration::from_secs(3600),
-            max_lifetime: None,
-        }
-    }
-}
+pub use crate::config::TunnelLimits;
 
 /// Why a tunnel ended.
 #[derive(Debug)]

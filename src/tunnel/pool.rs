@@ -9,8 +9,8 @@ use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
 
-use super::sys;
 use super::timer::SharedTimers;
+use crate::io::fd as sys;
 
 /// Pipe capacity asked of the kernel when none is given (also Linux's default capacity).
 pub const DEFAULT_PIPE_SIZE: usize = 64 * 1024;

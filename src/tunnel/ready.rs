@@ -12,8 +12,9 @@ use monoio::net::TcpStream;
 use super::pool::PipePool;
 use super::relay::{drive, Activity, Budget};
 use super::timer::SharedDeadline;
-use super::{sys, TunnelEnd, TunnelLimits, TunnelStats};
-use crate::io_util::BufPool;
+use super::{TunnelEnd, TunnelLimits, TunnelStats};
+use crate::io::fd as sys;
+use crate::io::owned::BufPool;
 use crate::tls::{Session, TlsStream};
 
 /// A stream the readiness relay can drive with non-blocking steps. `WouldBlock` from a `try_`
@@ -47,11 +48,11 @@ impl RelayEnd for TcpStream {
     }
 
     fn try_read(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
-        crate::tls::sys::recv_into_spare(sys::socket_fd(self), buf)
+        crate::io::socket::recv_into_spare(sys::socket_fd(self), buf)
     }
 
     fn try_write(&self, data: &[u8]) -> io::Result<usize> {
-        crate::tls::sys::send_vectored(sys::socket_fd(self), &[IoSlice::new(data)])
+        crate::io::socket::send_vectored(sys::socket_fd(self), &[IoSlice::new(data)])
     }
 
     fn try_close_write(&self) -> io::Result<()> {

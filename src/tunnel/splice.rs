@@ -11,7 +11,8 @@ use monoio::net::TcpStream;
 use super::pool::{LentPipe, PipePool};
 use super::relay::{drive, Activity, Budget, Side};
 use super::timer::SharedDeadline;
-use super::{sys, TunnelEnd, TunnelLimits, TunnelStats};
+use super::{TunnelEnd, TunnelLimits, TunnelStats};
+use crate::io::fd as sys;
 
 /// Relays bytes both ways between two connected TCP sockets until both directions have ended,
 /// either side fails, or a limit in `limits` is reached; then closes both sockets. A convenience

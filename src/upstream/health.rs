@@ -169,3 +169,9 @@ pub fn probe(server: &ServerPlan, check: &HealthPlan) -> Result<(), String> {
         }
     }
 }
+
+impl crate::observe::Health for Board {
+    fn is_up(&self, upstream: usize, server: usize) -> bool {
+        Board::is_up(self, upstream, server)
+    }
+}

@@ -16,6 +16,7 @@ pub use pool::ConnPool;
 pub use select::{Lease, Tried, Unavailable, Upstreams};
 
 use crate::config::{HashKey, UpstreamPlan};
+use crate::observe::metrics::ServerStat;
 use monoio::net::TcpStream;
 use std::fmt;
 use std::io;
@@ -43,6 +44,16 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// The per-server error counter this failure counts in, if any.
+    pub fn stat(&self) -> Option<ServerStat> {
+        match self {
+            FailureKind::ConnectTimeout(_) => Some(ServerStat::ConnectTimeouts),
+            FailureKind::ResponseTimeout(_) => Some(ServerStat::ResponseTimeouts),
+            FailureKind::Refused | FailureKind::Unreachable(_) | FailureKind::Tls(_) => Some(ServerStat::ConnectErrors),
+            _ => None,
+        }
+    }
+
     /// Failures that say the server itself is unwell (not this request): they count towards
     /// passive ejection.
     pub fn counts_against_server(&self) -> bool {

@@ -41,7 +41,7 @@ impl ConnPool {
         let mut slots = self.slots.borrow_mut();
         let list = &mut slots[upstream][server];
         while let Some(idle) = list.pop() {
-            if crate::clock::now().saturating_duration_since(idle.since) >= max_idle {
+            if crate::io::clock::now().saturating_duration_since(idle.since) >= max_idle {
                 // Older entries sit below this one: they are older still.
                 list.clear();
                 break;
@@ -66,7 +66,7 @@ impl ConnPool {
         }
         list.push(Idle {
             stream,
-            since: crate::clock::now(),
+            since: crate::io::clock::now(),
         });
     }
 

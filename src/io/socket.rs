@@ -1,4 +1,4 @@
-//! The TLS layer's only unsafe code: non-blocking recv(2)/sendmsg(2) on a borrowed socket, and
+//! The only unsafe code for socket reads and writes outside monoio: non-blocking recv(2)/sendmsg(2) on a borrowed socket, and
 //! views of monoio's owned buffers (which hand out raw pointers). Each wrapper borrows what it
 //! touches, so no call can outlive the fd or the buffer it names.
 

@@ -2,7 +2,7 @@
 //! metrics' byte figures, without a hook at every read and write of the exchange. Bodies the
 //! kernel splices past userspace are added by the splice call sites (`SpliceClient::spliced`).
 
-use crate::body_splice::SpliceClient;
+use crate::body::splice::SpliceClient;
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;

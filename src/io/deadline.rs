@@ -110,7 +110,7 @@ impl<F: Future> Future for Scoped<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.get_mut();
         let _restore = Restore(CURRENT.with(|c| c.replace(Some(this.timer.clone()))));
-        let _clock = crate::clock::window();
+        let _clock = crate::io::clock::window();
         this.fut.as_mut().poll(cx)
     }
 }
@@ -129,7 +129,7 @@ pub async fn timeout<F: Future + Unpin>(t: Duration, mut fut: F) -> Result<F::Ou
             &own
         }
     };
-    let deadline = Instant::from_std(crate::clock::now()) + t;
+    let deadline = Instant::from_std(crate::io::clock::now()) + t;
     poll_fn(|cx| {
         if let Poll::Ready(v) = Pin::new(&mut fut).poll(cx) {
             return Poll::Ready(Ok(v));

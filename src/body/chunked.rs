@@ -141,7 +141,7 @@ impl ChunkedDecoder {
                         quoted: false,
                         escaped: false,
                     },
-                    _ if super::is_token_byte(b) => State::Ext {
+                    _ if crate::http::is_token_byte(b) => State::Ext {
                         value,
                         quoted: false,
                         escaped: false,

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use monoio::net::TcpStream;
 
+use crate::io::fd as sys;
 use crate::tls::{Session, TlsStream};
-use crate::tunnel::{sys, Budget, PipePool};
+use crate::tunnel::{Budget, PipePool};
 use crate::upstream::UpstreamConn;
 
 /// Bodies with fewer bytes left than this after the response head go through the copy path:
@@ -24,7 +25,7 @@ pub trait SpliceClient {
     }
 
     /// Bytes spliced from (`received`) or to (`sent`) the client, for the byte counts that
-    /// userspace reads and writes otherwise keep (`observe::Counted`).
+    /// userspace reads and writes otherwise keep (the client connection's byte counter).
     fn spliced(&self, _received: u64, _sent: u64) {}
 }
 
@@ -116,7 +117,7 @@ pub async fn splice_body(
 /// A readiness wait bounded by `t`, on the connection's own timer (`deadline`) like its other
 /// reads and writes.
 async fn wait(ready: impl std::future::Future<Output = io::Result<()>>, t: Duration) -> io::Result<()> {
-    match crate::deadline::timeout(t, std::pin::pin!(ready)).await {
+    match crate::io::deadline::timeout(t, std::pin::pin!(ready)).await {
         Ok(res) => res,
         Err(_) => Err(io::ErrorKind::TimedOut.into()),
     }

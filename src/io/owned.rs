@@ -5,7 +5,7 @@
 //! treat a timeout as the end of the exchange anyway. Deadlines run on the client connection's
 //! timer (`deadline`), so an operation does not insert and remove a timer of its own.
 
-use crate::deadline::timeout;
+use crate::io::deadline::timeout;
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use std::io;

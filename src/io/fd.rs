@@ -1,4 +1,4 @@
-//! The tunnel's only unsafe code: thin, safe wrappers over pipe2(2), fcntl(2), splice(2) and
+//! The only unsafe code for pipes and splicing: thin, safe wrappers over pipe2(2), fcntl(2), splice(2) and
 //! shutdown(2). Each wrapper takes borrowed fds, so a call can never outlive the fd it names;
 //! pipes are `OwnedFd`s and close on drop.
 

@@ -1,0 +1,90 @@
+//! An HTTP/1.1 connection whose upstream answered `101 Switching Protocols` becomes a byte
+//! tunnel in a task of its own: spliced between plain sockets, copied where TLS is involved.
+
+use crate::body::splice::SpliceClient;
+use crate::exchange::WorkerCtx;
+use crate::observe::{TunnelEnded, TunnelWatch};
+use crate::tls::{Session, TlsStream};
+use crate::tunnel::{ready_relay, splice_tunnel, RelayEnd, TunnelStats};
+use crate::upstream::UpstreamConn;
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::net::TcpStream;
+use std::rc::Rc;
+
+/// A client connection that can become a tunnel: plain TCP to plain TCP splices; anything with
+/// TLS on either side goes through the readiness copy relay (a pooled buffer only while bytes are
+/// in flight).
+///
+/// The relay runs as a task of its own, so that an idle tunnel does not keep the (much larger)
+/// HTTP state machine allocated for hours. That task is what an idle tunnel costs, so it owns
+/// each piece exactly once: the sockets, the connection guard, the worker context; the limits
+/// are read through the context (`route` indexes the plan's routes).
+pub trait ClientStream: AsyncReadRent + AsyncWriteRent + SpliceClient + Sized {
+    fn spawn_tunnel<G: 'static>(
+        self,
+        upstream: UpstreamConn,
+        ctx: Rc<WorkerCtx>,
+        route: usize,
+        guard: (G, TunnelWatch),
+    );
+}
+
+impl ClientStream for TcpStream {
+    fn spawn_tunnel<G: 'static>(
+        self,
+        upstream: UpstreamConn,
+        ctx: Rc<WorkerCtx>,
+        route: usize,
+        (guard, watch): (G, TunnelWatch),
+    ) {
+        match upstream {
+            UpstreamConn::Plain(upstream) => {
+                monoio::spawn(async move {
+                    let _guard = guard;
+                    let limits = &ctx.plan.routes[route].tunnel;
+                    let stats = splice_tunnel(&self, &upstream, &ctx.pipes, limits).await;
+                    closed(watch, &ctx, &stats);
+                });
+            }
+            tls => spawn_copy_tunnel(self, tls, ctx, route, (guard, watch)),
+        }
+    }
+}
+
+/// A tunnel where either side is TLS: the copy relay, a buffer only while bytes are in flight.
+fn spawn_copy_tunnel<C: RelayEnd + 'static, U: RelayEnd + 'static, G: 'static>(
+    client: C,
+    upstream: U,
+    ctx: Rc<WorkerCtx>,
+    route: usize,
+    (guard, watch): (G, TunnelWatch),
+) {
+    monoio::spawn(async move {
+        let _guard = guard;
+        let limits = &ctx.plan.routes[route].tunnel;
+        let stats = ready_relay(client, upstream, &ctx.bodies, &ctx.pipes, limits).await;
+        closed(watch, &ctx, &stats);
+    });
+}
+
+impl<S: Session + 'static> ClientStream for TlsStream<S> {
+    fn spawn_tunnel<G: 'static>(
+        self,
+        upstream: UpstreamConn,
+        ctx: Rc<WorkerCtx>,
+        route: usize,
+        guard: (G, TunnelWatch),
+    ) {
+        spawn_copy_tunnel(self, upstream, ctx, route, guard);
+    }
+}
+
+/// Counts and logs a tunnel that ended.
+fn closed(watch: TunnelWatch, ctx: &WorkerCtx, stats: &TunnelStats) {
+    let end = TunnelEnded {
+        received: stats.client_to_upstream,
+        sent: stats.upstream_to_client,
+        why: &stats.end,
+    };
+    watch.closed(&ctx.observe, &ctx.plan, &end);
+}

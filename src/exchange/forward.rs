@@ -1,0 +1,423 @@
+//! The upstream exchange for one request: take a pooled connection (or connect), send the head
+//! and body, read the response head, rewrite it for the client, and relay the body, streaming
+//! every body in bounded buffers. Steps: send → (100-continue) → stream request body →
+//! response head → response body → return the connection to the pool when both ends are clean.
+//!
+//! The server is chosen here, not in `decide`: a failed connect moves to another server (nothing
+//! was sent), and an idempotent request that failed before any response byte is retried up to
+//! the upstream's `retries`, but only while the whole request is still in hand (never once a body
+//! was streamed from the client).
+
+use super::outgoing::Outgoing;
+use super::reply::{reply, Reply};
+use super::request_body::{reframe_request, stream_request_body, BodyAbort};
+use super::response_body::{relay_response_body, Cut};
+use super::response_head::{last_response_head, read_response_head};
+use super::worker::WorkerCtx;
+use crate::body::chunked::ChunkedDecoder;
+use crate::body::splice::SpliceClient;
+use crate::config::RoutePlan;
+use crate::http::Framing;
+use crate::io::owned::{write_out, write_static};
+use crate::observe::{event, Level, Record};
+use crate::upstream::{connect, FailureKind, Lease, Tried, UpstreamConn, UpstreamError};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use std::time::Duration;
+
+/// What the client connection does after an exchange.
+pub enum Next {
+    KeepAlive,
+    Close,
+    /// The upstream answered 101: relay bytes both ways from now on.
+    Tunnel(UpstreamConn),
+}
+
+/// How an exchange ended early.
+pub enum Abort {
+    /// Tell the client (nothing was written to it yet), then close unless the request was whole.
+    Upstream(UpstreamError),
+    /// The client sent a bad body or vanished: reply if possible, then close.
+    Client(Option<Reply>),
+    /// The response had started: the only honest signal left is closing the connection.
+    Close,
+}
+
+/// Runs one exchange; returns whether the client connection may serve another request, and the
+/// client buffer holding any bytes already received after this request.
+pub async fn exchange<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
+    ctx: &WorkerCtx,
+    client: &mut C,
+    mut cbuf: Vec<u8>,
+    head_len: usize,
+    mut out: Vec<u8>,
+    mut o: Outgoing,
+    rec: &mut Record,
+) -> (Next, Vec<u8>) {
+    let plan = &*ctx.plan;
+    let route = &plan.routes[o.route];
+
+    // Body bytes that arrived with the head go out in the same write as the head.
+    let mut pos = head_len;
+    let mut body_left = 0u64;
+    let mut decoder: Option<ChunkedDecoder> = None;
+    let mut decoded = 0u64;
+    match o.framing {
+        Framing::Length(n) => {
+            let avail = ((cbuf.len() - pos) as u64).min(n) as usize;
+            out.extend_from_slice(&cbuf[pos..pos + avail]);
+            pos += avail;
+            body_left = n - avail as u64;
+        }
+        Framing::Chunked => {
+            let mut d = ChunkedDecoder::new();
+            match reframe_request(&mut d, &cbuf[pos..], &mut out, &mut decoded) {
+                Ok(used) => pos += used,
+                Err(why) => return refuse_body(ctx, client, cbuf, out, rec, 400, why).await,
+            }
+            decoder = Some(d);
+        }
+        Framing::None | Framing::UntilClose => {}
+    }
+    if route.max_body.is_some_and(|max| decoded > max) {
+        return refuse_body(
+            ctx,
+            client,
+            cbuf,
+            out,
+            rec,
+            413,
+            "request body larger than this route allows",
+        )
+        .await;
+    }
+    let body_done = body_left == 0 && decoder.as_ref().is_none_or(|d| d.is_done());
+    // Everything not yet consumed from the client buffer belongs to the next request.
+    if body_done {
+        cbuf.drain(..pos);
+    } else {
+        cbuf.clear();
+    }
+
+    let mut rbuf = ctx.bodies.get();
+    let mut resp_out = ctx.heads.get();
+    let result = run(
+        ctx,
+        client,
+        &mut o,
+        route,
+        &mut cbuf,
+        &mut out,
+        &mut rbuf,
+        &mut resp_out,
+        body_done,
+        body_left,
+        decoder,
+        decoded,
+        rec,
+    )
+    .await;
+    ctx.bodies.put(rbuf);
+    ctx.heads.put(resp_out);
+    ctx.heads.put(out);
+    match result {
+        Ok(Done::Tunnel(upstream)) => (Next::Tunnel(upstream), cbuf),
+        Ok(Done::Http {
+            keep,
+            upstream,
+            reusable,
+        }) => {
+            // A draining worker keeps no idle upstream connections (see WorkerCtx::begin_drain).
+            if reusable && !ctx.drain.is_draining() {
+                ctx.pool.put(plan, o.upstream, o.server, upstream);
+            }
+            (if keep { Next::KeepAlive } else { Next::Close }, cbuf)
+        }
+        Err((abort, request_whole)) => {
+            rec.status = match &abort {
+                Abort::Upstream(e) => e.status(),
+                Abort::Client(Some(r)) => r.status,
+                // The client left (or the response was cut): nginx's "client closed request"
+                // unless a response status was already sent.
+                Abort::Client(None) | Abort::Close if rec.status == 0 => 499,
+                Abort::Client(None) | Abort::Close => rec.status,
+            };
+            let keep = match abort {
+                Abort::Upstream(e) => {
+                    event(Level::Warn, format_args!("{} {}", route_label(route), e));
+                    let close = !(request_whole && o.client_keep_alive);
+                    let r = Reply {
+                        status: e.status(),
+                        route: None,
+                        location: None,
+                        body: e.to_string().into(),
+                        close,
+                    };
+                    reply(client, r, route.send_timeout).await.is_ok() && !close
+                }
+                Abort::Client(Some(r)) => {
+                    let _ = reply(client, r, route.send_timeout).await;
+                    false
+                }
+                Abort::Client(None) | Abort::Close => false,
+            };
+            (if keep { Next::KeepAlive } else { Next::Close }, cbuf)
+        }
+    }
+}
+
+fn route_label(route: &RoutePlan) -> String {
+    format!("route #{} ({})", route.number, route.prefix)
+}
+
+async fn refuse_body<C: AsyncWriteRent>(
+    ctx: &WorkerCtx,
+    client: &mut C,
+    cbuf: Vec<u8>,
+    out: Vec<u8>,
+    rec: &mut Record,
+    status: u16,
+    why: &'static str,
+) -> (Next, Vec<u8>) {
+    ctx.heads.put(out);
+    rec.status = status;
+    let r = Reply {
+        status,
+        route: None,
+        location: None,
+        body: why.into(),
+        close: true,
+    };
+    let _ = reply(client, r, Duration::from_secs(10)).await;
+    (Next::Close, cbuf)
+}
+
+type Failed = (Abort, bool);
+
+enum Done {
+    Http {
+        keep: bool,
+        upstream: UpstreamConn,
+        reusable: bool,
+    },
+    Tunnel(UpstreamConn),
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
+    ctx: &WorkerCtx,
+    client: &mut C,
+    o: &mut Outgoing,
+    route: &RoutePlan,
+    cbuf: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+    rbuf: &mut Vec<u8>,
+    resp_out: &mut Vec<u8>,
+    body_done: bool,
+    body_left: u64,
+    decoder: Option<ChunkedDecoder>,
+    decoded: u64,
+    rec: &mut Record,
+) -> Result<Done, Failed> {
+    let started = crate::io::clock::now();
+    let plan = &*ctx.plan;
+    let up = &plan.upstreams[o.upstream];
+    let mut decoder = decoder;
+    let mut request_whole = body_done;
+
+    // Choose a server, send, read the response head. A stale pooled connection is retried once
+    // on a fresh one to the same server; other failures move on to another server when allowed.
+    let mut failover = Failover {
+        tried: Tried::default(),
+        retries_left: up.retries,
+        last_err: None,
+        lease: None,
+    };
+    let mut fresh_only = false;
+    let (mut upstream, resp) = loop {
+        if failover.lease.is_none() {
+            let l = match ctx
+                .upstreams
+                .acquire(plan, o.upstream, o.affinity, &failover.tried)
+                .await
+            {
+                Ok(l) => l,
+                // Every server failed this request: the last failure says more than "none left".
+                Err(e) => {
+                    let e = match (failover.last_err.take(), &e.kind) {
+                        (Some(last), FailureKind::NoHealthyServer) => last,
+                        _ => e,
+                    };
+                    return Err((Abort::Upstream(e), body_done));
+                }
+            };
+            o.server = l.server;
+            rec.server = Some(l.server);
+            retarget_host(out, o, &up.servers[l.server].authority);
+            failover.lease = Some(l);
+            fresh_only = false;
+        }
+        let pooled = if fresh_only {
+            None
+        } else {
+            // A request that could not be sent again must not land on a connection the server
+            // already closed; an idempotent one with its body at hand is simply retried.
+            let must_be_alive = !(o.idempotent && body_done);
+            ctx.pool.take(plan, o.upstream, o.server, must_be_alive)
+        };
+        let reused = pooled.is_some();
+        let mut stream = match pooled {
+            Some(s) => s,
+            // Boxed, like every wait below that most requests never reach: a future is as large
+            // as its largest await, and this one is moved into a fresh box per request.
+            None => match Box::pin(connect(up, o.server)).await {
+                Ok(s) => s,
+                Err(e) => {
+                    // Nothing was sent: any request may move to another server.
+                    ctx.observe.upstream_failed(o.upstream, o.server, e.kind.stat());
+                    ctx.upstreams.failed(plan, o.upstream, o.server);
+                    failover.give_up(route, o.server, e, "trying another server");
+                    continue;
+                }
+            },
+        };
+        let res = write_out(&mut stream, out, 0, route.send_timeout).await;
+        // The request can be sent again only while all of it is still in `out` (a write that
+        // timed out loses its buffer).
+        let resendable = body_done && !out.is_empty();
+        if let Err(e) = res {
+            if reused && resendable {
+                fresh_only = true;
+                continue;
+            }
+            let e = UpstreamError::new(up, o.server, FailureKind::Io(e));
+            if resendable && o.idempotent && failover.take_retry() {
+                failover.give_up(route, o.server, e, "retrying on another server");
+                continue;
+            }
+            return Err((Abort::Upstream(e), body_done));
+        }
+        if !body_done {
+            if o.expect_continue {
+                write_static(client, b"HTTP/1.1 100 Continue\r\n\r\n", route.send_timeout)
+                    .await
+                    .map_err(|_| (Abort::Close, false))?;
+            }
+            Box::pin(stream_request_body(
+                ctx,
+                client,
+                &mut stream,
+                route,
+                cbuf,
+                out,
+                body_left,
+                decoder.take(),
+                decoded,
+            ))
+            .await
+            .map_err(|a| {
+                let a = match a {
+                    BodyAbort::Upstream(e) => Abort::Upstream(UpstreamError::new(up, o.server, FailureKind::Io(e))),
+                    BodyAbort::Client(r) => Abort::Client(r),
+                };
+                (a, false)
+            })?;
+            request_whole = true;
+        }
+        if rbuf.capacity() == 0 {
+            // A timed-out read kept its buffer; take a fresh one for the next attempt.
+            *rbuf = ctx.bodies.get();
+        }
+        rbuf.clear();
+        resp_out.clear();
+        let mut any_byte = false;
+        match read_response_head(&mut stream, rbuf, resp_out, plan, route, o, &mut any_byte).await {
+            Ok(resp) => {
+                ctx.upstreams.answered(o.upstream, o.server);
+                let resp = match ctx.drain.is_draining() {
+                    true => last_response_head(rbuf, resp_out, plan, route, o, resp),
+                    false => resp,
+                };
+                rec.status = resp.status;
+                rec.upstream_time = Some(crate::io::clock::now().saturating_duration_since(started));
+                break (stream, resp);
+            }
+            // The server may have read the request before closing: only a request that is safe
+            // to repeat goes out again (the pool already skips connections closed while idle).
+            Err(FailureKind::ClosedEarly) if reused && resendable && o.idempotent => fresh_only = true,
+            Err(kind) => {
+                ctx.observe.upstream_failed(o.upstream, o.server, kind.stat());
+                if kind.counts_against_server() {
+                    ctx.upstreams.failed(plan, o.upstream, o.server);
+                }
+                let e = UpstreamError::new(up, o.server, kind);
+                if resendable && !any_byte && o.idempotent && failover.take_retry() {
+                    failover.give_up(route, o.server, e, "retrying on another server");
+                    continue;
+                }
+                return Err((Abort::Upstream(e), request_whole));
+            }
+        }
+    };
+
+    if resp.status == 101 {
+        // Switch only now that the upstream really agreed: bytes it sent after the 101 head go
+        // to the client with the head, bytes the client sent early go to the upstream.
+        resp_out.extend_from_slice(&rbuf[resp.head_len..]);
+        let res = write_out(client, resp_out, 0, route.send_timeout).await;
+        res.map_err(|_| (Abort::Close, request_whole))?;
+        if !cbuf.is_empty() {
+            let res = write_out(&mut upstream, cbuf, 0, route.send_timeout).await;
+            res.map_err(|_| (Abort::Close, request_whole))?;
+            cbuf.clear();
+        }
+        return Ok(Done::Tunnel(upstream));
+    }
+    // The client's response head is in `resp_out`; relay it with the body.
+    let complete = relay_response_body(client, &mut upstream, rbuf, resp_out, &resp, route, &ctx.pipes)
+        .await
+        .map_err(|Cut| (Abort::Close, request_whole))?;
+    let keep = o.client_keep_alive && !resp.close_client;
+    drop(failover);
+    Ok(Done::Http {
+        keep,
+        upstream,
+        reusable: complete && resp.reusable && request_whole,
+    })
+}
+
+/// The attempts of one request: the servers it gave up on, the lease on the current one, the
+/// failure to report if none is left, and how many retries the upstream still allows.
+struct Failover<'a> {
+    tried: Tried,
+    lease: Option<Lease<'a>>,
+    last_err: Option<UpstreamError>,
+    retries_left: u32,
+}
+
+impl Failover<'_> {
+    /// Counts one retry against the upstream's `retries`; false when none is left.
+    fn take_retry(&mut self) -> bool {
+        let left = self.retries_left > 0;
+        self.retries_left = self.retries_left.saturating_sub(1);
+        left
+    }
+
+    /// Gives up on `server` for this request: logs why, releases its lease and keeps the error,
+    /// so the next turn of the loop picks another server (or reports this failure).
+    fn give_up(&mut self, route: &RoutePlan, server: usize, e: UpstreamError, next: &str) {
+        event(Level::Warn, format_args!("{} {}; {}", route_label(route), e, next));
+        self.tried.add(server);
+        self.lease = None;
+        self.last_err = Some(e);
+    }
+}
+
+/// With `preserve_host = false` the Host header names the server: make it the chosen one.
+fn retarget_host(out: &mut Vec<u8>, o: &mut Outgoing, authority: &str) {
+    if let Some((a, b)) = o.host_at {
+        if b <= out.len() && &out[a..b] != authority.as_bytes() {
+            out.splice(a..b, authority.bytes());
+            o.host_at = Some((a, a + authority.len()));
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! A request that passed the steps without I/O, on its way upstream: which route and upstream,
+//! what the forward and response steps must know of the client's request.
+
+use crate::http::Framing;
+
+/// A request that passed every check, with its upstream head already written.
+pub struct Outgoing {
+    pub route: usize,
+    pub upstream: usize,
+    /// The server of the current attempt, chosen in the exchange.
+    pub server: usize,
+    /// Hash key for `balance = "hash"`.
+    pub affinity: Option<u64>,
+    /// GET, HEAD, OPTIONS, TRACE, PUT, DELETE: safe to send again.
+    pub idempotent: bool,
+    /// Where the Host value naming the server sits in the upstream head (`preserve_host = false`).
+    pub host_at: Option<(usize, usize)>,
+    pub framing: Framing,
+    pub expect_continue: bool,
+    pub is_head: bool,
+    pub client_keep_alive: bool,
+    pub client_http10: bool,
+    /// The client's Host, kept only when responses need their Location mapped back.
+    pub request_host: Option<String>,
+    /// Header lines the access step adds to the client's response (CORS); usually empty.
+    pub response_headers: Vec<u8>,
+    /// The request asked for an allowed protocol upgrade and carries Upgrade upstream.
+    pub upgrade: bool,
+    /// The listener that accepted the client (its `hsts` applies to the response).
+    pub listener: usize,
+}
