@@ -46,7 +46,10 @@ fn all_names(profile: &Value) -> Vec<String> {
 fn default_profile_is_the_runtime_default_which_denies_io_uring() {
     let default = load("docker-default.json");
     assert_eq!(default["defaultAction"], "SCMP_ACT_ERRNO");
-    assert_eq!(default["defaultErrnoRet"], 1, "EPERM, as Docker returns for io_uring_setup");
+    assert_eq!(
+        default["defaultErrnoRet"], 1,
+        "EPERM, as Docker returns for io_uring_setup"
+    );
     let allowed = unconditional_allows(&default);
     // A few a network server cannot live without, so a truncated file is noticed.
     for needed in ["accept4", "epoll_wait", "splice", "openat", "futex"] {
@@ -55,7 +58,10 @@ fn default_profile_is_the_runtime_default_which_denies_io_uring() {
     assert!(allowed.len() > 300, "only {} syscalls allowed", allowed.len());
     let names = all_names(&default);
     for call in IO_URING {
-        assert!(!names.iter().any(|n| n == call), "{call} appears in the default profile");
+        assert!(
+            !names.iter().any(|n| n == call),
+            "{call} appears in the default profile"
+        );
     }
 }
 
@@ -76,7 +82,10 @@ fn ringway_profile_is_the_default_plus_exactly_the_three_io_uring_syscalls() {
         let names = rule["names"].as_array_mut().unwrap();
         names.retain(|n| !IO_URING.contains(&n.as_str().unwrap()));
     }
-    assert_eq!(stripped, default, "the derived profile changes more than the io_uring syscalls");
+    assert_eq!(
+        stripped, default,
+        "the derived profile changes more than the io_uring syscalls"
+    );
 }
 
 #[test]

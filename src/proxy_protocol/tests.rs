@@ -426,9 +426,23 @@ fn headers_captured_from_haproxy() {
     let header_len = v2.len();
     v2.extend_from_slice(b"GET / HTTP/1.1\r\nHost: 127.0.0.1:43823\r\n");
     let want = addrs("127.0.0.1:57734", "127.0.0.1:43823");
-    assert_eq!(parse(&v2), Ok(Parse::Complete { header: want, version: Version::V2, len: header_len }));
+    assert_eq!(
+        parse(&v2),
+        Ok(Parse::Complete {
+            header: want,
+            version: Version::V2,
+            len: header_len
+        })
+    );
 
     let v1 = b"PROXY TCP4 127.0.0.1 127.0.0.1 34732 41557\r\nGET / HTTP/1.1\r\n";
     let want = addrs("127.0.0.1:34732", "127.0.0.1:41557");
-    assert_eq!(parse(v1), Ok(Parse::Complete { header: want, version: Version::V1, len: 44 }));
+    assert_eq!(
+        parse(v1),
+        Ok(Parse::Complete {
+            header: want,
+            version: Version::V1,
+            len: 44
+        })
+    );
 }

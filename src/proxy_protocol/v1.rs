@@ -53,7 +53,11 @@ fn check_start(bytes: &[u8], line: bool) -> Result<(), Error> {
     if rest.starts_with(b"UNKNOWN") && !matches!(rest.get(7), None | Some(b' ' | b'\r')) {
         return Err(Error::V1Malformed("protocol is not TCP4, TCP6 or UNKNOWN"));
     }
-    let body = if line { bytes } else { bytes.strip_suffix(b"\r").unwrap_or(bytes) };
+    let body = if line {
+        bytes
+    } else {
+        bytes.strip_suffix(b"\r").unwrap_or(bytes)
+    };
     if !body.iter().all(|b| (0x20..0x7f).contains(b)) {
         return Err(Error::V1Malformed("a byte that is not printable ASCII"));
     }
