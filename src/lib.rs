@@ -18,6 +18,7 @@ pub mod http;
 pub mod inspect;
 pub mod io;
 pub mod observe;
+pub mod proxy_protocol;
 pub mod server;
 pub mod tls;
 pub mod tunnel;
