@@ -10,7 +10,8 @@
 #   PROXIES="nginx haproxy" loadtest/http.sh  # without ringway (no cargo build)
 #
 # Env: DURATION (s, default 10), ROUNDS (3), CONNS (64), WARMUP (s per proxy, 2),
-#      PROXIES ("nginx haproxy ringway"), RINGWAY_BIN (skip the build), KEEP_TMP (keep configs/logs).
+#      PROXIES ("nginx haproxy ringway"; also ringway_base: the build in RINGWAY_BASE_BIN),
+#      RINGWAY_BIN (skip the build), KEEP_TMP (keep configs/logs).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -31,6 +32,7 @@ cmdline="DURATION=$DURATION ROUNDS=$ROUNDS CONNS=$CONNS"
 [[ $WARMUP != 2 ]] && cmdline+=" WARMUP=$WARMUP"
 [[ $PROXIES != "nginx haproxy ringway" ]] && cmdline+=" PROXIES=\"$PROXIES\""
 [[ -n ${RINGWAY_BIN:-} ]] && cmdline+=" RINGWAY_BIN=$RINGWAY_BIN"
+[[ -n ${RINGWAY_BASE_BIN:-} ]] && cmdline+=" RINGWAY_BASE_BIN=$RINGWAY_BASE_BIN"
 [[ -n ${MONOIO_FORCE_LEGACY_DRIVER:-} ]] && cmdline+=" MONOIO_FORCE_LEGACY_DRIVER=$MONOIO_FORCE_LEGACY_DRIVER"
 cmdline+=" loadtest/${LT_SCRIPT:-http.sh}"
 

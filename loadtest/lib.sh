@@ -361,6 +361,7 @@ lt_start_proxy_ringway() {
 cert = \"$LT_TLS_DIR/cert.pem\"
 key = \"$LT_TLS_DIR/key.pem\""
     [[ -n "${LT_RINGWAY:-}" ]] || LT_RINGWAY=$(lt_ringway_bin)
+    local bin=${LT_RINGWAY_BIN_OVERRIDE:-$LT_RINGWAY}
     [[ -n ${LT_RINGWAY_SECCOMP:-} ]] && wrap=(python3 "$LT_DIR/tools/no_uring.py")
     # workers = 1: ringway pins worker 0 to core 0 itself; taskset keeps its other threads there too.
     cat >"$cfg" <<EOF
@@ -380,7 +381,7 @@ prefix = "/"
 upstream = "backend"
 $extra
 EOF
-    lt_spawn "$name" "$LT_PROXY_CPU" "${wrap[@]}" "$LT_RINGWAY" --config "$cfg"
+    lt_spawn "$name" "$LT_PROXY_CPU" "${wrap[@]}" "$bin" --config "$cfg"
     lt_wait_ready "$name" "$LT_LAST_PID" "$port"
     # The driver it really runs on, for the report (the ready line follows the listening line).
     local ready=""
@@ -401,6 +402,13 @@ lt_start_proxy_ringway_seccomp() {
 # The same ringway on epoll by configuration (`[server] io_driver = "epoll"`).
 lt_start_proxy_ringway_epoll() {
     LT_RINGWAY_NAME=ringway_epoll LT_RINGWAY_SERVER='io_driver = "epoll"' lt_start_proxy_ringway "$@"
+}
+
+# Another ringway build beside this one (RINGWAY_BASE_BIN, for example the binary of an earlier
+# commit), so a change is measured before and after in the same run.
+lt_start_proxy_ringway_base() {
+    [[ -x ${RINGWAY_BASE_BIN:-} ]] || lt_die "ringway_base needs RINGWAY_BASE_BIN, an executable ringway"
+    LT_RINGWAY_NAME=ringway_base LT_RINGWAY_BIN_OVERRIDE=$RINGWAY_BASE_BIN lt_start_proxy_ringway "$@"
 }
 
 # lt_start_proxy NAME PORT BACKEND [EXTRA]: dispatch by name; records the pid in LT_PROXY_PID[NAME].
@@ -549,10 +557,10 @@ lt_ws_proxy() {
 }
 
 # lt_check_proxies LIST: dies unless every name in LIST is nginx, haproxy, ringway or one of
-# ringway's driver variants (ringway_seccomp, ringway_epoll).
+# ringway's variants (ringway_seccomp, ringway_epoll, ringway_base).
 lt_check_proxies() {
     local p
     for p in $1; do
-        [[ $p =~ ^(nginx|haproxy|ringway|ringway_seccomp|ringway_epoll)$ ]] || lt_die "unknown proxy '$p' in PROXIES"
+        [[ $p =~ ^(nginx|haproxy|ringway|ringway_seccomp|ringway_epoll|ringway_base)$ ]] || lt_die "unknown proxy '$p' in PROXIES"
     done
 }

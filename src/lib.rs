@@ -3,10 +3,10 @@
 //!
 //! The binary loads a TOML file into an immutable [`config::Plan`], binds the listeners and starts
 //! one pinned worker per core; everything on the request path lives in the worker that accepted
-//! the connection. The request path, file by file: `server` (accept) → `proxy` (read head,
-//! decide) → `route` + `rewrite` → `forward` (upstream exchange, body relay; large plaintext
-//! bodies in `body_splice`) → `upstream` (pool);
-//! upgraded connections continue in `tunnel`. TLS (listeners and `https://` upstreams) is `tls`.
+//! the connection. Layers, each importing only those below it: `server` (accept) → `client`
+//! (one connection's protocol) → `exchange` (route, access, rewrite, forward, response) →
+//! `upstream`, `auth`, `tunnel`, `body` → `http` → `io`; `config` and `observe` at the side.
+//! docs/architecture.md follows one request through them, file by file.
 
 pub mod admin;
 pub mod auth;
