@@ -66,6 +66,15 @@ pub fn describe(plan: &Plan) -> String {
             let _ = writeln!(s, ", no control_socket (no takeover)");
         }
     }
+    let _ = writeln!(
+        s,
+        "request headers with `_` in their name: {}",
+        if plan.server.drop_underscore_headers {
+            "dropped (underscores_in_headers = \"drop\")"
+        } else {
+            "passed (underscores_in_headers = \"pass\")"
+        }
+    );
     let access = match &plan.log.access {
         crate::config::AccessTarget::Off => "off".to_string(),
         crate::config::AccessTarget::Stdout => "stdout".to_string(),

@@ -243,6 +243,9 @@ impl Compiler<'_> {
                 message: "no [[route]] defined: every request would get 404".into(),
             });
         }
+        for h in &mut access.identity_headers {
+            *h = h.bytes().map(|b| fold_header_byte(b) as char).collect();
+        }
         access.identity_headers.sort();
         access.identity_headers.dedup();
         let table = RouteTable::build(&routes);

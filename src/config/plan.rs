@@ -70,6 +70,8 @@ pub struct ServerSettings {
     /// Where this process serves takeover requests (see `server::handover`); `None` = nowhere.
     pub control_socket: Option<std::path::PathBuf>,
     pub io_driver: IoDriver,
+    /// `underscores_in_headers = "drop"`: request headers whose name has a `_` are not forwarded.
+    pub drop_underscore_headers: bool,
 }
 
 /// `[server] io_driver`: what the operator asked for; `server::driver` decides what runs.
@@ -91,6 +93,8 @@ pub struct ListenerPlan {
     pub hsts: Option<String>,
     /// Base URL (`https://host[:port]`, no trailing slash) every request is redirected to (308).
     pub redirect_https: Option<String>,
+    /// `proxy_protocol = true`: the peers allowed to send the header (an empty list: any peer).
+    pub proxy_protocol: Option<super::cidr::CidrList>,
 }
 
 pub struct UpstreamPlan {

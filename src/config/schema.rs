@@ -62,6 +62,8 @@ pub struct RawServer {
     pub control_socket: Option<S<String>>,
     /// "auto", "io_uring" or "epoll": which monoio driver the workers run on.
     pub io_driver: Option<S<String>>,
+    /// "drop" (default) or "pass": request header names containing `_`.
+    pub underscores_in_headers: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -75,6 +77,10 @@ pub struct RawListener {
     pub hsts: Option<S<String>>,
     /// Plaintext listener: answer every request with 308 to this base URL + path and query.
     pub redirect_https: Option<S<String>>,
+    /// Every connection starts with a PROXY protocol header (v1 or v2) from a layer-4 balancer.
+    pub proxy_protocol: Option<S<bool>>,
+    /// The peers (CIDRs) allowed to send that header; default: any.
+    pub proxy_protocol_from: Option<S<Vec<String>>>,
 }
 
 #[derive(Deserialize)]

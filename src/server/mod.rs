@@ -14,6 +14,7 @@ pub mod driver;
 mod fdpass;
 pub mod handover;
 mod listener;
+mod proxy_header;
 pub mod notify;
 mod shutdown;
 mod worker;

@@ -7,6 +7,7 @@
 
 use super::contain::Contained;
 use super::driver::Driver;
+use super::proxy_header;
 use super::shutdown::DrainSignal;
 use crate::client::h1::serve;
 use crate::config::Plan;
@@ -135,6 +136,7 @@ async fn accept_loop(
     cancel: CancelHandle,
 ) {
     let tls = ctx.plan.listeners[index].tls.clone();
+    let proxied = ctx.plan.listeners[index].proxy_protocol.is_some();
     let mut last_warning: Option<std::time::Instant> = None;
     loop {
         let accepted = listener.cancelable_accept(cancel.clone()).await;
@@ -156,31 +158,49 @@ async fn accept_loop(
                     slot,
                 };
                 let _ = stream.set_nodelay(true);
-                let mut info = ClientInfo::new(peer, stream.local_addr().ok(), tls.is_some());
+                let local = stream.local_addr().ok();
+                let mut info = ClientInfo::new(peer, local, tls.is_some());
                 info.listener = index;
                 info.slot = slot;
                 let ctx = ctx.clone();
-                match &tls {
-                    None => {
-                        monoio::spawn(Contained::new(serve(ctx, stream, info, guard), peer));
-                    }
-                    Some(tls) => {
-                        // The handshake runs in the connection's own task, under header_timeout:
-                        // a client stalling mid-handshake delays nobody and is dropped.
-                        let tls = tls.clone();
-                        let conn = async move {
-                            let timeout = ctx.plan.server.header_timeout;
-                            match tls.accept(stream, timeout).await {
-                                Ok(stream) => serve(ctx, stream, info, guard).await,
-                                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                                    event(Level::Info, format_args!("TLS client {peer}: {e}; closed"))
-                                }
-                                Err(_) => {}
-                            }
-                        };
-                        monoio::spawn(Contained::new(Box::pin(conn), peer));
-                    }
+                if tls.is_none() && !proxied {
+                    monoio::spawn(Contained::new(serve(ctx, stream, info, guard), peer));
+                    continue;
                 }
+                // The PROXY header and the TLS handshake run in the connection's own task, under
+                // header_timeout: a client stalling halfway delays nobody and is dropped.
+                let tls = tls.clone();
+                let conn = async move {
+                    let timeout = ctx.plan.server.header_timeout;
+                    if let Some(from) = &ctx.plan.listeners[index].proxy_protocol {
+                        match proxy_header::accept(&stream, peer, from, timeout).await {
+                            Ok(header) => {
+                                let (client, reached) = proxy_header::endpoints(&header, peer, local);
+                                info = ClientInfo {
+                                    listener: index,
+                                    slot: info.slot,
+                                    ..ClientInfo::new(client, reached, tls.is_some())
+                                };
+                            }
+                            Err(e) => {
+                                ctx.observe.metrics.add_global(Global::ProxyProtocolRefused, 1);
+                                event(Level::Info, format_args!("connection from {peer}: {e}; closed"));
+                                return;
+                            }
+                        }
+                    }
+                    match tls {
+                        None => serve(ctx, stream, info, guard).await,
+                        Some(tls) => match tls.accept(stream, timeout).await {
+                            Ok(stream) => serve(ctx, stream, info, guard).await,
+                            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                                event(Level::Info, format_args!("TLS client {peer}: {e}; closed"))
+                            }
+                            Err(_) => {}
+                        },
+                    }
+                };
+                monoio::spawn(Contained::new(Box::pin(conn), peer));
             }
             Err(e) => {
                 let exhausted = matches!(
