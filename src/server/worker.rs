@@ -94,17 +94,26 @@ pub fn run(
         let _ = ready.send(Ok(driver));
         drain.wait().await;
         ctx.begin_drain();
+        // Idle keep-alive connections stay open for their next request (answered with
+        // `Connection: close`); those still idle shortly before shutdown_timeout are closed,
+        // so the process ends on its own rather than by the supervisor's deadline.
+        let limit = plan.server.shutdown_timeout;
+        let close_idle_at = std::time::Instant::now() + limit.saturating_sub((limit / 10).min(Duration::from_secs(1)));
         // A cancelled accept that raced with a completed one still returns its connection,
         // which is then served: no accepted connection is dropped on the floor.
         let _ = canceller.cancel();
         for t in tasks {
             t.await;
         }
-        // Connections finish on their own (idle ones closed at once); the supervisor enforces
+        // Connections finish on their own (idle ones after their next response, or shortly
+        // before shutdown_timeout); the supervisor enforces
         // shutdown_timeout by ending the process.
         // The access log is written out as it goes, so a process ended at shutdown_timeout
         // loses at most the last few milliseconds of lines.
         while open.get() > 0 {
+            if !ctx.drain.is_closing_idle() && std::time::Instant::now() >= close_idle_at {
+                ctx.drain.close_idle();
+            }
             ctx.observe.flush();
             monoio::time::sleep(Duration::from_millis(10)).await;
         }
