@@ -126,8 +126,17 @@ impl Compiler<'_> {
             }
             _ => None,
         };
+        let name = match &l.name {
+            Some(n) if n.get_ref().is_empty() || n.get_ref().bytes().any(|b| !b.is_ascii_graphic()) => {
+                self.error(n, "listener.name", "must be a word such as \"public\" (no spaces)");
+                None
+            }
+            Some(n) => Some(n.get_ref().clone()),
+            None => None,
+        };
         Some(ListenerPlan {
             bind,
+            name,
             tls,
             hsts,
             redirect_https,

@@ -14,7 +14,9 @@ pub struct Plan {
     pub listeners: Vec<ListenerPlan>,
     pub upstreams: Vec<UpstreamPlan>,
     pub routes: Vec<RoutePlan>,
-    pub table: RouteTable,
+    /// Route tables: one for every listener when some route is limited to listeners, else one
+    /// shared by all. Read through [`Plan::table`].
+    pub tables: Vec<RouteTable>,
     /// Trusted proxies, `[auth.NAME]` tables and the identity headers stripped from clients.
     pub access: AccessPlan,
     /// Things that work but deserve attention (expired certificate, skipped verification), each
@@ -23,6 +25,18 @@ pub struct Plan {
     pub log: LogPlan,
     /// `[admin] bind`: where /metrics, /healthz, /readyz and the status page are served.
     pub admin: Option<SocketAddr>,
+}
+
+impl Plan {
+    /// The routes a listener serves, ready for lookup.
+    pub fn table(&self, listener: usize) -> &RouteTable {
+        self.tables.get(listener).unwrap_or(&self.tables[0])
+    }
+
+    /// The index of the listener called `name`.
+    pub fn listener_named(&self, name: &str) -> Option<usize> {
+        self.listeners.iter().position(|l| l.name.as_deref() == Some(name))
+    }
 }
 
 /// Where access log lines go.
@@ -87,6 +101,8 @@ pub enum IoDriver {
 
 pub struct ListenerPlan {
     pub bind: SocketAddr,
+    /// `name = "public"`: how routes refer to this listener.
+    pub name: Option<String>,
     /// Certificates (SNI) of a TLS listener; `None` for plaintext.
     pub tls: Option<crate::tls::ServerTls>,
     /// Strict-Transport-Security value added to proxied responses (TLS listeners only).
@@ -205,6 +221,8 @@ pub enum PathRewrite {
 pub struct RoutePlan {
     /// 1-based position in the file, as operators count routes.
     pub number: usize,
+    /// Indices of the listeners this route serves (`[[route]] listeners`); `None`: every one.
+    pub listeners: Option<Vec<usize>>,
     pub host: HostMatch,
     /// The prefix as written.
     pub prefix: String,

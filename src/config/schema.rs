@@ -70,6 +70,8 @@ pub struct RawServer {
 #[serde(deny_unknown_fields)]
 pub struct RawListener {
     pub bind: S<String>,
+    /// What routes call this listener (`[[route]] listeners`).
+    pub name: Option<S<String>>,
     /// `[[listener.tls]]`: certificate pairs; the first is the default for clients without SNI.
     #[serde(default)]
     pub tls: Vec<S<RawCertPair>>,
@@ -157,6 +159,8 @@ pub enum SizeValue {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
+    /// Names of the listeners this route serves (default: every listener).
+    pub listeners: Option<S<Vec<String>>>,
     pub host: Option<S<String>>,
     pub prefix: Option<S<String>>,
     #[serde(default)]

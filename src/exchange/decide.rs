@@ -83,7 +83,7 @@ pub fn decide(
         Ok(p) => p,
         Err(e) => return Decision::Reply(Reply::refused(RequestError::Malformed(e.reason()))),
     };
-    let hit = match route(plan, &facts, &path) {
+    let hit = match route(plan, info.listener, &facts, &path) {
         Ok(hit) => hit,
         Err(reply) => {
             rec.route = reply.route;
