@@ -124,6 +124,7 @@ Content-Length: 29\r\n\r\n";
         host_at: None,
         response_headers: Vec::new(),
         listener: 0,
+        proxy_header: None,
     };
     let mut out = Vec::with_capacity(4096);
     c.bench_function("response head rewrite (Location + Set-Cookie mapped)", |b| {

@@ -377,3 +377,113 @@ fn config_errors_name_the_line() {
         "{err}"
     );
 }
+
+/// A backend that records the first bytes of each connection (up to the end of its first
+/// request head) and answers every request `200 ok`.
+fn recording_backend() -> (SocketAddr, Arc<std::sync::Mutex<Vec<Vec<u8>>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let log = log.clone();
+            thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 4096];
+                let mut first = true;
+                loop {
+                    // A request head ends at the first CRLFCRLF after its `GET`.
+                    let start = buf.windows(4).position(|w| w == b"GET ");
+                    let end = start.and_then(|s| buf[s..].windows(4).position(|w| w == b"\r\n\r\n").map(|e| s + e + 4));
+                    if let Some(end) = end {
+                        if first {
+                            log.lock().unwrap().push(buf[..end].to_vec());
+                            first = false;
+                        }
+                        buf.drain(..end);
+                        if conn
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                            .is_err()
+                        {
+                            return;
+                        }
+                        continue;
+                    }
+                    match conn.read(&mut tmp) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn upstreams_are_sent_the_header_on_each_new_connection() {
+    let (v1_addr, v1_seen) = recording_backend();
+    let (v2_addr, v2_seen) = recording_backend();
+    let cfg = format!(
+        "[server]\nworkers = 1\n[[listener]]\nbind = \"127.0.0.1:0\"\nproxy_protocol = true\n\
+         [upstream.one]\nservers = [\"{v1_addr}\"]\nsend_proxy_protocol = \"v1\"\n\
+         [upstream.two]\nservers = [\"{v2_addr}\"]\nsend_proxy_protocol = \"v2\"\n\
+         [[route]]\nprefix = \"/one/\"\nupstream = \"one\"\n\
+         [[route]]\nprefix = \"/two/\"\nupstream = \"two\"\n"
+    );
+    let p = Ringway::start(&cfg);
+    let local = p.addr();
+    // Two clients (carried addresses), each with two keep-alive requests per upstream.
+    for (src, port) in [("203.0.113.7", 40001u16), ("198.51.100.3", 40002)] {
+        let mut c = RawClient::connect(local);
+        let mut first = v1(src, "192.0.2.1", port, 443);
+        first.extend_from_slice(&get_req("/one/a", "app", &[]));
+        c.send(&first);
+        for path in ["/one/b", "/two/a", "/two/b"] {
+            assert_eq!(c.read_response().status, 200);
+            c.send(&get_req(path, "app", &[]));
+        }
+        assert_eq!(c.read_response().status, 200);
+    }
+    // Never pooled: every request had a connection of its own, opened with its client's header.
+    let one = v1_seen.lock().unwrap().clone();
+    assert_eq!(one.len(), 4, "one connection per request");
+    for (conn, src, port) in [(0, "203.0.113.7", 40001), (2, "198.51.100.3", 40002)] {
+        for c in [conn, conn + 1] {
+            let want = format!("PROXY TCP4 {src} 192.0.2.1 {port} 443\r\nGET /one/");
+            assert!(
+                one[c].starts_with(want.as_bytes()),
+                "{:?}",
+                String::from_utf8_lossy(&one[c])
+            );
+        }
+    }
+    let two = v2_seen.lock().unwrap().clone();
+    assert_eq!(two.len(), 4);
+    let expect = v2_tcp4([198, 51, 100, 3], [192, 0, 2, 1], 40002, 443, &[]);
+    assert!(two[3].starts_with(&expect), "{:?}", &two[3][..two[3].len().min(40)]);
+    assert_eq!(&two[3][expect.len()..expect.len() + 9], b"GET /two/");
+
+    // keepalive with send_proxy_protocol is refused: the connections cannot be pooled.
+    let dir = TempDir::new();
+    let bad = dir.write(
+        "bad.toml",
+        &format!(
+            "[[listener]]\nbind = \"127.0.0.1:0\"\n[upstream.a]\nservers = [\"{v1_addr}\"]\n\
+             send_proxy_protocol = \"v3\"\n[upstream.b]\nservers = [\"{v1_addr}\"]\nsend_proxy_protocol = \"v1\"\n\
+             keepalive = 8\n[[route]]\nupstream = \"a\"\n"
+        ),
+    );
+    let out = run_cli(&["check", "--config", bad.to_str().unwrap()]);
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("bad.toml:5: upstream.a.send_proxy_protocol: `v3`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad.toml:9: upstream.b.keepalive: connections carrying a PROXY header"),
+        "{err}"
+    );
+}

@@ -136,6 +136,15 @@ pub struct UpstreamPlan {
     pub passive: Option<PassivePlan>,
     /// Client TLS settings, present when a server is `https://`.
     pub tls: Option<crate::tls::UpstreamTls>,
+    /// `send_proxy_protocol`: the PROXY header version written first on each connection.
+    pub send_proxy: Option<ProxyVersion>,
+}
+
+/// A PROXY protocol version to send (`send_proxy_protocol`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyVersion {
+    V1,
+    V2,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

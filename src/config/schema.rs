@@ -114,6 +114,8 @@ pub struct RawUpstream {
     pub ca: Option<S<String>>,
     /// Accept any certificate from `https://` servers (explicit only; `ringway check` warns).
     pub insecure_skip_verify: Option<S<bool>>,
+    /// "v1" | "v2": a PROXY protocol header first on every connection to the servers.
+    pub send_proxy_protocol: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
