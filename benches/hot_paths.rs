@@ -82,7 +82,7 @@ fn bench_route_lookup(c: &mut Criterion) {
             let mut hbuf = [0u8; 256];
             let host = normalize_host(b"App8.Example.com:443", &mut hbuf);
             for p in paths {
-                black_box(plan.table.lookup(&plan.routes, host, black_box(p)));
+                black_box(plan.table(0).lookup(&plan.routes, host, black_box(p)));
             }
         })
     });
@@ -124,6 +124,7 @@ Content-Length: 29\r\n\r\n";
         host_at: None,
         response_headers: Vec::new(),
         listener: 0,
+        proxy_header: None,
     };
     let mut out = Vec::with_capacity(4096);
     c.bench_function("response head rewrite (Location + Set-Cookie mapped)", |b| {

@@ -310,7 +310,8 @@ lt_start_proxy_nginx() {
 }
 
 lt_start_proxy_haproxy() {
-    local port=$1 backend=$2 extra=${3:-} cfg="$LT_TMP/haproxy.cfg" ssl="" proto=http
+    local port=$1 backend=$2 extra=${3:-} name=${LT_HAPROXY_NAME:-haproxy} ssl="" proto=http
+    local cfg="$LT_TMP/$name.cfg"
     if [[ -n ${LT_TLS_DIR:-} ]]; then
         ssl=" ssl crt $LT_TLS_DIR/both.pem ssl-min-ver TLSv1.3 no-tls-tickets"
         proto=https
@@ -331,7 +332,7 @@ defaults
     timeout http-keep-alive 75s
 
 frontend fe
-    bind 127.0.0.1:$port$ssl
+    bind 127.0.0.1:$port$ssl ${LT_HAPROXY_BIND:-}
     default_backend be
 
 backend be
@@ -346,11 +347,11 @@ backend be
     $extra
     server s1 127.0.0.1:$backend
 EOF
-    haproxy -c -q -f "$cfg" >"$LT_TMP/haproxy.check" 2>&1 ||
-        { cat "$LT_TMP/haproxy.check" >&2; lt_die "haproxy config rejected"; }
+    haproxy -c -q -f "$cfg" >"$LT_TMP/$name.check" 2>&1 ||
+        { cat "$LT_TMP/$name.check" >&2; lt_die "$name config rejected"; }
     # -db: stay in the foreground, one process, so LT_LAST_PID is the whole proxy.
-    lt_spawn haproxy "$LT_PROXY_CPU" haproxy -db -f "$cfg"
-    lt_wait_ready haproxy "$LT_LAST_PID" "$port"
+    lt_spawn "$name" "$LT_PROXY_CPU" haproxy -db -f "$cfg"
+    lt_wait_ready "$name" "$LT_LAST_PID" "$port"
 }
 
 lt_start_proxy_ringway() {
@@ -371,6 +372,7 @@ ${LT_RINGWAY_SERVER:-}
 
 [[listener]]
 bind = "127.0.0.1:$port"
+${LT_RINGWAY_LISTENER:-}
 $tls
 
 [upstream.backend]

@@ -28,6 +28,28 @@ pub fn match_order(plan: &Plan) -> Vec<&RoutePlan> {
     routes
 }
 
+/// A listener as `check` and `route` name it: `public (0.0.0.0:443)` or its address.
+fn listener_label(l: &crate::config::ListenerPlan) -> String {
+    match &l.name {
+        Some(n) => format!("{n} ({})", l.bind),
+        None => l.bind.to_string(),
+    }
+}
+
+/// ` listeners=public,internal` for a route limited to listeners, else nothing.
+fn route_listeners(plan: &Plan, r: &RoutePlan) -> String {
+    match &r.listeners {
+        None => String::new(),
+        Some(ls) => {
+            let names: Vec<&str> = ls
+                .iter()
+                .filter_map(|&i| plan.listeners.get(i).and_then(|l| l.name.as_deref()))
+                .collect();
+            format!(" listeners={}", names.join(","))
+        }
+    }
+}
+
 pub fn route_line(r: &RoutePlan) -> String {
     let host = match &r.host {
         HostMatch::Any => "*any*".to_string(),
@@ -66,6 +88,15 @@ pub fn describe(plan: &Plan) -> String {
             let _ = writeln!(s, ", no control_socket (no takeover)");
         }
     }
+    let _ = writeln!(
+        s,
+        "request headers with `_` in their name: {}",
+        if plan.server.drop_underscore_headers {
+            "dropped (underscores_in_headers = \"drop\")"
+        } else {
+            "passed (underscores_in_headers = \"pass\")"
+        }
+    );
     let access = match &plan.log.access {
         crate::config::AccessTarget::Off => "off".to_string(),
         crate::config::AccessTarget::Stdout => "stdout".to_string(),
@@ -81,7 +112,7 @@ pub fn describe(plan: &Plan) -> String {
     }
     let _ = writeln!(s, "listeners:");
     for l in &plan.listeners {
-        let mut line = format!("  {}", l.bind);
+        let mut line = format!("  {}", listener_label(l));
         if l.tls.is_some() {
             line.push_str(" tls");
         }
@@ -90,6 +121,13 @@ pub fn describe(plan: &Plan) -> String {
         }
         if let Some(r) = &l.redirect_https {
             let _ = write!(line, " redirect_https={r}");
+        }
+        if let Some(from) = &l.proxy_protocol {
+            if from.is_empty() {
+                line.push_str(" proxy_protocol (from any peer)");
+            } else {
+                let _ = write!(line, " proxy_protocol (from {} range(s))", from.ranges());
+            }
         }
         let _ = writeln!(s, "{line}");
     }
@@ -123,8 +161,9 @@ pub fn describe(plan: &Plan) -> String {
     for r in match_order(plan) {
         let _ = writeln!(
             s,
-            "  {} -> {}{} response_timeout={} idle_timeout={}{}",
+            "  {}{} -> {}{} response_timeout={} idle_timeout={}{}",
             route_line(r),
+            route_listeners(plan, r),
             plan.upstreams[r.upstream].name,
             if r.preserve_host { "" } else { " (Host rewritten)" },
             format_duration(r.response_timeout),
@@ -186,7 +225,13 @@ pub fn upstream_lines(u: &UpstreamPlan) -> Vec<String> {
 }
 
 /// Explains a request given as a URL (`http://host/path?q`) or a path (with `-H 'Host: …'`).
-pub fn explain(plan: &Plan, method: &str, url: &str, headers: &[String]) -> Result<String, String> {
+pub fn explain(
+    plan: &Plan,
+    method: &str,
+    url: &str,
+    headers: &[String],
+    listener: Option<&str>,
+) -> Result<String, String> {
     let (tls, rest) = if let Some(r) = url.strip_prefix("http://") {
         (false, Some(r))
     } else if let Some(r) = url.strip_prefix("https://") {
@@ -232,8 +277,22 @@ pub fn explain(plan: &Plan, method: &str, url: &str, headers: &[String]) -> Resu
     }
     head.push_str("\r\n");
 
-    // The first listener of the URL's kind (TLS for https://) answers, as a client would reach it.
-    let listener = plan.listeners.iter().position(|l| l.tls.is_some() == tls).unwrap_or(0);
+    // The listener named, else the first of the URL's kind (TLS for https://), as a client
+    // would reach it.
+    let listener = match listener {
+        Some(name) => plan.listener_named(name).ok_or_else(|| {
+            let known: Vec<&str> = plan.listeners.iter().filter_map(|l| l.name.as_deref()).collect();
+            format!(
+                "no listener is named `{name}` (named listeners: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )
+        })?,
+        None => plan.listeners.iter().position(|l| l.tls.is_some() == tls).unwrap_or(0),
+    };
     let port = plan.listeners.get(listener).map(|l| l.bind.port()).unwrap_or(80);
     let peer: SocketAddr = "192.0.2.10:50000".parse().unwrap();
     let local: SocketAddr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -242,6 +301,10 @@ pub fn explain(plan: &Plan, method: &str, url: &str, headers: &[String]) -> Resu
     let access = crate::auth::WorkerAccess::new(plan);
     let mut out = Vec::new();
     let mut s = String::new();
+    // Which listener answered matters only where there is a choice.
+    if let (true, Some(l)) = (plan.listeners.len() > 1, plan.listeners.get(listener)) {
+        let _ = writeln!(s, "listener: {}", listener_label(l));
+    }
     let decision = match decide(plan, &access, &info, head.as_bytes(), &mut out) {
         Decision::Authorize(o, sub) => {
             let auth = &plan.access.auths[sub.auth];

@@ -17,8 +17,10 @@ const USAGE: &str = "usage:
                                                 [server] control_socket) without dropping
                                                 a connection; --detach returns once serving
   ringway check [--config PATH]                 validate and print the compiled table
-  ringway route [--config PATH] [-X METHOD] URL [-H 'Name: value']...
-                                                show what a request would do
+  ringway route [--config PATH] [--listener NAME] [-X METHOD] URL [-H 'Name: value']...
+                                                show what a request would do (on the
+                                                listener NAME; default: the first one
+                                                of the URL's scheme)
   ringway --version";
 
 struct Args {
@@ -27,6 +29,7 @@ struct Args {
     url: Option<String>,
     method: String,
     headers: Vec<String>,
+    listener: Option<String>,
     takeover: Option<PathBuf>,
     detach: bool,
 }
@@ -38,6 +41,7 @@ fn parse_args() -> Result<Args, String> {
         url: None,
         method: "GET".into(),
         headers: Vec::new(),
+        listener: None,
         takeover: None,
         detach: false,
     };
@@ -51,6 +55,9 @@ fn parse_args() -> Result<Args, String> {
                 args.headers.push(it.next().ok_or("-H needs 'Name: value'")?)
             }
             "-X" | "--method" if args.command == "route" => args.method = it.next().ok_or("-X needs a method")?,
+            "--listener" | "-l" if args.command == "route" => {
+                args.listener = Some(it.next().ok_or("--listener needs a listener name")?)
+            }
             "--version" | "-V" => args.command = "version".into(),
             "--takeover" if args.command == "run" => {
                 args.takeover = Some(it.next().ok_or("--takeover needs the control socket path")?.into())
@@ -124,7 +131,13 @@ fn main() -> ExitCode {
             print!("{}", inspect::describe(&plan));
             ExitCode::SUCCESS
         }
-        "route" => match inspect::explain(&plan, &args.method, args.url.as_deref().unwrap_or("/"), &args.headers) {
+        "route" => match inspect::explain(
+            &plan,
+            &args.method,
+            args.url.as_deref().unwrap_or("/"),
+            &args.headers,
+            args.listener.as_deref(),
+        ) {
             Ok(text) => {
                 print!("{text}");
                 ExitCode::SUCCESS

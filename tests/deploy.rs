@@ -101,3 +101,47 @@ fn packaged_configuration_passes_check() {
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("0.0.0.0:80"), "{stdout}");
 }
+
+/// `ringway check` on a configuration file; panics with its output when it fails.
+fn check(config: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .args(["check", "--config"])
+        .arg(config)
+        .output()
+        .expect("run ringway check");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {stdout}{stderr}", config.display());
+    stdout
+}
+
+#[test]
+fn scale_out_recipes_pass_check() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    for n in ["ringway-1.toml", "ringway-2.toml"] {
+        let text = check(&root.join("haproxy-tcp").join(n));
+        assert!(text.contains("proxy_protocol (from 1 range(s))"), "{text}");
+    }
+    // The Kubernetes ConfigMap's ringway.toml: its block scalar, indented four spaces.
+    let yaml = std::fs::read_to_string(root.join("kubernetes/configmap.yaml")).unwrap();
+    let toml: String = yaml
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("ringway.toml: |"))
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.get(4..).unwrap_or("")))
+        .collect();
+    assert!(toml.contains("proxy_protocol = true"), "{toml}");
+    let dir = std::env::temp_dir().join(format!("ringway-deploy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ringway.toml");
+    // Its upstream is a cluster DNS name, which must resolve at load time: point it at loopback.
+    std::fs::write(
+        &path,
+        toml.replace("app.default.svc.cluster.local:8080", "127.0.0.1:8080"),
+    )
+    .unwrap();
+    let text = check(&path);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(text.contains("0.0.0.0:8080 proxy_protocol (from 1 range(s))"), "{text}");
+}

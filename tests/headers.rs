@@ -244,3 +244,59 @@ fn host_is_preserved_by_default_and_replaced_when_asked() {
     assert_eq!(e.all("Host"), [b.addr.to_string()]);
     assert_eq!(e.all("X-Forwarded-Host"), ["grafana.example.com"]);
 }
+
+fn proxy_with_server(upstream_addr: std::net::SocketAddr, server: &str, route: &str) -> Ringway {
+    let cfg = format!(
+        "[server]\n{server}\n[[listener]]\nbind = \"127.0.0.1:0\"\n\n{}[[route]]\nupstream = \"app\"\n{route}\n",
+        upstream("app", upstream_addr)
+    );
+    Ringway::start(&cfg)
+}
+
+#[test]
+fn header_names_with_underscores_are_dropped_by_default_and_passed_on_request() {
+    let b = Backend::echo();
+    let sent = ["X_Custom: a", "x_forwarded_for: 6.6.6.6", "X-Normal: b"];
+    let p = proxy_with_server(b.addr, "", "");
+    let e = raw_roundtrip(p.addr(), &get_req("/u", "h.test", &sent)).echo();
+    assert_eq!(e.header("x-normal"), Some("b"));
+    assert!(e.header("x_custom").is_none(), "{:?}", e.headers);
+    assert!(e.all("x_forwarded_for").is_empty(), "{:?}", e.headers);
+
+    let p = proxy_with_server(b.addr, "underscores_in_headers = \"pass\"", "");
+    let e = raw_roundtrip(p.addr(), &get_req("/u", "h.test", &sent)).echo();
+    assert_eq!(e.header("x_custom"), Some("a"));
+    assert_eq!(e.header("x-normal"), Some("b"));
+}
+
+#[test]
+fn identity_headers_are_removed_in_every_underscore_spelling_even_when_underscores_pass() {
+    let b = Backend::echo();
+    let p = proxy_with_server(
+        b.addr,
+        "underscores_in_headers = \"pass\"",
+        "identity_static = { header = \"X-WEBAUTH-USER\", value = \"viewer\" }",
+    );
+    let forged = [
+        "X_WEBAUTH_USER: admin",
+        "x_webauth_user: admin",
+        "X-WEBAUTH_user: root",
+        "x_Webauth-User: root",
+        "X-Webauth-User: admin",
+        "X_WEBAUTH_USER: again",
+        "X_WEBAUTH_USERS: kept",
+    ];
+    let e = raw_roundtrip(p.addr(), &get_req("/i", "h.test", &forged)).echo();
+    let identity: Vec<&(String, String)> = e
+        .headers
+        .iter()
+        .filter(|(n, _)| n.replace('_', "-").eq_ignore_ascii_case("x-webauth-user"))
+        .collect();
+    assert_eq!(identity.len(), 1, "{:?}", e.headers);
+    assert_eq!(identity[0].1, "viewer");
+    assert_eq!(
+        e.header("x_webauth_users"),
+        Some("kept"),
+        "a longer name is another header"
+    );
+}

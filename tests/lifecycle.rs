@@ -216,15 +216,19 @@ fn sigterm_lets_a_slow_response_finish_refuses_new_connections_and_exits_0() {
 }
 
 #[test]
-fn a_busy_keep_alive_connection_gets_connection_close_and_idle_ones_close_at_once() {
+fn draining_answers_the_next_request_of_every_keep_alive_connection_with_close() {
     let backend = slow_backend();
     let dir = TempDir::new();
-    let mut p = Proc::start(&config(&dir, &basic(backend.addr, "", "127.0.0.1:0")), &[]);
+    let server = "shutdown_timeout = \"3s\"";
+    let mut p = Proc::start(&config(&dir, &basic(backend.addr, server, "127.0.0.1:0")), &[]);
     let addr = p.addrs[0];
 
     let mut idle = RawClient::connect(addr);
     idle.send(&get("/a"));
     assert_eq!(idle.read_response().status, 200);
+    let mut silent = RawClient::connect(addr);
+    silent.send(&get("/a"));
+    assert_eq!(silent.read_response().status, 200);
     let mut busy = RawClient::connect(addr);
     busy.send(&get("/b"));
     assert_eq!(busy.read_response().status, 200);
@@ -232,11 +236,19 @@ fn a_busy_keep_alive_connection_gets_connection_close_and_idle_ones_close_at_onc
     busy.send(b"GET /slow HTTP/1.1\r\nHost: app\r\n");
     thread::sleep(Duration::from_millis(100));
 
+    let t = Instant::now();
     p.signal(libc::SIGTERM);
+    // An idle keep-alive connection is not cut under a request its client may be sending.
     assert!(
-        idle.closed_within(Duration::from_secs(2)),
-        "idle keep-alive connection closed at once"
+        idle.silent_for(Duration::from_millis(500)),
+        "the idle connection stays open"
     );
+    idle.send(&get("/next"));
+    let r = idle.read_response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), Some("close"), "its next response is its last");
+    assert!(idle.closed_within(Duration::from_secs(2)), "closed after that response");
+
     busy.send(b"\r\n");
     let r = busy.read_response();
     assert_eq!(r.status, 200);
@@ -245,7 +257,18 @@ fn a_busy_keep_alive_connection_gets_connection_close_and_idle_ones_close_at_onc
         busy.closed_within(Duration::from_secs(2)),
         "closed after its last response"
     );
+    // A connection that stays idle is closed shortly before shutdown_timeout (3 s - 300 ms).
+    assert!(
+        silent.closed_within(Duration::from_secs(5)),
+        "the silent one is closed in the end"
+    );
+    let closed_after = t.elapsed();
+    assert!(
+        closed_after >= Duration::from_millis(2500) && closed_after < Duration::from_millis(3000),
+        "closed {closed_after:?} after SIGTERM"
+    );
     p.assert_exits_0(Duration::from_secs(5));
+    assert!(!p.log().contains("shutdown_timeout (3s) reached"), "{}", p.log());
 }
 
 /// A backend that serves one connection at a time, with keep-alive (like a server with a single
@@ -306,6 +329,9 @@ fn draining_closes_idle_upstream_connections_so_a_request_queued_behind_them_fin
     b.set_timeout(Duration::from_secs(15));
     b.send(&get("/b"));
     assert_eq!(a.read_response().status, 200);
+    // A's client goes away (an idle client connection would keep the drain open until it
+    // sends again or shutdown_timeout nears).
+    drop(a);
     // A's upstream connection is now idle in ringway's pool, and B still waits behind it.
     thread::sleep(Duration::from_millis(300));
     assert_eq!(
@@ -335,19 +361,26 @@ fn draining_closes_idle_upstream_connections_so_a_request_queued_behind_them_fin
     );
 }
 
+/// An idle keep-alive client connection is closed shortly before shutdown_timeout (here 1 s).
 #[test]
-fn sigint_on_an_idle_proxy_exits_0_promptly() {
+fn sigint_on_an_idle_proxy_exits_0_by_shutdown_timeout() {
     let backend = slow_backend();
     let dir = TempDir::new();
-    let mut p = Proc::start(&config(&dir, &basic(backend.addr, "", "127.0.0.1:0")), &[]);
+    let server = "shutdown_timeout = \"1s\"";
+    let mut p = Proc::start(&config(&dir, &basic(backend.addr, server, "127.0.0.1:0")), &[]);
     let mut c = RawClient::connect(p.addrs[0]);
     c.send(&get("/x"));
     assert_eq!(c.read_response().status, 200);
     let t = Instant::now();
     p.signal(libc::SIGINT);
     p.assert_exits_0(Duration::from_secs(2));
-    assert!(t.elapsed() < Duration::from_millis(1500), "took {:?}", t.elapsed());
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(850) && took < Duration::from_millis(1500),
+        "took {took:?}"
+    );
     assert!(c.closed_within(Duration::from_secs(1)));
+    assert!(!p.log().contains("shutdown_timeout (1s) reached"), "{}", p.log());
     assert!(p.log().contains("SIGINT: draining"), "{}", p.log());
 }
 
@@ -425,6 +458,7 @@ fn ready_is_notified_to_notify_socket_after_the_listeners_are_bound() {
     let mut c = RawClient::connect(addr);
     c.send(&get("/ready"));
     assert_eq!(c.read_response().status, 200);
+    drop(c);
 
     p.signal(libc::SIGTERM);
     let n = notify.recv(&mut buf).expect("a notification");
@@ -589,7 +623,7 @@ fn three_takeovers_under_continuous_load_fail_no_request() {
     // shutdown_timeout (see draining_closes_idle_upstream_connections_...).
     let mut current = Proc::start(&cfg, &[]);
     let addr = current.addrs[0];
-    let load = Load::start(addr, 3, 3);
+    let load = Load::start(addr, 32, 3);
     wait_for_more(&load, 200);
     let mut pids = vec![current.pid()];
     for round in 0..3 {
@@ -622,6 +656,7 @@ fn three_takeovers_under_continuous_load_fail_no_request() {
         failures.len(),
         &failures[..failures.len().min(10)]
     );
+    assert_eq!(retried, 0, "no keep-alive connection was closed under a request");
     assert!(ok >= 800, "{ok} responses");
     assert!(control.exists(), "the last process serves the control socket");
     current.signal(libc::SIGTERM);
@@ -717,6 +752,7 @@ fn takeover_errors_are_clear() {
     let mut c = RawClient::connect(running.addrs[0]);
     c.send(&get("/still"));
     assert_eq!(c.read_response().status, 200);
+    drop(c);
     assert!(running.exited().is_none());
     // And the running one can still be taken over afterwards.
     let mut next = Proc::start(&cfg, &["--takeover", control.to_str().unwrap()]);
@@ -734,6 +770,7 @@ fn takeover_errors_are_clear() {
     let mut c = RawClient::connect(fresh.addrs[0]);
     c.send(&get("/fresh"));
     assert_eq!(c.read_response().status, 200);
+    drop(c);
     fresh.signal(libc::SIGTERM);
     fresh.assert_exits_0(Duration::from_secs(5));
     drop(held);

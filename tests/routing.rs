@@ -250,3 +250,89 @@ fn dot_segments_are_refused_with_400_and_never_reach_upstream() {
         assert_eq!(r.echo().url, path);
     }
 }
+
+#[test]
+fn routes_serve_only_the_listeners_they_name() {
+    let public = named_backend("public");
+    let internal = named_backend("internal");
+    let shared = named_backend("shared");
+    let cfg = format!(
+        "[[listener]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\n\
+         [[listener]]\nname = \"internal\"\nbind = \"127.0.0.1:0\"\n\
+         [[listener]]\nbind = \"127.0.0.1:0\"\n\
+         {}{}{}\
+         [[route]]\nlisteners = [\"public\"]\nupstream = \"public\"\n\
+         [[route]]\nlisteners = [\"internal\"]\nupstream = \"internal\"\n\
+         [[route]]\nlisteners = [\"internal\"]\nprefix = \"/admin/\"\nupstream = \"internal\"\n\
+         [[route]]\nprefix = \"/shared/\"\nupstream = \"shared\"\n",
+        upstream("public", public.addr),
+        upstream("internal", internal.addr),
+        upstream("shared", shared.addr)
+    );
+    let p = Ringway::start(&cfg);
+    let at = |i: usize, path: &str| {
+        let r = get(&format!("http://{}{path}", p.addrs[i]));
+        (r.status, r.header("x-backend").unwrap_or("").to_string())
+    };
+    assert_eq!(at(0, "/"), (200, "public".into()));
+    assert_eq!(
+        at(0, "/admin/x"),
+        (200, "public".into()),
+        "/admin/ is not a route of public"
+    );
+    assert_eq!(at(1, "/"), (200, "internal".into()));
+    assert_eq!(at(1, "/admin/x"), (200, "internal".into()));
+    for i in 0..3 {
+        assert_eq!(at(i, "/shared/a"), (200, "shared".into()), "listener {i}");
+    }
+    assert_eq!(
+        at(2, "/").0,
+        404,
+        "the unnamed listener has only the route without listeners"
+    );
+
+    // check shows the names; route --listener evaluates for that listener.
+    let path = p.config_path.to_str().unwrap();
+    let out = run_cli(&["check", "--config", path]);
+    let text = stdout_of(&out);
+    assert!(text.contains("  public (127.0.0.1:0)"), "{text}");
+    assert!(text.contains("prefix=/admin/ listeners=internal -> internal"), "{text}");
+    let route = |listener: &str| {
+        let out = run_cli(&["route", "--config", path, "--listener", listener, "http://h/admin/x"]);
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        stdout_of(&out)
+    };
+    let text = route("internal");
+    assert!(text.contains("listener: internal (127.0.0.1:0)"), "{text}");
+    assert!(text.contains("upstream: internal"), "{text}");
+    assert!(route("public").contains("upstream: public"));
+    let out = run_cli(&["route", "--config", path, "--listener", "nope", "http://h/"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr_of(&out).contains("no listener is named `nope` (named listeners: public, internal)"));
+}
+
+#[test]
+fn listener_names_in_routes_are_checked() {
+    let dir = TempDir::new();
+    let bad = dir.write(
+        "bad.toml",
+        "[[listener]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\n\
+         [[listener]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\n\
+         [upstream.a]\nservers = [\"127.0.0.1:1\"]\n\
+         [[route]]\nlisteners = [\"pubic\"]\nupstream = \"a\"\n\
+         [[route]]\nlisteners = [\"public\"]\nupstream = \"a\"\n\
+         [[route]]\nupstream = \"a\"\n",
+    );
+    let out = run_cli(&["check", "--config", bad.to_str().unwrap()]);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("bad.toml:5: listener.name: `public` names another listener already"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad.toml:10: route.listeners: route #1 names listener `pubic`, which is not defined"),
+        "{err}"
+    );
+    assert!(err.contains("route #3 duplicates route #"), "{err}");
+}

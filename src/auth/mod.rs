@@ -252,7 +252,7 @@ pub fn describe(plan: &Plan) -> String {
     }
     if !a.identity_headers.is_empty() {
         s.push_str(&format!(
-            "  identity headers removed from every client request: {}\n",
+            "  identity headers removed from every client request (any case, `_` for `-`): {}\n",
             a.identity_headers.join(", ")
         ));
     }

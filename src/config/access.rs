@@ -31,7 +31,7 @@ impl Compiler<'_> {
         (plan, ids)
     }
 
-    fn cidrs(&mut self, list: &S<Vec<String>>, key: &str) -> Option<CidrList> {
+    pub(super) fn cidrs(&mut self, list: &S<Vec<String>>, key: &str) -> Option<CidrList> {
         match CidrList::parse(list.get_ref().iter().map(|s| s.as_str())) {
             Ok(l) => Some(l),
             Err(m) => {

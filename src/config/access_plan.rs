@@ -14,15 +14,30 @@ pub struct AccessPlan {
     pub trusted_proxies: CidrList,
     /// `[auth.NAME]` tables, referenced by index from routes.
     pub auths: Vec<AuthPlan>,
-    /// Lower-case names of every identity header in the file; stripped from all client requests.
+    /// Every identity header in the file, lower-case with `_` written as `-`; stripped from all
+    /// client requests in any spelling that folds to one of them.
     pub identity_headers: Vec<String>,
 }
 
 impl AccessPlan {
+    /// Whether a client's header name is an identity header in any case and with `_` for `-`
+    /// anywhere: WSGI, CGI and Rack backends see `X_WEBAUTH_USER` as `X-WEBAUTH-USER`. Names
+    /// of another length are passed over without looking at their bytes.
     pub fn is_identity_header(&self, name: &str) -> bool {
+        let name = name.as_bytes();
         self.identity_headers
             .iter()
-            .any(|h| h.as_bytes().eq_ignore_ascii_case(name.as_bytes()))
+            .any(|h| h.len() == name.len() && h.bytes().zip(name).all(|(a, &b)| a == fold_header_byte(b)))
+    }
+}
+
+/// A header name byte as identity headers are compared: lower-case, `_` as `-`.
+#[inline]
+pub fn fold_header_byte(b: u8) -> u8 {
+    if b == b'_' {
+        b'-'
+    } else {
+        b.to_ascii_lowercase()
     }
 }
 

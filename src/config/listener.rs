@@ -103,11 +103,44 @@ impl Compiler<'_> {
                 }
             }
         };
+        let proxy_protocol = match (&l.proxy_protocol, &l.proxy_protocol_from) {
+            (Some(on), from) if *on.get_ref() => match from {
+                Some(list) if list.get_ref().is_empty() => {
+                    self.error(
+                        list,
+                        "listener.proxy_protocol_from",
+                        "an empty list would refuse every connection; leave the key out to accept the header from any peer",
+                    );
+                    None
+                }
+                Some(list) => self.cidrs(list, "listener.proxy_protocol_from"),
+                None => Some(super::cidr::CidrList::default()),
+            },
+            (_, Some(list)) => {
+                self.error(
+                    list,
+                    "listener.proxy_protocol_from",
+                    "goes with proxy_protocol = true (it lists who may send the header)",
+                );
+                None
+            }
+            _ => None,
+        };
+        let name = match &l.name {
+            Some(n) if n.get_ref().is_empty() || n.get_ref().bytes().any(|b| !b.is_ascii_graphic()) => {
+                self.error(n, "listener.name", "must be a word such as \"public\" (no spaces)");
+                None
+            }
+            Some(n) => Some(n.get_ref().clone()),
+            None => None,
+        };
         Some(ListenerPlan {
             bind,
+            name,
             tls,
             hsts,
             redirect_https,
+            proxy_protocol,
         })
     }
 
@@ -170,7 +203,20 @@ impl Compiler<'_> {
                 IoDriver::Auto
             }
         };
+        let drop_underscore_headers = match raw.underscores_in_headers.as_ref().map(|u| (u, u.get_ref().as_str())) {
+            None | Some((_, "drop")) => true,
+            Some((_, "pass")) => false,
+            Some((u, other)) => {
+                self.error(
+                    u,
+                    "server.underscores_in_headers",
+                    format!("`{other}`: must be \"drop\" or \"pass\""),
+                );
+                true
+            }
+        };
         ServerSettings {
+            drop_underscore_headers,
             workers,
             max_head_size: max_head_size.max(256),
             max_uri_size,

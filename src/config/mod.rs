@@ -95,6 +95,14 @@ pub fn load_str(text: &str, path: &Path) -> Result<Plan, Vec<ConfigError>> {
 }
 
 /// Where an error points: a spanned value, or `Near` text for tables toml gives no span for.
+/// Whether two routes' listener sets overlap (`None` is every listener).
+fn share_a_listener(a: &Option<Vec<usize>>, b: &Option<Vec<usize>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.iter().any(|l| b.contains(l)),
+        _ => true,
+    }
+}
+
 pub(super) trait Place {
     fn offset(&self, text: &str) -> Option<usize>;
 }
@@ -192,6 +200,19 @@ impl Compiler<'_> {
             .iter()
             .filter_map(|l| self.listener(l.get_ref()))
             .collect::<Vec<_>>();
+        for (i, l) in raw.listener.iter().enumerate() {
+            let Some(name) = &l.get_ref().name else { continue };
+            let first = raw.listener[..i]
+                .iter()
+                .position(|o| o.get_ref().name.as_ref().map(|n| n.get_ref()) == Some(name.get_ref()));
+            if first.is_some() {
+                self.error(
+                    name,
+                    "listener.name",
+                    format!("`{}` names another listener already", name.get_ref()),
+                );
+            }
+        }
         if raw.listener.is_empty() {
             self.errors.push(ConfigError {
                 file: self.file.to_path_buf(),
@@ -210,15 +231,23 @@ impl Compiler<'_> {
 
         let (mut access, auth_ids) = self.access(&raw);
         let mut routes: Vec<RoutePlan> = Vec::new();
-        let mut seen: HashMap<(HostMatch, String), usize> = HashMap::new();
+        let mut seen: HashMap<(HostMatch, String), Vec<usize>> = HashMap::new();
         for (i, r) in raw.route.iter().enumerate() {
             let Some(mut route) = self.route(i + 1, r.get_ref(), &upstream_ids) else {
                 continue;
             };
+            route.listeners = self.route_listeners(i + 1, r.get_ref(), &listeners);
             route.access = self.route_access(i + 1, r, &auth_ids, &mut access.identity_headers);
             let dup_key = (route.host.clone(), route.key.to_ascii_lowercase());
             let prefix_at = r.get_ref().prefix.as_ref();
-            if let Some(&other) = seen.get(&dup_key) {
+            // Two routes with the same host and prefix are a mistake only where both serve.
+            let clash = seen.get(&dup_key).and_then(|others| {
+                others
+                    .iter()
+                    .copied()
+                    .find(|&o| share_a_listener(&routes[o].listeners, &route.listeners))
+            });
+            if let Some(other) = clash {
                 let same_case = routes[other].key == route.key;
                 if same_case || route.case_insensitive || routes[other].case_insensitive {
                     let msg = format!(
@@ -232,7 +261,7 @@ impl Compiler<'_> {
                     continue;
                 }
             }
-            seen.insert(dup_key, routes.len());
+            seen.entry(dup_key).or_default().push(routes.len());
             routes.push(route);
         }
         if raw.route.is_empty() {
@@ -243,9 +272,21 @@ impl Compiler<'_> {
                 message: "no [[route]] defined: every request would get 404".into(),
             });
         }
+        for h in &mut access.identity_headers {
+            *h = h.bytes().map(|b| fold_header_byte(b) as char).collect();
+        }
         access.identity_headers.sort();
         access.identity_headers.dedup();
-        let table = RouteTable::build(&routes);
+        let tables = if routes.iter().any(|r| r.listeners.is_some()) {
+            (0..listeners.len().max(1))
+                .map(|l| {
+                    let serves = |r: &&RoutePlan| r.listeners.as_ref().is_none_or(|ls| ls.contains(&l));
+                    RouteTable::build_from(&routes, serves)
+                })
+                .collect()
+        } else {
+            vec![RouteTable::build(&routes)]
+        };
         let log = self.log(raw.log.as_ref());
         let admin = raw.admin.as_ref().and_then(|a| {
             let bind = &a.get_ref().bind;
@@ -267,12 +308,49 @@ impl Compiler<'_> {
             listeners,
             upstreams,
             routes,
-            table,
+            tables,
             access,
             warnings: std::mem::take(&mut self.warnings),
             log,
             admin,
         }
+    }
+
+    /// `[[route]] listeners`: listener names resolved to indices.
+    fn route_listeners(&mut self, number: usize, r: &RawRoute, listeners: &[ListenerPlan]) -> Option<Vec<usize>> {
+        let names = r.listeners.as_ref()?;
+        if names.get_ref().is_empty() {
+            self.error(
+                names,
+                "route.listeners",
+                format!("route #{number}: an empty list serves no listener; leave the key out to serve every listener"),
+            );
+            return None;
+        }
+        let mut found = Vec::new();
+        for name in names.get_ref() {
+            match listeners.iter().position(|l| l.name.as_deref() == Some(name.as_str())) {
+                Some(i) => found.push(i),
+                None => {
+                    let known: Vec<&str> = listeners.iter().filter_map(|l| l.name.as_deref()).collect();
+                    self.error(
+                        names,
+                        "route.listeners",
+                        format!(
+                            "route #{number} names listener `{name}`, which is not defined (named listeners: {})",
+                            if known.is_empty() {
+                                "none; give one a name = \"...\"".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    );
+                }
+            }
+        }
+        found.sort_unstable();
+        found.dedup();
+        Some(found)
     }
 
     fn log(&mut self, raw: Option<&S<RawLog>>) -> LogPlan {

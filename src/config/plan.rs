@@ -14,7 +14,9 @@ pub struct Plan {
     pub listeners: Vec<ListenerPlan>,
     pub upstreams: Vec<UpstreamPlan>,
     pub routes: Vec<RoutePlan>,
-    pub table: RouteTable,
+    /// Route tables: one for every listener when some route is limited to listeners, else one
+    /// shared by all. Read through [`Plan::table`].
+    pub tables: Vec<RouteTable>,
     /// Trusted proxies, `[auth.NAME]` tables and the identity headers stripped from clients.
     pub access: AccessPlan,
     /// Things that work but deserve attention (expired certificate, skipped verification), each
@@ -23,6 +25,18 @@ pub struct Plan {
     pub log: LogPlan,
     /// `[admin] bind`: where /metrics, /healthz, /readyz and the status page are served.
     pub admin: Option<SocketAddr>,
+}
+
+impl Plan {
+    /// The routes a listener serves, ready for lookup.
+    pub fn table(&self, listener: usize) -> &RouteTable {
+        self.tables.get(listener).unwrap_or(&self.tables[0])
+    }
+
+    /// The index of the listener called `name`.
+    pub fn listener_named(&self, name: &str) -> Option<usize> {
+        self.listeners.iter().position(|l| l.name.as_deref() == Some(name))
+    }
 }
 
 /// Where access log lines go.
@@ -70,6 +84,8 @@ pub struct ServerSettings {
     /// Where this process serves takeover requests (see `server::handover`); `None` = nowhere.
     pub control_socket: Option<std::path::PathBuf>,
     pub io_driver: IoDriver,
+    /// `underscores_in_headers = "drop"`: request headers whose name has a `_` are not forwarded.
+    pub drop_underscore_headers: bool,
 }
 
 /// `[server] io_driver`: what the operator asked for; `server::driver` decides what runs.
@@ -85,12 +101,16 @@ pub enum IoDriver {
 
 pub struct ListenerPlan {
     pub bind: SocketAddr,
+    /// `name = "public"`: how routes refer to this listener.
+    pub name: Option<String>,
     /// Certificates (SNI) of a TLS listener; `None` for plaintext.
     pub tls: Option<crate::tls::ServerTls>,
     /// Strict-Transport-Security value added to proxied responses (TLS listeners only).
     pub hsts: Option<String>,
     /// Base URL (`https://host[:port]`, no trailing slash) every request is redirected to (308).
     pub redirect_https: Option<String>,
+    /// `proxy_protocol = true`: the peers allowed to send the header (an empty list: any peer).
+    pub proxy_protocol: Option<super::cidr::CidrList>,
 }
 
 pub struct UpstreamPlan {
@@ -116,6 +136,15 @@ pub struct UpstreamPlan {
     pub passive: Option<PassivePlan>,
     /// Client TLS settings, present when a server is `https://`.
     pub tls: Option<crate::tls::UpstreamTls>,
+    /// `send_proxy_protocol`: the PROXY header version written first on each connection.
+    pub send_proxy: Option<ProxyVersion>,
+}
+
+/// A PROXY protocol version to send (`send_proxy_protocol`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyVersion {
+    V1,
+    V2,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -201,6 +230,8 @@ pub enum PathRewrite {
 pub struct RoutePlan {
     /// 1-based position in the file, as operators count routes.
     pub number: usize,
+    /// Indices of the listeners this route serves (`[[route]] listeners`); `None`: every one.
+    pub listeners: Option<Vec<usize>>,
     pub host: HostMatch,
     /// The prefix as written.
     pub prefix: String,

@@ -123,6 +123,7 @@ impl Compiler<'_> {
         };
         ok.then(|| RoutePlan {
             number,
+            listeners: None,
             host,
             prefix,
             key,

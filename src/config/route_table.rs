@@ -61,8 +61,14 @@ struct PrefixSet {
 
 impl RouteTable {
     pub fn build(routes: &[RoutePlan]) -> RouteTable {
+        RouteTable::build_from(routes, |_| true)
+    }
+
+    /// A table of the routes `keep` accepts (those serving one listener); indices stay those of
+    /// `routes`.
+    pub fn build_from(routes: &[RoutePlan], keep: impl Fn(&&RoutePlan) -> bool) -> RouteTable {
         let mut t = RouteTable::default();
-        for (i, r) in routes.iter().enumerate() {
+        for (i, r) in routes.iter().enumerate().filter(|(_, r)| keep(r)) {
             let set = match &r.host {
                 HostMatch::Any => &mut t.any,
                 HostMatch::Exact(h) => t.exact.entry(h.as_bytes().into()).or_default(),
@@ -156,7 +162,7 @@ mod tests {
     fn find(p: &crate::config::Plan, host: &str, path: &str) -> Option<(usize, usize, bool)> {
         let mut buf = [0u8; 256];
         let h = normalize_host(host.as_bytes(), &mut buf);
-        p.table
+        p.table(0)
             .lookup(&p.routes, h, path.as_bytes())
             .map(|h| (p.routes[h.route].number, h.matched, h.bare_prefix))
     }

@@ -62,12 +62,16 @@ pub struct RawServer {
     pub control_socket: Option<S<String>>,
     /// "auto", "io_uring" or "epoll": which monoio driver the workers run on.
     pub io_driver: Option<S<String>>,
+    /// "drop" (default) or "pass": request header names containing `_`.
+    pub underscores_in_headers: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawListener {
     pub bind: S<String>,
+    /// What routes call this listener (`[[route]] listeners`).
+    pub name: Option<S<String>>,
     /// `[[listener.tls]]`: certificate pairs; the first is the default for clients without SNI.
     #[serde(default)]
     pub tls: Vec<S<RawCertPair>>,
@@ -75,6 +79,10 @@ pub struct RawListener {
     pub hsts: Option<S<String>>,
     /// Plaintext listener: answer every request with 308 to this base URL + path and query.
     pub redirect_https: Option<S<String>>,
+    /// Every connection starts with a PROXY protocol header (v1 or v2) from a layer-4 balancer.
+    pub proxy_protocol: Option<S<bool>>,
+    /// The peers (CIDRs) allowed to send that header; default: any.
+    pub proxy_protocol_from: Option<S<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -106,6 +114,8 @@ pub struct RawUpstream {
     pub ca: Option<S<String>>,
     /// Accept any certificate from `https://` servers (explicit only; `ringway check` warns).
     pub insecure_skip_verify: Option<S<bool>>,
+    /// "v1" | "v2": a PROXY protocol header first on every connection to the servers.
+    pub send_proxy_protocol: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -151,6 +161,8 @@ pub enum SizeValue {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
+    /// Names of the listeners this route serves (default: every listener).
+    pub listeners: Option<S<Vec<String>>>,
     pub host: Option<S<String>>,
     pub prefix: Option<S<String>>,
     #[serde(default)]

@@ -57,6 +57,33 @@ impl Compiler<'_> {
                 0
             }
         };
+        let send_proxy = match raw.send_proxy_protocol.as_ref().map(|v| (v, v.get_ref().as_str())) {
+            None => None,
+            Some((_, "v1")) => Some(ProxyVersion::V1),
+            Some((_, "v2")) => Some(ProxyVersion::V2),
+            Some((v, other)) => {
+                self.error(
+                    v,
+                    &format!("upstream.{name}.send_proxy_protocol"),
+                    format!("`{other}`: must be \"v1\" or \"v2\""),
+                );
+                None
+            }
+        };
+        // The header names one client and belongs to the connection: a pooled connection could
+        // carry only that client's next request, so such connections are not pooled at all.
+        let keepalive = match (&send_proxy, &raw.keepalive) {
+            (Some(_), Some(k)) if *k.get_ref() > 0 => {
+                self.error(
+                    k,
+                    &format!("upstream.{name}.keepalive"),
+                    "connections carrying a PROXY header (send_proxy_protocol) are never pooled; leave keepalive out or set 0",
+                );
+                0
+            }
+            (Some(_), _) => 0,
+            _ => keepalive,
+        };
         let k = |s: &str| format!("upstream.{name}.{s}");
         let balance = match &raw.balance {
             None => Balance::RoundRobin,
@@ -146,6 +173,7 @@ impl Compiler<'_> {
             health,
             passive,
             tls,
+            send_proxy,
         }
     }
 

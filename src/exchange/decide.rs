@@ -83,7 +83,7 @@ pub fn decide(
         Ok(p) => p,
         Err(e) => return Decision::Reply(Reply::refused(RequestError::Malformed(e.reason()))),
     };
-    let hit = match route(plan, &facts, &path) {
+    let hit = match route(plan, info.listener, &facts, &path) {
         Ok(hit) => hit,
         Err(reply) => {
             rec.route = reply.route;
@@ -137,6 +137,10 @@ pub fn decide(
         upgrade: upgrade.is_some(),
         response_headers: auth::response_headers(plan, hit.route, &granted),
         listener: info.listener,
+        proxy_header: plan.upstreams[route.upstream].send_proxy.map(|_| {
+            let unspecified = std::net::SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0);
+            (info.peer, info.local.unwrap_or(unspecified))
+        }),
     };
     match subrequest {
         None => Decision::Forward(outgoing),

@@ -269,7 +269,7 @@ async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
             Some(s) => s,
             // Boxed, like every wait below that most requests never reach: a future is as large
             // as its largest await, and this one is moved into a fresh box per request.
-            None => match Box::pin(connect(up, o.server)).await {
+            None => match Box::pin(connect(up, o.server, o.proxy_header)).await {
                 Ok(s) => s,
                 Err(e) => {
                     // Nothing was sent: any request may move to another server.

@@ -2,6 +2,7 @@
 //! what the forward and response steps must know of the client's request.
 
 use crate::http::Framing;
+use std::net::SocketAddr;
 
 /// A request that passed every check, with its upstream head already written.
 pub struct Outgoing {
@@ -28,4 +29,7 @@ pub struct Outgoing {
     pub upgrade: bool,
     /// The listener that accepted the client (its `hsts` applies to the response).
     pub listener: usize,
+    /// For an upstream with `send_proxy_protocol`: the client's address and the one it reached,
+    /// written in the PROXY header of the new upstream connection.
+    pub proxy_header: Option<(SocketAddr, SocketAddr)>,
 }

@@ -1,6 +1,7 @@
-//! The route step: normalise the Host, find the route (host group, then longest prefix on
-//! segment boundaries), and answer what the route itself answers: 404 without a route, 301
-//! from `/prefix` to `/prefix/`, 413 for a declared body over the route's `max_body`.
+//! The route step: normalise the Host, find the route among those serving the listener (host
+//! group, then longest prefix on segment boundaries), and answer what the route itself
+//! answers: 404 without a route, 301 from `/prefix` to `/prefix/`, 413 for a declared body
+//! over the route's `max_body`.
 
 use super::reply::Reply;
 use crate::config::route_table::RouteHit;
@@ -11,11 +12,11 @@ use crate::http::{normalize_host, Framing, RequestError};
 use std::borrow::Cow;
 
 /// The route for a request whose path was checked (`rewrite::check_path`), or the reply.
-pub fn route(plan: &Plan, facts: &RequestFacts<'_>, path: &[u8]) -> Result<RouteHit, Reply> {
+pub fn route(plan: &Plan, listener: usize, facts: &RequestFacts<'_>, path: &[u8]) -> Result<RouteHit, Reply> {
     let mut host_buf = [0u8; 256];
     let host = facts.host.and_then(|h| normalize_host(h, &mut host_buf));
     let close = facts.framing != Framing::None || !facts.keep_alive;
-    let Some(hit) = plan.table.lookup(&plan.routes, host, path) else {
+    let Some(hit) = plan.table(listener).lookup(&plan.routes, host, path) else {
         return Err(Reply {
             status: 404,
             route: None,

@@ -1,5 +1,6 @@
 //! The rewrite step: the upstream's HTTP/1.1 request head, written from the protocol-neutral
-//! request: the path mapped by the route (`rewrite`), hop-by-hop and identity headers dropped,
+//! request: the path mapped by the route (`rewrite`), hop-by-hop and identity headers dropped
+//! (identity ones in every spelling, and names with `_` unless `underscores_in_headers = "pass"`),
 //! the route's header rules, the identity the access step proved, the forwarding headers and
 //! the body framing the upstream will see.
 
@@ -51,6 +52,7 @@ pub fn write_upstream_head(
 
     let mut client_xff = false;
     let prefix_header = fwd.x_forwarded_prefix && route.rewrites_path();
+    let drop_underscores = plan.server.drop_underscore_headers;
     let mut lines = RawLines::new(req.raw);
     for h in req.headers {
         let kind = classify(h.name);
@@ -73,6 +75,9 @@ pub fn write_upstream_head(
             || facts.connection_names.contains(h.name)
             || route.request_headers.drops(h.name.as_bytes())
             || plan.access.is_identity_header(h.name)
+            // nginx's underscores_in_headers off: `X_User` and `X-User` are one variable to a
+            // WSGI, CGI or Rack backend, so a name with `_` could stand in for a trusted one.
+            || (drop_underscores && memchr::memchr(b'_', h.name.as_bytes()).is_some())
         {
             continue;
         }

@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 pub struct ClientInfo {
     pub peer: SocketAddr,
     pub peer_ip: String,
+    /// The address the client reached (from a PROXY header: the balancer's), when known.
+    pub local: Option<SocketAddr>,
     pub local_port: String,
     pub scheme: &'static str,
     /// Index of the listener (in `Plan::listeners`) that accepted the connection.
@@ -21,6 +23,7 @@ impl ClientInfo {
         ClientInfo {
             peer,
             peer_ip: peer.ip().to_string(),
+            local,
             local_port: local.map(|l| l.port().to_string()).unwrap_or_default(),
             scheme: if tls { "https" } else { "http" },
             listener: 0,

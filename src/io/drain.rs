@@ -1,7 +1,11 @@
 //! A worker's drain state: each client connection has a slot here (its socket and whether it
-//! waits idle between requests); draining shuts the idle ones' sockets down, which ends their
-//! pending reads with end-of-stream wherever they are parked. The request path takes no lock:
-//! two `RefCell` stores per keep-alive cycle. `server::shutdown` tells the worker when to begin.
+//! waits idle between requests). Draining has two steps. From [`Drain::begin`], every
+//! connection stays open and its next response is its last (`Connection: close`), so a client
+//! about to send on an idle keep-alive connection is answered, not cut (HAProxy's
+//! `idle-close-on-response`). Near the end of `shutdown_timeout`, [`Drain::close_idle`] shuts
+//! down the sockets of connections still idle, which ends their pending reads with
+//! end-of-stream wherever they are parked. The request path takes no lock: two `RefCell`
+//! stores per keep-alive cycle. `server::shutdown` tells the worker when to begin.
 
 use std::cell::{Cell, RefCell};
 use std::os::fd::RawFd;
@@ -10,6 +14,7 @@ use std::os::fd::RawFd;
 #[derive(Default)]
 pub struct Drain {
     draining: Cell<bool>,
+    closing_idle: Cell<bool>,
     conns: RefCell<Conns>,
 }
 
@@ -31,6 +36,11 @@ pub const NO_SLOT: usize = usize::MAX;
 impl Drain {
     pub fn is_draining(&self) -> bool {
         self.draining.get()
+    }
+
+    /// Whether idle connections are being closed: a connection that becomes idle now closes.
+    pub fn is_closing_idle(&self) -> bool {
+        self.closing_idle.get()
     }
 
     /// Gives an accepted connection a slot; [`Drain::leave`] it when the connection ends,
@@ -65,10 +75,16 @@ impl Drain {
         }
     }
 
-    /// Starts draining: every idle keep-alive connection's socket is shut down, so its wait
-    /// ends (and the connection closes) now; busy ones see the flag after their response.
+    /// Starts draining: every connection's next response is its last. Nothing is closed yet.
     pub fn begin(&self) {
         self.draining.set(true);
+    }
+
+    /// Ends the wait of every idle keep-alive connection (shuts its socket down) and makes
+    /// connections that go idle later close at once.
+    pub fn close_idle(&self) {
+        self.draining.set(true);
+        self.closing_idle.set(true);
         let idle: Vec<RawFd> = self
             .conns
             .borrow()
@@ -97,7 +113,7 @@ mod tests {
     use std::os::unix::net::UnixStream as StdUnixStream;
 
     #[test]
-    fn begin_shuts_down_idle_connections_only() {
+    fn close_idle_shuts_down_idle_connections_only() {
         let d = Drain::default();
         let (idle_here, mut idle_peer) = StdUnixStream::pair().unwrap();
         let (busy_here, busy_peer) = StdUnixStream::pair().unwrap();
@@ -107,14 +123,19 @@ mod tests {
         d.set_idle(b, true);
         d.set_idle(b, false);
         d.begin();
-        assert!(d.is_draining());
+        assert!(d.is_draining() && !d.is_closing_idle());
+        busy_peer.set_nonblocking(true).unwrap();
+        idle_peer.set_nonblocking(true).unwrap();
         let mut buf = [0u8; 1];
+        assert!((&idle_peer).read(&mut buf).is_err(), "begin closes nothing");
+        idle_peer.set_nonblocking(false).unwrap();
+        d.close_idle();
+        assert!(d.is_closing_idle());
         assert_eq!(
             idle_peer.read(&mut buf).unwrap(),
             0,
             "the idle connection was shut down"
         );
-        busy_peer.set_nonblocking(true).unwrap();
         assert!(
             (&busy_peer).read(&mut buf).is_err(),
             "the busy one is untouched (would block)"

@@ -27,8 +27,9 @@ pub enum Global {
     ReceivedBytes,
     SentBytes,
     IdlePipes,
+    ProxyProtocolRefused,
 }
-const GLOBALS: usize = 6;
+const GLOBALS: usize = 7;
 
 /// The exposition of each process-wide counter: name, type, help.
 const GLOBAL_FAMILIES: [(&str, &str, &str, Global); GLOBALS] = [
@@ -67,6 +68,12 @@ const GLOBAL_FAMILIES: [(&str, &str, &str, Global); GLOBALS] = [
         "gauge",
         "Empty pipes kept for splice tunnels (sampled each second per worker).",
         Global::IdlePipes,
+    ),
+    (
+        "ringway_proxy_protocol_refused_total",
+        "counter",
+        "Connections closed on a proxy_protocol listener: no valid PROXY header within header_timeout, or a peer not in proxy_protocol_from.",
+        Global::ProxyProtocolRefused,
     ),
 ];
 

@@ -5,7 +5,8 @@
 //! on SIGTERM/SIGINT or when a successor took over. Workers share only the immutable plan.
 //!
 //! Process states: `Starting` (bind or take over) → `Serving` (READY=1 sent) → `Draining` (no
-//! accepts; in-flight requests finish, idle keep-alive connections close) → exit 0 once every
+//! accepts; each connection's next response says `Connection: close`; connections still idle
+//! shortly before `shutdown_timeout` are closed) → exit 0 once every
 //! worker is done or `shutdown_timeout` passed.
 
 mod contain;
@@ -15,6 +16,7 @@ mod fdpass;
 pub mod handover;
 mod listener;
 pub mod notify;
+mod proxy_header;
 mod shutdown;
 mod worker;
 

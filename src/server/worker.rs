@@ -7,6 +7,7 @@
 
 use super::contain::Contained;
 use super::driver::Driver;
+use super::proxy_header;
 use super::shutdown::DrainSignal;
 use crate::client::h1::serve;
 use crate::config::Plan;
@@ -93,17 +94,26 @@ pub fn run(
         let _ = ready.send(Ok(driver));
         drain.wait().await;
         ctx.begin_drain();
+        // Idle keep-alive connections stay open for their next request (answered with
+        // `Connection: close`); those still idle shortly before shutdown_timeout are closed,
+        // so the process ends on its own rather than by the supervisor's deadline.
+        let limit = plan.server.shutdown_timeout;
+        let close_idle_at = std::time::Instant::now() + limit.saturating_sub((limit / 10).min(Duration::from_secs(1)));
         // A cancelled accept that raced with a completed one still returns its connection,
         // which is then served: no accepted connection is dropped on the floor.
         let _ = canceller.cancel();
         for t in tasks {
             t.await;
         }
-        // Connections finish on their own (idle ones closed at once); the supervisor enforces
+        // Connections finish on their own (idle ones after their next response, or shortly
+        // before shutdown_timeout); the supervisor enforces
         // shutdown_timeout by ending the process.
         // The access log is written out as it goes, so a process ended at shutdown_timeout
         // loses at most the last few milliseconds of lines.
         while open.get() > 0 {
+            if !ctx.drain.is_closing_idle() && std::time::Instant::now() >= close_idle_at {
+                ctx.drain.close_idle();
+            }
             ctx.observe.flush();
             monoio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -135,6 +145,7 @@ async fn accept_loop(
     cancel: CancelHandle,
 ) {
     let tls = ctx.plan.listeners[index].tls.clone();
+    let proxied = ctx.plan.listeners[index].proxy_protocol.is_some();
     let mut last_warning: Option<std::time::Instant> = None;
     loop {
         let accepted = listener.cancelable_accept(cancel.clone()).await;
@@ -156,31 +167,49 @@ async fn accept_loop(
                     slot,
                 };
                 let _ = stream.set_nodelay(true);
-                let mut info = ClientInfo::new(peer, stream.local_addr().ok(), tls.is_some());
+                let local = stream.local_addr().ok();
+                let mut info = ClientInfo::new(peer, local, tls.is_some());
                 info.listener = index;
                 info.slot = slot;
                 let ctx = ctx.clone();
-                match &tls {
-                    None => {
-                        monoio::spawn(Contained::new(serve(ctx, stream, info, guard), peer));
-                    }
-                    Some(tls) => {
-                        // The handshake runs in the connection's own task, under header_timeout:
-                        // a client stalling mid-handshake delays nobody and is dropped.
-                        let tls = tls.clone();
-                        let conn = async move {
-                            let timeout = ctx.plan.server.header_timeout;
-                            match tls.accept(stream, timeout).await {
-                                Ok(stream) => serve(ctx, stream, info, guard).await,
-                                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                                    event(Level::Info, format_args!("TLS client {peer}: {e}; closed"))
-                                }
-                                Err(_) => {}
-                            }
-                        };
-                        monoio::spawn(Contained::new(Box::pin(conn), peer));
-                    }
+                if tls.is_none() && !proxied {
+                    monoio::spawn(Contained::new(serve(ctx, stream, info, guard), peer));
+                    continue;
                 }
+                // The PROXY header and the TLS handshake run in the connection's own task, under
+                // header_timeout: a client stalling halfway delays nobody and is dropped.
+                let tls = tls.clone();
+                let conn = async move {
+                    let timeout = ctx.plan.server.header_timeout;
+                    if let Some(from) = &ctx.plan.listeners[index].proxy_protocol {
+                        match proxy_header::accept(&stream, peer, from, timeout).await {
+                            Ok(header) => {
+                                let (client, reached) = proxy_header::endpoints(&header, peer, local);
+                                info = ClientInfo {
+                                    listener: index,
+                                    slot: info.slot,
+                                    ..ClientInfo::new(client, reached, tls.is_some())
+                                };
+                            }
+                            Err(e) => {
+                                ctx.observe.metrics.add_global(Global::ProxyProtocolRefused, 1);
+                                event(Level::Info, format_args!("connection from {peer}: {e}; closed"));
+                                return;
+                            }
+                        }
+                    }
+                    match tls {
+                        None => serve(ctx, stream, info, guard).await,
+                        Some(tls) => match tls.accept(stream, timeout).await {
+                            Ok(stream) => serve(ctx, stream, info, guard).await,
+                            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                                event(Level::Info, format_args!("TLS client {peer}: {e}; closed"))
+                            }
+                            Err(_) => {}
+                        },
+                    }
+                };
+                monoio::spawn(Contained::new(Box::pin(conn), peer));
             }
             Err(e) => {
                 let exhausted = matches!(

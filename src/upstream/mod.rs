@@ -15,12 +15,14 @@ pub use health::Board;
 pub use pool::ConnPool;
 pub use select::{Lease, Tried, Unavailable, Upstreams};
 
-use crate::config::{HashKey, UpstreamPlan};
+use crate::config::{HashKey, ProxyVersion, UpstreamPlan};
 use crate::observe::metrics::ServerStat;
+use crate::proxy_protocol::{Addresses, Header, Version};
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use std::fmt;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// How talking to an upstream failed; the status the client sees follows from the kind.
@@ -184,14 +186,35 @@ fn cookie_lookup() {
 
 /// Opens a new connection to one server of `up`; for `https://` servers the TLS handshake
 /// (verification, SNI = the server's host name) is part of it, within the same `connect_timeout`.
-pub async fn connect(up: &UpstreamPlan, server: usize) -> Result<UpstreamConn, UpstreamError> {
+///
+/// With `send_proxy_protocol`, the PROXY header for `client` (its address, and the one it
+/// reached) is the first thing written, before any TLS: it belongs to this connection only.
+pub async fn connect(
+    up: &UpstreamPlan,
+    server: usize,
+    client: Option<(SocketAddr, SocketAddr)>,
+) -> Result<UpstreamConn, UpstreamError> {
     let plan = &up.servers[server];
     let attempt = async {
-        let tcp = TcpStream::connect_addr(plan.addr).await.map_err(|e| match e.kind() {
+        let mut tcp = TcpStream::connect_addr(plan.addr).await.map_err(|e| match e.kind() {
             io::ErrorKind::ConnectionRefused => FailureKind::Refused,
             _ => FailureKind::Unreachable(e),
         })?;
         let _ = tcp.set_nodelay(true);
+        if let Some(version) = up.send_proxy {
+            let header = match client {
+                Some((source, destination)) => Header::Proxy(Some(Addresses { source, destination })),
+                None => Header::Local,
+            };
+            let version = match version {
+                ProxyVersion::V1 => Version::V1,
+                ProxyVersion::V2 => Version::V2,
+            };
+            let mut bytes = Vec::with_capacity(64);
+            crate::proxy_protocol::encode(version, &header, &mut bytes);
+            let (res, _) = tcp.write_all(bytes).await;
+            res.map_err(FailureKind::Unreachable)?;
+        }
         match (&up.tls, plan.tls) {
             (Some(tls), true) => tls
                 .connect(tcp, &plan.host)

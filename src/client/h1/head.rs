@@ -17,8 +17,8 @@ pub enum HeadRead {
 
 /// Collects one request head: waits up to `idle` for its first byte, then `header_timeout` for
 /// the rest. Bytes after the head (body, pipelined requests) stay in the buffer. With `drain`,
-/// the wait for a first byte is marked idle in the worker's drain state, so that draining
-/// ends it (the read sees end-of-stream: `Closed`).
+/// the wait for a first byte is marked idle in the worker's drain state, so that the end of a
+/// drain ends it (the read sees end-of-stream: `Closed`).
 pub async fn read_head<C: AsyncReadRent>(
     client: &mut C,
     mut buf: Vec<u8>,
@@ -75,7 +75,7 @@ pub async fn read_head<C: AsyncReadRent>(
         let idle = drain.filter(|_| buf.is_empty() && deadline.is_none());
         let res = match idle {
             None => read_into(client, &mut buf, room, 4096.min(room), wait).await,
-            Some((d, _)) if d.is_draining() => return (HeadRead::Closed, buf),
+            Some((d, _)) if d.is_closing_idle() => return (HeadRead::Closed, buf),
             Some((d, slot)) => {
                 d.set_idle(slot, true);
                 let r = read_into(client, &mut buf, room, 4096.min(room), wait).await;

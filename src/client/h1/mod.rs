@@ -50,8 +50,8 @@ async fn serve_requests<C: ClientStream + 'static, G: 'static>(
     let mut cbuf: Vec<u8> = Vec::with_capacity(4096);
     // Before the first request the client gets header_timeout; later, the route's idle timeout.
     let mut idle = limits.header_timeout;
-    // A fresh connection gets its first request served even while draining (its client has no
-    // reason to retry); an idle keep-alive connection is closed as soon as draining starts.
+    // While draining, every connection gets its next request answered, with `Connection:
+    // close`; only connections still idle near the end of shutdown_timeout are closed.
     let mut drain = None;
     loop {
         let (head, buf) = read_head(
