@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
         }
         let mut host_buf = [0u8; 256];
         let host = ringway::http::normalize_host(b"a.example.com", &mut host_buf);
-        if let Some(hit) = plan.table.lookup(&plan.routes, host, &path) {
+        if let Some(hit) = plan.table(0).lookup(&plan.routes, host, &path) {
             let mut out = Vec::new();
             upstream_path(&plan.routes[hit.route], &path, hit.matched, &mut out);
             assert!(out.first() == Some(&b'/'), "upstream path not absolute: {out:?}");

@@ -87,6 +87,7 @@ pub fn outgoing(route: usize, flags: u8) -> Outgoing {
         response_headers: Vec::new(),
         upgrade: flags & 4 != 0,
         listener: 0,
+        proxy_header: None,
     }
 }
 
