@@ -86,6 +86,16 @@ pub struct ServerSettings {
     pub io_driver: IoDriver,
     /// `underscores_in_headers = "drop"`: request headers whose name has a `_` are not forwarded.
     pub drop_underscore_headers: bool,
+    pub h2: H2Limits,
+}
+
+/// HTTP/2 limits of every client connection (`[server] h2_*`); the header list size is
+/// `max_head_size`.
+#[derive(Clone, Copy, Debug)]
+pub struct H2Limits {
+    pub max_concurrent_streams: u32,
+    pub stream_window: u32,
+    pub connection_window: u32,
 }
 
 /// `[server] io_driver`: what the operator asked for; `server::driver` decides what runs.
@@ -111,6 +121,9 @@ pub struct ListenerPlan {
     pub redirect_https: Option<String>,
     /// `proxy_protocol = true`: the peers allowed to send the header (an empty list: any peer).
     pub proxy_protocol: Option<super::cidr::CidrList>,
+    /// `h2c = true`: a plaintext connection that opens with the HTTP/2 preface speaks HTTP/2.
+    /// (A TLS listener's `http2` is in its ALPN list, inside `tls`.)
+    pub h2c: bool,
 }
 
 pub struct UpstreamPlan {
