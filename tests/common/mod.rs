@@ -1337,3 +1337,43 @@ pub fn ws_echo_server() -> SocketAddr {
     });
     addr
 }
+
+// ---------------------------------------------------------------------------------------------
+// Headless Chromium, for what a browser sees.
+
+/// The Chromium binary on PATH, if any.
+pub fn chromium() -> Option<PathBuf> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|name| {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|d| d.join(name))
+                    .find(|p| p.is_file())
+            })
+        })
+}
+
+/// Runs headless Chromium on `url` with `extra` arguments; returns stdout.
+pub fn run_chromium(bin: &std::path::Path, profile: &std::path::Path, url: &str, extra: &[&str]) -> String {
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--virtual-time-budget=5000",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .args(extra)
+    .arg(url)
+    .stdin(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    let out = cmd.output().expect("run chromium");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
