@@ -127,7 +127,7 @@ for ((r = 0; r < ROUNDS; r++)); do
         cpu[$p]+=" $us"
         rps[$p]+=" $rs"
         fails[$p]=$((${fails[$p]:-0} + ${bad:-0}))
-        lt_csv_row $((r + 1)) "$p" "cpu_us_per_request $us"
+        lt_csv_row $((r + 1)) "$p" cpu_us_per_request "$us"
         lt_log "round $((r + 1))/$ROUNDS $p: $ok requests, $rs req/s, $us µs CPU/req, failed ${bad:-0}"
         runs_md+="| $((r + 1)) | $p | $ok | $rs | $us | ${bad:-0} |"$'\n'
     done

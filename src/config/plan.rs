@@ -39,6 +39,18 @@ impl Plan {
     }
 }
 
+/// The listeners' names for an error message, each once (a name may cover several addresses):
+/// `public, internal`, or `None` when no listener has a name.
+pub fn listener_names(listeners: &[ListenerPlan]) -> Option<String> {
+    let mut names: Vec<&str> = Vec::new();
+    for name in listeners.iter().filter_map(|l| l.name.as_deref()) {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    (!names.is_empty()).then(|| names.join(", "))
+}
+
 /// Where access log lines go.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AccessTarget {

@@ -1,31 +1,35 @@
-//! One HTTP/2 stream as the exchange's client stream: the bytes both ways.
+//! One HTTP/2 stream's bytes both ways, under flow control.
 //!
-//! The exchange's response steps (`exchange::response_head`, `response_body`, `reply`) write an
-//! HTTP/1.1 response to their client stream. Here that response is taken apart again: its head
-//! becomes a HEADERS frame (status and fields, less the connection-specific ones), 1xx heads go
-//! out as informational HEADERS, and the body's framing (length, chunked, until the end) is
-//! undone into DATA frames. Each write waits for flow-control window before it returns, so a
-//! reader that stops reading stalls the exchange's write, which its route's `send_timeout` ends;
-//! at most `max_send_buffer_size` bytes per stream wait in h2's queue, nothing is buffered whole.
+//! Response: a head goes out as HEADERS; the body, whatever its HTTP/1.1 framing upstream
+//! (length, chunked, until the upstream closes), goes out as DATA frames. Each send waits for
+//! flow-control window before it returns, so a reader that stops reading stalls the exchange,
+//! whose route's `send_timeout` ends it; at most `max_send_buffer_size` bytes per stream wait in
+//! h2's queue, nothing is buffered whole. A body cut short resets the stream. Responses that
+//! exist only as HTTP/1.1 text (ringway's own replies, a forward-auth service's answer) are
+//! taken apart into the same head and body (`feed`, through `AsyncWriteRent`).
 //!
-//! Reads give the exchange the request body from DATA frames (window released as it is taken),
-//! chunked when the upstream head says so (`request::Derived::chunked`), with the last chunk only
-//! after a clean END_STREAM: a body cut short or longer than its `content-length` (which h2
-//! checks) is a read error, and the upstream never sees it complete.
+//! Request: the body from DATA frames (window released as it is taken), chunked when the
+//! upstream head says so (`request::Derived::chunked`), the last chunk only after a clean
+//! END_STREAM: a body cut short, or longer or shorter than its `content-length` (which h2
+//! checks), is an error, and the upstream never sees it complete.
 //!
-//! Response states: `Head` (collecting a head) → `Body` (its framing) → `Done` (END_STREAM sent).
+//! Response states: `Head` (nothing sent) → `Body` (HEADERS sent; its framing) → `Done`
+//! (END_STREAM sent).
 
 use crate::body::chunked::{write_chunk_header, ChunkedDecoder, Step};
-use crate::body::splice::SpliceClient;
+use crate::exchange::Reply;
+use crate::http::write::simple_response;
+use crate::io::owned::write_out;
 use crate::io::socket as sys;
 use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream, SendStream};
-use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::buf::{IoBuf, IoVecBuf};
+use monoio::io::AsyncWriteRent;
 use monoio::BufResult;
 use std::future::poll_fn;
 use std::io;
+use std::time::Duration;
 
 /// Longest response head taken apart (ringway's own heads are far shorter).
 const MAX_HEAD: usize = 64 * 1024;
@@ -37,7 +41,8 @@ enum Out {
     Done,
 }
 
-enum Framing {
+/// How the body of a response ends.
+pub enum Framing {
     Length(u64),
     Chunked(ChunkedDecoder),
     UntilEnd,
@@ -48,14 +53,14 @@ pub struct StreamIo {
     recv: Option<RecvStream>,
     chunked: bool,
     pending: Bytes,
+    /// Body bytes in `pending` (less its chunk framing).
+    pending_payload: usize,
     respond: SendResponse<Bytes>,
     send: Option<SendStream<Bytes>>,
     head: Vec<u8>,
     out: Out,
     /// A HEAD request: the response has no body whatever its fields say.
     head_request: bool,
-    /// The upstream answered 101 (it cannot have been asked to: no Upgrade is forwarded).
-    pub switched: bool,
     received: u64,
     sent: u64,
 }
@@ -77,12 +82,12 @@ impl StreamIo {
             recv: (!recv.is_end_stream()).then_some(recv),
             chunked,
             pending: Bytes::new(),
+            pending_payload: 0,
             respond,
             send: None,
             head: Vec::new(),
             out: Out::Head,
             head_request,
-            switched: false,
             received: 0,
             sent: 0,
         }
@@ -108,8 +113,25 @@ impl StreamIo {
         self.out = Out::Done;
     }
 
-    /// The next request body bytes, as the upstream head frames them; empty at the end.
-    async fn next_request_bytes(&mut self) -> io::Result<()> {
+    /// Whether the request has no body left to receive.
+    pub fn request_done(&self) -> bool {
+        self.recv.is_none() && self.pending.is_empty()
+    }
+
+    /// Takes the request body bytes [`Self::next_request_bytes`] made ready, and how many of them
+    /// are body (the rest is chunk framing); `None` at the end of the body.
+    pub fn take_request_bytes(&mut self) -> Option<(Bytes, usize)> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        Some((
+            std::mem::take(&mut self.pending),
+            std::mem::take(&mut self.pending_payload),
+        ))
+    }
+
+    /// Waits for the next request body bytes, as the upstream head frames them; none at the end.
+    pub async fn next_request_bytes(&mut self) -> io::Result<()> {
         while self.pending.is_empty() {
             let Some(recv) = self.recv.as_mut() else {
                 return Ok(());
@@ -121,6 +143,7 @@ impl StreamIo {
                     if data.is_empty() {
                         continue;
                     }
+                    self.pending_payload = data.len();
                     self.pending = if self.chunked {
                         let mut framed = Vec::with_capacity(data.len() + 20);
                         write_chunk_header(&mut framed, data.len());
@@ -146,7 +169,47 @@ impl StreamIo {
         Ok(())
     }
 
-    /// Takes in response bytes the exchange wrote.
+    /// Sends a 1xx head (100 Continue, 103 Early Hints); the final head follows.
+    pub fn informational(&mut self, status: u16) {
+        let mut resp = http::Response::new(());
+        if let Ok(s) = http::StatusCode::from_u16(status) {
+            *resp.status_mut() = s;
+            let _ = self.respond.send_informational(resp);
+        }
+    }
+
+    /// Sends the final head as HEADERS; the body follows through [`Self::body`] in `framing`.
+    pub fn respond(&mut self, resp: http::Response<()>, framing: Framing) -> io::Result<()> {
+        let status = resp.status().as_u16();
+        let no_body = self.head_request || status == 204 || status == 304 || matches!(framing, Framing::Length(0));
+        let send = self.respond.send_response(resp, no_body).map_err(h2_error)?;
+        self.send = Some(send);
+        self.out = if no_body { Out::Done } else { Out::Body(framing) };
+        Ok(())
+    }
+
+    /// Whether the response has been sent whole (END_STREAM).
+    pub fn response_done(&self) -> bool {
+        matches!(self.out, Out::Done)
+    }
+
+    /// Ends a body that ran until the upstream closed.
+    pub fn end_response(&mut self) {
+        if let (Out::Body(Framing::UntilEnd), Some(s)) = (&self.out, self.send.as_mut()) {
+            let _ = s.send_data(Bytes::new(), true);
+            self.out = Out::Done;
+        }
+    }
+
+    /// Sends a response ringway writes itself, with the same fields as on HTTP/1.1.
+    pub async fn reply(&mut self, r: Reply, t: Duration) -> io::Result<()> {
+        let mut out = Vec::with_capacity(256);
+        let loc: Vec<(&str, &[u8])> = r.location.as_deref().map(|l| ("Location", l)).into_iter().collect();
+        simple_response(&mut out, r.status, &loc, &r.body, r.close);
+        write_out(self, &mut out, 0, t).await
+    }
+
+    /// Takes in an HTTP/1.1 response written as text.
     async fn feed(&mut self, data: &[u8]) -> io::Result<()> {
         if !matches!(self.out, Out::Head) {
             return self.body(data).await;
@@ -205,22 +268,17 @@ impl StreamIo {
             .map_err(|_| bad_head("response field not valid in HTTP/2"))?;
         if (100..200).contains(&status) {
             if status == 101 {
-                self.switched = true;
-            } else {
-                // 100 Continue, 103 Early Hints; the final head follows.
-                let _ = self.respond.send_informational(resp);
+                return Err(bad_head("101 on an HTTP/2 stream"));
             }
+            // 100 Continue, 103 Early Hints; the final head follows.
+            let _ = self.respond.send_informational(resp);
             return Ok(());
         }
-        let no_body = self.head_request || status == 204 || status == 304 || matches!(framing, Framing::Length(0));
-        let send = self.respond.send_response(resp, no_body).map_err(h2_error)?;
-        self.send = Some(send);
-        self.out = if no_body { Out::Done } else { Out::Body(framing) };
-        Ok(())
+        self.respond(resp, framing)
     }
 
     /// Body bytes of the response, framing undone, sent as DATA.
-    async fn body(&mut self, mut data: &[u8]) -> io::Result<()> {
+    pub async fn body(&mut self, mut data: &[u8]) -> io::Result<()> {
         let Some(send) = self.send.as_mut() else {
             return Ok(());
         };
@@ -290,28 +348,6 @@ async fn push(send: &mut SendStream<Bytes>, data: &[u8], end: bool) -> io::Resul
         if data.is_empty() {
             return Ok(());
         }
-    }
-}
-
-impl SpliceClient for StreamIo {}
-
-impl AsyncReadRent for StreamIo {
-    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        if let Err(e) = self.next_request_bytes().await {
-            return (Err(e), buf);
-        }
-        let n = sys::fill(&mut buf, &self.pending);
-        let _ = self.pending.split_to(n);
-        (Ok(n), buf)
-    }
-
-    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        if let Err(e) = self.next_request_bytes().await {
-            return (Err(e), buf);
-        }
-        let n = sys::fill_vectored(&mut buf, &self.pending);
-        let _ = self.pending.split_to(n);
-        (Ok(n), buf)
     }
 }
 

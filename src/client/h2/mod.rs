@@ -17,6 +17,7 @@
 mod body;
 pub mod io;
 mod request;
+mod side;
 mod stream;
 
 use crate::exchange::WorkerCtx;

@@ -1,13 +1,14 @@
 //! One HTTP/2 stream, start to end, in a task of its own on the connection's worker: map the
 //! request into the neutral head (`request`), run the exchange's steps exactly as HTTP/1.1 does
 //! (decide: route, access, rewrite; forward auth; forward with its retries and timeouts), with
-//! this stream's [`StreamIo`] as the client, then end the stream and log it.
+//! this stream as the exchange's `ClientSide` (`side`), then end the stream and log it.
 
 use super::body::StreamIo;
 use super::request;
+use super::side::H2Side;
 use super::ConnState;
-use crate::exchange::forward::Next;
-use crate::exchange::{self, access, decide, reply, Decision, Reply, WorkerCtx};
+use crate::exchange::forward::forward;
+use crate::exchange::{access, decide, Decision, WorkerCtx};
 use crate::http::client_info::ClientInfo;
 use crate::io::owned::write_from;
 use crate::observe::metrics::Global;
@@ -98,6 +99,7 @@ async fn serve_stream(
     }
     let mut client = StreamIo::new(recv, derived.chunked, respond, parts.method == http::Method::HEAD);
     match decision {
+        // A forward-auth service's own answer, as HTTP/1.1 text.
         Decision::Answer(a) => {
             ctx.heads.put(out);
             rec.status = a.status;
@@ -106,26 +108,13 @@ async fn serve_stream(
         Decision::Reply(r) => {
             ctx.heads.put(out);
             rec.status = r.status;
-            let _ = reply(&mut client, r, limits.header_timeout).await;
+            let _ = client.reply(r, limits.header_timeout).await;
         }
         Decision::Authorize(..) => unreachable!("resolved above"),
         Decision::Forward(outgoing) => {
-            let timeout = plan.routes[outgoing.route].send_timeout;
-            let exchange = exchange::forward::exchange(&ctx, &mut client, Vec::new(), 0, out, outgoing, &mut rec);
-            let (next, _) = Box::pin(exchange).await;
-            if let Next::Tunnel(upstream) = next {
-                // Nothing asked for a protocol switch (no Upgrade goes upstream from HTTP/2).
-                drop(upstream);
-                let r = Reply {
-                    status: 502,
-                    route: None,
-                    location: None,
-                    body: "the upstream switched protocols unasked".into(),
-                    close: true,
-                };
-                rec.status = 502;
-                let _ = reply(&mut client, r, timeout).await;
-            }
+            let mut side = H2Side::new(&mut client);
+            // Next::Tunnel cannot come back: `H2Side::switch` refuses with a 502.
+            let _ = Box::pin(forward(&ctx, &mut side, outgoing, out, &mut rec)).await;
         }
     }
     client.finish();
