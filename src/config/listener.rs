@@ -332,4 +332,43 @@ mod tests {
             "t.toml:4: server.io_driver: `uring`: must be \"auto\", \"io_uring\" or \"epoll\""
         );
     }
+
+    #[test]
+    fn http2_limits_and_listener_keys() {
+        let load = |server: &str, listener: &str| {
+            let text = format!(
+                "[[listener]]\nbind = \"127.0.0.1:0\"\n{listener}\n[server]\n{server}\n[[route]]\nupstream = \"a\"\n\
+                 [upstream.a]\nservers = [\"127.0.0.1:1\"]\n"
+            );
+            load_str(&text, Path::new("t.toml"))
+        };
+        let plan = load("", "").ok().unwrap();
+        let h2 = plan.server.h2;
+        assert_eq!(
+            (h2.max_concurrent_streams, h2.stream_window, h2.connection_window),
+            (128, 256 * 1024, 1024 * 1024)
+        );
+        assert!(!plan.listeners[0].h2c);
+        let plan = load(
+            "h2_max_concurrent_streams = 16\nh2_stream_window = \"64k\"",
+            "h2c = true",
+        )
+        .ok()
+        .unwrap();
+        assert_eq!(
+            (plan.server.h2.max_concurrent_streams, plan.listeners[0].h2c),
+            (16, true)
+        );
+        assert_eq!(plan.server.h2.stream_window, 65536);
+        let e = load("h2_max_concurrent_streams = 0", "").err().unwrap();
+        assert!(
+            e[0].to_string().contains("server.h2_max_concurrent_streams"),
+            "{}",
+            e[0]
+        );
+        let e = load("h2_connection_window = 1000", "").err().unwrap();
+        assert!(e[0].to_string().contains("server.h2_connection_window"), "{}", e[0]);
+        let e = load("", "http2 = true").err().unwrap();
+        assert!(e[0].to_string().contains("listener.http2"), "{}", e[0]);
+    }
 }
