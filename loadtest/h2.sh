@@ -71,6 +71,7 @@ https://127.0.0.1:$port {
     reverse_proxy 127.0.0.1:$backend {
         transport http {
             keepalive_idle_conns 512
+            keepalive_idle_conns_per_host 512
         }
     }
 }
