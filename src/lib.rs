@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod cache;
 pub mod client;
 pub mod config;
 pub mod exchange;

@@ -88,6 +88,7 @@ pub fn outgoing(route: usize, flags: u8) -> Outgoing {
         upgrade: flags & 4 != 0,
         listener: 0,
         proxy_header: None,
+        cache: None,
     }
 }
 

@@ -1,8 +1,10 @@
 //! The admin HTTP server (`[admin] bind`): `/metrics` (Prometheus text format), `/healthz`,
-//! `/readyz`, `/` (a status page for a person) and `/status.json` (what the page shows). It runs
+//! `/readyz`, `/` (a status page for a person), `/status.json` (what the page shows) and
+//! `POST /cache/purge?prefix=/path/` (drops cached responses on every worker). It runs
 //! on its own threads with blocking sockets, off the workers: a slow scrape never delays a
 //! proxied request, and it only reads what workers publish (atomics, the health board).
 
+use crate::cache::PurgeBoard;
 use crate::config::HostMatch;
 use crate::observe::metrics::{Global, ServerStat};
 use crate::observe::Shared;
@@ -25,7 +27,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// The socket has SO_REUSEPORT so that a successor taking over (`takeover`) binds the same
 /// admin port while this process drains; without a takeover a probe bind first turns a port
 /// already in use into a clear start-up error instead of a silent share.
-pub fn start(addr: SocketAddr, shared: Arc<Shared>, takeover: bool) -> io::Result<SocketAddr> {
+pub fn start(addr: SocketAddr, shared: Arc<Shared>, purges: Arc<PurgeBoard>, takeover: bool) -> io::Result<SocketAddr> {
     let cannot = |e: io::Error| io::Error::new(e.kind(), format!("[admin] cannot bind {addr}: {e}"));
     if !takeover && addr.port() != 0 {
         drop(TcpListener::bind(addr).map_err(cannot)?);
@@ -56,11 +58,11 @@ pub fn start(addr: SocketAddr, shared: Arc<Shared>, takeover: bool) -> io::Resul
                     busy.fetch_sub(1, Ordering::AcqRel);
                     continue;
                 }
-                let (shared, done) = (shared.clone(), busy.clone());
+                let (shared, purges, done) = (shared.clone(), purges.clone(), busy.clone());
                 let spawned = std::thread::Builder::new()
                     .name("ringway-admin-conn".into())
                     .spawn(move || {
-                        let _ = serve(conn, &shared);
+                        let _ = serve(conn, &shared, &purges);
                         done.fetch_sub(1, Ordering::AcqRel);
                     });
                 if spawned.is_err() {
@@ -72,7 +74,7 @@ pub fn start(addr: SocketAddr, shared: Arc<Shared>, takeover: bool) -> io::Resul
 }
 
 /// One request per connection, then close.
-fn serve(mut conn: TcpStream, shared: &Shared) -> io::Result<()> {
+fn serve(mut conn: TcpStream, shared: &Shared, purges: &PurgeBoard) -> io::Result<()> {
     conn.set_read_timeout(Some(IO_TIMEOUT))?;
     conn.set_write_timeout(Some(IO_TIMEOUT))?;
     let mut buf = vec![0u8; MAX_HEAD];
@@ -95,10 +97,13 @@ fn serve(mut conn: TcpStream, shared: &Shared) -> io::Result<()> {
     let mut parts = line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let head_only = method == "HEAD";
+    let path = target.split('?').next().unwrap_or("");
+    if path == "/cache/purge" {
+        return purge(&mut conn, shared, purges, method, target);
+    }
     if method != "GET" && !head_only {
         return respond(&mut conn, 405, "text/plain", b"only GET and HEAD\n", head_only);
     }
-    let path = target.split('?').next().unwrap_or("");
     match path {
         "/metrics" => {
             let mut body = shared.metrics.render(&shared.plan, &*shared.board);
@@ -143,9 +148,58 @@ fn readiness(shared: &Shared) -> (u16, String) {
     }
 }
 
+/// `POST /cache/purge?prefix=/p/`: every worker drops the cached responses whose path starts
+/// with the prefix before it next looks in its cache.
+fn purge(conn: &mut TcpStream, shared: &Shared, purges: &PurgeBoard, method: &str, target: &str) -> io::Result<()> {
+    if method != "POST" {
+        return respond(conn, 405, "text/plain", b"use POST /cache/purge?prefix=/path/\n", false);
+    }
+    if shared.plan.cache.is_none() {
+        return respond(conn, 404, "text/plain", b"no route has cache = true\n", false);
+    }
+    let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let prefix = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("prefix="))
+        .and_then(percent_decode);
+    match prefix {
+        Some(p) if p.starts_with('/') => {
+            purges.request(&p);
+            let body = format!("purging cached responses under {p} on every worker\n");
+            respond(conn, 200, "text/plain", body.as_bytes(), false)
+        }
+        _ => respond(
+            conn,
+            400,
+            "text/plain",
+            b"prefix= must name a path starting with / (percent-encoded)\n",
+            false,
+        ),
+    }
+}
+
+/// `%XX` escapes undone; `None` for a broken escape or a result that is not text.
+fn percent_decode(v: &str) -> Option<String> {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 fn respond(conn: &mut TcpStream, status: u16, kind: &str, body: &[u8], head_only: bool) -> io::Result<()> {
     let reason = match status {
         200 => "OK",
+        400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
         431 => "Request Header Fields Too Large",

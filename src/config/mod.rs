@@ -302,6 +302,7 @@ impl Compiler<'_> {
                 }
             }
         });
+        let cache = self.cache(raw.cache.as_ref(), &routes);
         Plan {
             source: self.file.to_path_buf(),
             server,
@@ -313,7 +314,29 @@ impl Compiler<'_> {
             warnings: std::mem::take(&mut self.warnings),
             log,
             admin,
+            cache,
         }
+    }
+
+    /// `[cache]`, kept only when a route caches (a `[cache]` table alone costs nothing).
+    fn cache(&mut self, raw: Option<&S<RawCache>>, routes: &[RoutePlan]) -> Option<CachePlan> {
+        let (mut size, mut max_object) = (CachePlan::DEFAULT_SIZE, CachePlan::DEFAULT_MAX_OBJECT);
+        if let Some(c) = raw {
+            let c = c.get_ref();
+            size = self.size(&c.size, "cache.size").unwrap_or(size);
+            max_object = self.size(&c.max_object, "cache.max_object").unwrap_or(max_object);
+            if let Some(s) = c.size.as_ref().filter(|_| size == 0) {
+                self.error(s, "cache.size", "size must be more than 0");
+            }
+            if let Some(m) = c.max_object.as_ref().filter(|_| max_object == 0 || max_object > size) {
+                self.error(
+                    m,
+                    "cache.max_object",
+                    "max_object must be more than 0 and at most cache.size",
+                );
+            }
+        }
+        routes.iter().any(|r| r.cache).then_some(CachePlan { size, max_object })
     }
 
     /// `[[route]] listeners`: listener names resolved to indices.

@@ -25,6 +25,22 @@ pub struct Plan {
     pub log: LogPlan,
     /// `[admin] bind`: where /metrics, /healthz, /readyz and the status page are served.
     pub admin: Option<SocketAddr>,
+    /// `[cache]`: present when some route has `cache = true`.
+    pub cache: Option<CachePlan>,
+}
+
+/// The response cache's limits (`[cache]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CachePlan {
+    /// Bytes for the whole process; each worker owns `size / workers`.
+    pub size: u64,
+    /// Larger responses stream through without being kept.
+    pub max_object: u64,
+}
+
+impl CachePlan {
+    pub const DEFAULT_SIZE: u64 = 256 << 20;
+    pub const DEFAULT_MAX_OBJECT: u64 = 8 << 20;
 }
 
 impl Plan {
@@ -279,6 +295,10 @@ pub struct RoutePlan {
     pub forwarding: Forwarding,
     /// auth, allow/deny, rate_limit, cors, identity_static.
     pub access: RouteAccess,
+    /// `cache = true`: responses to GET and HEAD go through the worker's cache.
+    pub cache: bool,
+    /// `cache_ttl`: freshness given to 200 responses that carry no caching headers.
+    pub cache_ttl: Option<Duration>,
 }
 
 impl RoutePlan {

@@ -121,6 +121,19 @@ impl Compiler<'_> {
                 x_forwarded_prefix: f.x_forwarded_prefix.unwrap_or(true),
             },
         };
+        let cache = r.cache.as_ref().is_some_and(|c| *c.get_ref());
+        let cache_ttl = r
+            .cache_ttl
+            .as_ref()
+            .map(|_| self.duration(&r.cache_ttl, "route.cache_ttl", Duration::ZERO));
+        if let (Some(ttl), false) = (&r.cache_ttl, cache) {
+            self.error(
+                ttl,
+                "route.cache_ttl",
+                format!("route #{number}: cache_ttl needs cache = true on the same route"),
+            );
+            ok = false;
+        }
         ok.then(|| RoutePlan {
             number,
             listeners: None,
@@ -142,6 +155,8 @@ impl Compiler<'_> {
             response_headers,
             forwarding,
             access: Default::default(),
+            cache,
+            cache_ttl: cache_ttl.filter(|d| !d.is_zero()),
         })
     }
 

@@ -26,6 +26,16 @@ pub struct RawConfig {
     pub auth: BTreeMap<String, RawAuth>,
     pub log: Option<S<RawLog>>,
     pub admin: Option<S<RawAdmin>>,
+    pub cache: Option<S<RawCache>>,
+}
+
+/// `[cache]`: the memory the response cache may use and the largest response it keeps.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    /// For the whole process, split evenly across workers.
+    pub size: Option<S<SizeValue>>,
+    pub max_object: Option<S<SizeValue>>,
 }
 
 /// `[log]`: the access log and the level of ringway's own stderr events.
@@ -198,6 +208,10 @@ pub struct RawRoute {
     pub rate_limit: Option<RawRateLimit>,
     pub cors: Option<RawCors>,
     pub identity_static: Option<RawIdentityStatic>,
+    /// Keep cacheable responses in the worker's cache (`[cache]`).
+    pub cache: Option<S<bool>>,
+    /// Freshness for 200 responses to GET/HEAD that carry no caching headers (micro-caching).
+    pub cache_ttl: Option<S<String>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -6,6 +6,7 @@
 use super::reply::Reply;
 use super::response_head::ResponsePlan;
 use super::worker::WorkerCtx;
+use crate::cache::Fill;
 use crate::config::RoutePlan;
 use crate::upstream::UpstreamConn;
 use std::io;
@@ -74,7 +75,9 @@ pub trait ClientSide {
 
     /// Sends the head built in [`Self::head`] and the response body as it arrives from the
     /// upstream (`rbuf` holds the bytes read so far, the head first). Ok(true) when the
-    /// upstream's message ended cleanly, so its connection may be reused.
+    /// upstream's message ended cleanly, so its connection may be reused. With a `fill`, every
+    /// body byte read from the upstream is also handed to it (for the cache), and nothing is
+    /// spliced past it while it is active.
     async fn send_response(
         &mut self,
         ctx: &WorkerCtx,
@@ -82,7 +85,12 @@ pub trait ClientSide {
         rbuf: &mut Vec<u8>,
         resp: &ResponsePlan,
         route: &RoutePlan,
+        fill: Option<&mut Fill>,
     ) -> Result<bool, Cut>;
+
+    /// Sends the head built in [`Self::head`] (which states the length) and a body held in
+    /// memory: a cached response. `with_body` is false for HEAD.
+    async fn send_stored(&mut self, body: &bytes::Bytes, with_body: bool, t: Duration) -> io::Result<()>;
 
     /// The upstream agreed to switch protocols: send the head, the bytes it sent after it, and
     /// the bytes the client sent early to the upstream. A protocol without upgrades refuses.

@@ -4,7 +4,7 @@
 //! later, in `forward`, so a failed attempt can move to another one.
 
 use super::access;
-use super::outgoing::Outgoing;
+use super::outgoing::{CacheRequest, Outgoing};
 use super::reply::Reply;
 use super::request::RequestHead;
 use super::rewrite::check_path;
@@ -121,6 +121,22 @@ pub fn decide(
     let request_host = (route.rewrites_path())
         .then(|| facts.host.map(|h| String::from_utf8_lossy(h).into_owned()))
         .flatten();
+    let cache = (route.cache
+        && matches!(method, "GET" | "HEAD")
+        && upgrade.is_none()
+        && matches!(
+            facts.framing,
+            crate::http::Framing::None | crate::http::Framing::Length(0)
+        ))
+    .then(|| {
+        Box::new(CacheRequest {
+            host: facts
+                .host
+                .map(|h| String::from_utf8_lossy(h).into_owned())
+                .unwrap_or_default(),
+            path: String::from_utf8_lossy(facts.target.path).into_owned(),
+        })
+    });
     let outgoing = Outgoing {
         route: hit.route,
         upstream: route.upstream,
@@ -141,6 +157,7 @@ pub fn decide(
             let unspecified = std::net::SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0);
             (info.peer, info.local.unwrap_or(unspecified))
         }),
+        cache,
     };
     match subrequest {
         None => Decision::Forward(outgoing),

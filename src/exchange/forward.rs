@@ -8,6 +8,7 @@
 //! the upstream's `retries`, but only while the whole request is still in hand (never once a body
 //! was streamed from the client).
 
+use super::cached::{self, After, Before, Pass, Tap};
 use super::client_side::{BodyAbort, ClientSide, Cut};
 use super::outgoing::Outgoing;
 use super::reply::Reply;
@@ -47,8 +48,18 @@ pub async fn forward<S: ClientSide>(
 ) -> Next {
     let plan = &*ctx.plan;
     let route = &plan.routes[o.route];
+    let mut pass = None;
+    if let Some(req) = o.cache.take() {
+        match Box::pin(cached::before(ctx, side, &o, &req, &mut out, rec)).await {
+            Before::Served(keep) => {
+                ctx.heads.put(out);
+                return if keep { Next::KeepAlive } else { Next::Close };
+            }
+            Before::Forward(p) => pass = p,
+        }
+    }
     let mut rbuf = ctx.bodies.get();
-    let result = run(ctx, side, &mut o, route, &mut out, &mut rbuf, rec).await;
+    let result = run(ctx, side, &mut o, route, &mut out, &mut rbuf, rec, pass).await;
     ctx.bodies.put(rbuf);
     ctx.heads.put(out);
     match result {
@@ -120,6 +131,7 @@ enum Done {
     Tunnel(UpstreamConn),
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run<S: ClientSide>(
     ctx: &WorkerCtx,
     side: &mut S,
@@ -128,6 +140,7 @@ async fn run<S: ClientSide>(
     out: &mut Vec<u8>,
     rbuf: &mut Vec<u8>,
     rec: &mut Record,
+    mut pass: Option<Box<Pass<'_>>>,
 ) -> Result<Done, Failed> {
     let started = crate::io::clock::now();
     let plan = &*ctx.plan;
@@ -230,11 +243,13 @@ async fn run<S: ClientSide>(
         }
         rbuf.clear();
         let mut any_byte = false;
-        match read_response_head(&mut stream, rbuf, side.head(), plan, route, o, &mut any_byte).await {
+        // On a caching route the head is also kept for the cache and gets Cache-Status.
+        let mut head = Tap::new(side.head(), pass.as_deref_mut());
+        match read_response_head(&mut stream, rbuf, &mut head, plan, route, o, &mut any_byte).await {
             Ok(resp) => {
                 ctx.upstreams.answered(o.upstream, o.server);
                 let resp = match ctx.drain.is_draining() {
-                    true => last_response_head(rbuf, side.head(), plan, route, o, resp),
+                    true => last_response_head(rbuf, &mut head, plan, route, o, resp),
                     false => resp,
                 };
                 rec.status = resp.status;
@@ -265,10 +280,27 @@ async fn run<S: ClientSide>(
         res.map_err(|_| (Abort::Close, request_whole))?;
         return Ok(Done::Tunnel(upstream));
     }
+    let mut fill = None;
+    if let Some(p) = pass.as_deref_mut() {
+        match Box::pin(cached::after_head(ctx, side, p, o, out, rbuf, &resp, rec)).await {
+            // A 304 refreshed the stale entry, which went to the client instead.
+            After::Served(keep) => {
+                return Ok(Done::Http {
+                    keep,
+                    upstream,
+                    reusable: resp.reusable && rbuf.len() == resp.head_len && request_whole,
+                })
+            }
+            After::Relay(f) => fill = f,
+        }
+    }
     let complete = side
-        .send_response(ctx, &mut upstream, rbuf, &resp, route)
+        .send_response(ctx, &mut upstream, rbuf, &resp, route, fill.as_mut())
         .await
         .map_err(|Cut| (Abort::Close, request_whole))?;
+    if let (Some(p), Some(f)) = (pass, fill) {
+        cached::commit(ctx, p, f, true);
+    }
     let keep = o.client_keep_alive && !resp.close_client;
     drop(failover);
     Ok(Done::Http {

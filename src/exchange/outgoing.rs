@@ -32,4 +32,15 @@ pub struct Outgoing {
     /// For an upstream with `send_proxy_protocol`: the client's address and the one it reached,
     /// written in the PROXY header of the new upstream connection.
     pub proxy_header: Option<(SocketAddr, SocketAddr)>,
+    /// A GET or HEAD without a body on a route with `cache = true`: what the cache step needs
+    /// of the client's request.
+    pub cache: Option<Box<CacheRequest>>,
+}
+
+/// The client's side of a request the cache may answer.
+pub struct CacheRequest {
+    /// The Host the client asked for (the key's first part).
+    pub host: String,
+    /// The client's path and query (what purges match).
+    pub path: String,
 }

@@ -1,9 +1,10 @@
 //! One worker's state, shared by all its client connections whatever their protocol: the plan,
 //! the upstream pool and balancing state, buffer and pipe pools, access state, the drain
-//! registry and the worker's counters. The steps below `exchange` never see it: each is handed
-//! the parts it needs.
+//! registry, the worker's counters and its share of the response cache. The steps below
+//! `exchange` never see it: each is handed the parts it needs.
 
 use crate::auth::WorkerAccess;
+use crate::cache::{PurgeBoard, WorkerCache};
 use crate::config::Plan;
 use crate::io::drain::Drain;
 use crate::io::owned::BufPool;
@@ -31,11 +32,14 @@ pub struct WorkerCtx {
     pub drain: Drain,
     /// This worker's counters and access log.
     pub observe: WorkerObserve,
+    /// This worker's share of the response cache, when a route caches.
+    pub cache: Option<WorkerCache>,
 }
 
 impl WorkerCtx {
-    pub fn new(plan: Arc<Plan>, board: Arc<Board>, observe: WorkerObserve) -> Self {
+    pub fn new(plan: Arc<Plan>, board: Arc<Board>, observe: WorkerObserve, purges: Arc<PurgeBoard>) -> Self {
         WorkerCtx {
+            cache: plan.cache.map(|c| WorkerCache::new(&c, plan.server.workers, purges)),
             observe,
             pool: ConnPool::new(&plan),
             upstreams: Upstreams::new(&plan, board),

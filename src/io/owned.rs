@@ -86,6 +86,14 @@ pub async fn write_static<S: AsyncWriteRent>(s: &mut S, bytes: &'static [u8], t:
     }
 }
 
+/// Writes shared bytes (a cached body) whole; the bytes are not copied.
+pub async fn write_bytes<S: AsyncWriteRent>(s: &mut S, bytes: bytes::Bytes, t: Duration) -> io::Result<()> {
+    match timeout(t, pin!(s.write_all(bytes))).await {
+        Ok((res, _)) => res.map(|_| ()),
+        Err(_) => Err(timed_out()),
+    }
+}
+
 /// A small per-worker free list of I/O buffers, so a request borrows its upstream and body
 /// buffers instead of allocating them, and an idle keep-alive connection holds none.
 pub struct BufPool {

@@ -30,8 +30,13 @@ pub enum Global {
     ProxyProtocolRefused,
     OpenH2Connections,
     H2Streams,
+    CacheHits,
+    CacheMisses,
+    CacheStale,
+    CacheBytes,
+    CacheEvictions,
 }
-const GLOBALS: usize = 9;
+const GLOBALS: usize = 14;
 
 /// The exposition of each process-wide counter: name, type, help.
 const GLOBAL_FAMILIES: [(&str, &str, &str, Global); GLOBALS] = [
@@ -88,6 +93,36 @@ const GLOBAL_FAMILIES: [(&str, &str, &str, Global); GLOBALS] = [
         "counter",
         "HTTP/2 streams (requests) received from clients.",
         Global::H2Streams,
+    ),
+    (
+        "ringway_cache_hits_total",
+        "counter",
+        "Responses served from the cache without asking the upstream.",
+        Global::CacheHits,
+    ),
+    (
+        "ringway_cache_misses_total",
+        "counter",
+        "Requests on caching routes that found no stored response and went upstream.",
+        Global::CacheMisses,
+    ),
+    (
+        "ringway_cache_stale_total",
+        "counter",
+        "Requests that found a stale stored response and revalidated it upstream.",
+        Global::CacheStale,
+    ),
+    (
+        "ringway_cache_bytes",
+        "gauge",
+        "Bytes held by the response cache (all workers).",
+        Global::CacheBytes,
+    ),
+    (
+        "ringway_cache_evictions_total",
+        "counter",
+        "Stored responses dropped to make room (least recently used first).",
+        Global::CacheEvictions,
     ),
 ];
 

@@ -137,15 +137,17 @@ pub fn run(plan: Plan, start: Start) -> io::Result<()> {
         shared.add_listener(h.local);
     }
     crate::upstream::health::start(&plan, &board)?;
+    // Cache purges asked for on the admin endpoint, read by every worker.
+    let purges = Arc::new(crate::cache::PurgeBoard::default());
     if let Some(bind) = plan.admin {
-        let addr = crate::admin::start(bind, shared.clone(), start.takeover.is_some())?;
+        let addr = crate::admin::start(bind, shared.clone(), purges.clone(), start.takeover.is_some())?;
         eprintln!("ringway: admin on http://{addr}/");
     }
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut drains = Vec::new();
     for (id, socks) in sockets.into_iter().enumerate() {
-        let (plan, board, shared) = (plan.clone(), board.clone(), shared.clone());
+        let (plan, board, shared, purges) = (plan.clone(), board.clone(), shared.clone(), purges.clone());
         let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
         let ready = ready_tx.clone();
         let (handle, signal) = shutdown::drain_pair()?;
@@ -155,7 +157,7 @@ pub fn run(plan: Plan, start: Start) -> io::Result<()> {
             .name(format!("ringway-w{id}"))
             .spawn(move || {
                 let _done = done;
-                worker::run(id, core, plan, board, shared, socks, ready, signal)
+                worker::run(id, core, plan, board, shared, purges, socks, ready, signal)
             })?;
     }
     drop(ready_tx);

@@ -34,6 +34,7 @@ pub fn run(
     plan: Arc<Plan>,
     board: Arc<crate::upstream::Board>,
     shared: Arc<crate::observe::Shared>,
+    purges: Arc<crate::cache::PurgeBoard>,
     sockets: Vec<(std::net::TcpListener, usize)>,
     ready: mpsc::Sender<io::Result<Driver>>,
     drain: DrainSignal,
@@ -59,7 +60,7 @@ pub fn run(
         }
     };
     rt.block_on(async move {
-        let ctx = Rc::new(WorkerCtx::new(plan.clone(), board, observe));
+        let ctx = Rc::new(WorkerCtx::new(plan.clone(), board, observe, purges));
         monoio::spawn(tick(ctx.clone()));
         let per_worker_cap = match plan.server.max_connections {
             0 => usize::MAX,

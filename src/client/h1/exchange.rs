@@ -9,6 +9,7 @@ use super::response_body::relay_response_body;
 use super::response_head::H1Head;
 use crate::body::chunked::ChunkedDecoder;
 use crate::body::splice::SpliceClient;
+use crate::cache::Fill;
 use crate::config::RoutePlan;
 use crate::exchange::client_side::{BodyAbort, ClientSide, Cut};
 use crate::exchange::forward::{forward, Next};
@@ -16,9 +17,10 @@ use crate::exchange::outgoing::Outgoing;
 use crate::exchange::response_head::ResponsePlan;
 use crate::exchange::{Reply, WorkerCtx};
 use crate::http::Framing;
-use crate::io::owned::{write_out, write_static};
+use crate::io::owned::{write_bytes, write_out, write_static};
 use crate::observe::Record;
 use crate::upstream::UpstreamConn;
+use bytes::Bytes;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use std::io;
 use std::time::Duration;
@@ -105,6 +107,9 @@ async fn refuse_body<C: AsyncWriteRent>(
     (Next::Close, cbuf)
 }
 
+/// Stored bodies up to this size are copied behind the head and sent in one write.
+const STORED_INLINE: usize = 16 * 1024;
+
 /// The HTTP/1.1 client connection during one exchange.
 struct H1Side<'c, C> {
     client: &'c mut C,
@@ -165,9 +170,23 @@ impl<C: AsyncReadRent + AsyncWriteRent + SpliceClient> ClientSide for H1Side<'_,
         rbuf: &mut Vec<u8>,
         resp: &ResponsePlan,
         route: &RoutePlan,
+        fill: Option<&mut Fill>,
     ) -> Result<bool, Cut> {
         let out = &mut self.head.out;
-        relay_response_body(self.client, upstream, rbuf, out, resp, route, &ctx.pipes).await
+        relay_response_body(self.client, upstream, rbuf, out, resp, route, &ctx.pipes, fill).await
+    }
+
+    async fn send_stored(&mut self, body: &Bytes, with_body: bool, t: Duration) -> io::Result<()> {
+        let out = &mut self.head.out;
+        // A small body goes out in the same write as the head.
+        if with_body && body.len() <= STORED_INLINE {
+            out.extend_from_slice(body);
+        }
+        write_out(self.client, out, 0, t).await?;
+        if with_body && body.len() > STORED_INLINE {
+            write_bytes(self.client, body.clone(), t).await?;
+        }
+        Ok(())
     }
 
     async fn switch(

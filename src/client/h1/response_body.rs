@@ -5,6 +5,7 @@
 
 use crate::body::chunked::{write_chunk_header, ChunkedDecoder, Step, LAST_CHUNK};
 use crate::body::splice::{plain_pair, splice_body, BodyError, SpliceClient, SPLICE_MIN_BODY};
+use crate::cache::Fill;
 use crate::config::RoutePlan;
 use crate::exchange::client_side::Cut;
 use crate::exchange::response_head::ResponsePlan;
@@ -16,7 +17,9 @@ use monoio::io::AsyncWriteRent;
 
 /// Relays the response body; Ok(true) when the upstream message ended cleanly (the connection is
 /// reusable as far as framing goes). A body cut short closes the client connection ([`Cut`]),
-/// so the client never takes a truncated body for a complete one.
+/// so the client never takes a truncated body for a complete one. A `fill` gets a copy of every
+/// body byte read (and turns splicing off while it keeps them).
+#[allow(clippy::too_many_arguments)]
 pub async fn relay_response_body<C: AsyncWriteRent + SpliceClient>(
     client: &mut C,
     upstream: &mut UpstreamConn,
@@ -25,6 +28,7 @@ pub async fn relay_response_body<C: AsyncWriteRent + SpliceClient>(
     resp: &ResponsePlan,
     route: &RoutePlan,
     pipes: &PipePool,
+    mut fill: Option<&mut Fill>,
 ) -> Result<bool, Cut> {
     let t_send = route.send_timeout;
     let t_read = route.read_timeout;
@@ -39,11 +43,12 @@ pub async fn relay_response_body<C: AsyncWriteRent + SpliceClient>(
         Framing::Length(n) => {
             let avail = ((rbuf.len() - pos) as u64).min(n) as usize;
             out.extend_from_slice(&rbuf[pos..pos + avail]);
+            feed(&mut fill, &rbuf[pos..pos + avail]);
             let extra = rbuf.len() > pos + avail;
             let mut left = n - avail as u64;
             let res = write_out(client, out, 0, t_send).await;
             res.map_err(client_err)?;
-            if left >= SPLICE_MIN_BODY {
+            if left >= SPLICE_MIN_BODY && !keeping(&fill) {
                 if let Some((u, c)) = plain_pair(upstream, client) {
                     match Box::pin(splice_body(u, c, pipes, Some(left), t_read, t_send)).await {
                         Ok(n) => {
@@ -63,6 +68,7 @@ pub async fn relay_response_body<C: AsyncWriteRent + SpliceClient>(
                     Ok(0) | Err(_) => return Err(Cut),
                     Ok(got) => left -= got as u64,
                 }
+                feed(&mut fill, rbuf);
                 let res = write_out(client, rbuf, 0, t_send).await;
                 res.map_err(client_err)?;
             }
@@ -71,6 +77,7 @@ pub async fn relay_response_body<C: AsyncWriteRent + SpliceClient>(
         Framing::Chunked => {
             let mut d = ChunkedDecoder::new();
             loop {
+                feed(&mut fill, &rbuf[pos..]);
                 while pos < rbuf.len() && !d.is_done() {
                     let step = d.step(&rbuf[pos..]).map_err(|_| Cut)?;
                     let (n, data) = match step {
@@ -103,6 +110,7 @@ pub async fn relay_response_body<C: AsyncWriteRent + SpliceClient>(
             // Passed on unchanged between plain sockets: everything after the first write splices.
             let splice = !resp.chunk_for_client && plain_pair(upstream, client).is_some();
             loop {
+                feed(&mut fill, &rbuf[pos..]);
                 if pos < rbuf.len() {
                     if resp.chunk_for_client {
                         write_chunk_header(out, rbuf.len() - pos);
@@ -114,7 +122,7 @@ pub async fn relay_response_body<C: AsyncWriteRent + SpliceClient>(
                 }
                 let res = write_out(client, out, 0, t_send).await;
                 res.map_err(client_err)?;
-                if let Some((u, c)) = plain_pair(upstream, client).filter(|_| splice) {
+                if let Some((u, c)) = plain_pair(upstream, client).filter(|_| splice && !keeping(&fill)) {
                     match Box::pin(splice_body(u, c, pipes, None, t_read, t_send)).await {
                         Ok(n) => {
                             client.spliced(0, n);
@@ -141,4 +149,15 @@ pub async fn relay_response_body<C: AsyncWriteRent + SpliceClient>(
             Ok(false)
         }
     }
+}
+
+fn feed(fill: &mut Option<&mut Fill>, bytes: &[u8]) {
+    if let Some(f) = fill.as_deref_mut() {
+        f.feed(bytes);
+    }
+}
+
+/// A fill still copying: the body must pass through userspace.
+fn keeping(fill: &Option<&mut Fill>) -> bool {
+    fill.as_ref().is_some_and(|f| f.active())
 }

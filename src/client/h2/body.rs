@@ -277,6 +277,21 @@ impl StreamIo {
         self.respond(resp, framing)
     }
 
+    /// The whole body of a stored response, after [`Self::respond`] with its length.
+    pub async fn stored_body(&mut self, data: Bytes) -> io::Result<()> {
+        let Some(send) = self.send.as_mut() else {
+            return Ok(());
+        };
+        if !matches!(self.out, Out::Body(_)) {
+            return Ok(());
+        }
+        let n = data.len() as u64;
+        push_bytes(send, data, true).await?;
+        self.sent += n;
+        self.out = Out::Done;
+        Ok(())
+    }
+
     /// Body bytes of the response, framing undone, sent as DATA.
     pub async fn body(&mut self, mut data: &[u8]) -> io::Result<()> {
         let Some(send) = self.send.as_mut() else {
@@ -323,7 +338,11 @@ impl StreamIo {
 
 /// Sends `data` as DATA frames as flow control allows; END_STREAM with the last one if `end`.
 async fn push(send: &mut SendStream<Bytes>, data: &[u8], end: bool) -> io::Result<()> {
-    let mut data = Bytes::copy_from_slice(data);
+    push_bytes(send, Bytes::copy_from_slice(data), end).await
+}
+
+/// [`push`] for bytes already shared (a cached body): the frames take slices of them.
+async fn push_bytes(send: &mut SendStream<Bytes>, mut data: Bytes, end: bool) -> io::Result<()> {
     loop {
         if data.is_empty() {
             if end {

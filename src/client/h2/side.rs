@@ -6,6 +6,7 @@
 
 use super::body::{Framing, StreamIo};
 use crate::body::chunked::ChunkedDecoder;
+use crate::cache::Fill;
 use crate::config::RoutePlan;
 use crate::exchange::client_side::{BodyAbort, BodyLength, ClientSide, Cut, HeadSink};
 use crate::exchange::response_head::ResponsePlan;
@@ -14,6 +15,7 @@ use crate::http::Framing as Wire;
 use crate::io::deadline::timeout;
 use crate::io::owned::{read_into, write_out};
 use crate::upstream::UpstreamConn;
+use bytes::Bytes;
 use std::io;
 use std::time::Duration;
 
@@ -186,6 +188,7 @@ impl ClientSide for H2Side<'_> {
         rbuf: &mut Vec<u8>,
         resp: &ResponsePlan,
         route: &RoutePlan,
+        mut fill: Option<&mut Fill>,
     ) -> Result<bool, Cut> {
         let framing = match resp.framing {
             Wire::Length(n) => Framing::Length(n),
@@ -196,6 +199,9 @@ impl ClientSide for H2Side<'_> {
         let head = self.head.response().ok_or(Cut)?;
         self.io.respond(head, framing).map_err(|_| Cut)?;
         let first = rbuf.len().min(resp.head_len);
+        if let Some(f) = fill.as_deref_mut() {
+            f.feed(&rbuf[first..]);
+        }
         let res = timeout(route.send_timeout, Box::pin(self.io.body(&rbuf[first..]))).await;
         res.map_err(|_| Cut)?.map_err(|_| Cut)?;
         while !self.io.response_done() {
@@ -209,10 +215,27 @@ impl ClientSide for H2Side<'_> {
                 Ok(0) | Err(_) => return Err(Cut),
                 Ok(_) => {}
             }
+            if let Some(f) = fill.as_deref_mut() {
+                f.feed(rbuf);
+            }
             let res = timeout(route.send_timeout, Box::pin(self.io.body(rbuf))).await;
             res.map_err(|_| Cut)?.map_err(|_| Cut)?;
         }
         Ok(true)
+    }
+
+    async fn send_stored(&mut self, body: &Bytes, with_body: bool, t: Duration) -> io::Result<()> {
+        let head = self
+            .head
+            .response()
+            .ok_or_else(|| io::Error::other("stored head not valid in HTTP/2"))?;
+        let framing = Framing::Length(if with_body { body.len() as u64 } else { 0 });
+        self.io.respond(head, framing)?;
+        if with_body && !body.is_empty() {
+            let res = timeout(t, Box::pin(self.io.stored_body(body.clone()))).await;
+            res.map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+        }
+        Ok(())
     }
 
     async fn switch(
