@@ -91,15 +91,7 @@ fn push_escaped(key: &mut String, v: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn h<'a>(list: &'a [(&'a str, &'a str)]) -> Vec<httparse::Header<'a>> {
-        list.iter()
-            .map(|(n, v)| httparse::Header {
-                name: n,
-                value: v.as_bytes(),
-            })
-            .collect()
-    }
+    use crate::cache::policy::test_fields as h;
 
     #[test]
     fn identity_only_when_authenticated() {

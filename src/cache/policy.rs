@@ -198,18 +198,21 @@ pub fn http_date(v: &[u8]) -> Option<SystemTime> {
     httpdate::parse_http_date(std::str::from_utf8(v).ok()?.trim()).ok()
 }
 
+/// Header fields from (name, value) pairs, for unit tests.
+#[cfg(test)]
+pub fn test_fields<'a>(list: &'a [(&'a str, &'a str)]) -> Vec<httparse::Header<'a>> {
+    list.iter()
+        .map(|(n, v)| httparse::Header {
+            name: n,
+            value: v.as_bytes(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_fields as h;
     use super::*;
-
-    fn h<'a>(list: &'a [(&'a str, &'a str)]) -> Vec<httparse::Header<'a>> {
-        list.iter()
-            .map(|(n, v)| httparse::Header {
-                name: n,
-                value: v.as_bytes(),
-            })
-            .collect()
-    }
 
     fn store(status: u16, list: &[(&str, &str)], auth: bool, ttl: Option<u64>) -> Option<Freshness> {
         let facts = RequestFacts { authenticated: auth };
