@@ -447,17 +447,17 @@ fn hits_misses_and_revalidation_over_http2() {
             &[("ETag", "\"e\""), ("Cache-Control", "max-age=1")],
             b"etagged",
         )),
-        (_, _) => Step::reply(&chunked(&[("Cache-Control", "max-age=60")], &pattern(100_000, 5))),
+        (_, _) => Step::reply(&chunked(&[("Cache-Control", "max-age=60")], &pattern(600_000, 5))),
     });
     let p = proxy(up.addr, "", "");
     let url = p.url("/asset.js");
     let (code, st, body) = curl_h2(&url, &[]);
-    assert_eq!((code, st.as_str(), body.len()), (200, "ringway; fwd=miss", 100_000));
+    assert_eq!((code, st.as_str(), body.len()), (200, "ringway; fwd=miss", 600_000));
     let (code, st, body) = curl_h2(&url, &[]);
     assert_eq!((code, st.as_str()), (200, "ringway; hit"));
-    assert_eq!(body, pattern(100_000, 5));
+    assert_eq!(body, pattern(600_000, 5));
     // An HTTP/1.1 client gets the same entry.
-    assert_eq!(get(&url).body, pattern(100_000, 5));
+    assert_eq!(get(&url).body, pattern(600_000, 5));
     assert_eq!(count(&up, "/asset.js"), 1);
     let (code, st, body) = curl_h2(&url, &["-I"]);
     assert_eq!((code, st.as_str(), body.len()), (200, "ringway; hit", 0));

@@ -51,6 +51,10 @@ pub enum BodyAbort {
 /// The response body could not be relayed whole: the client must not take it as complete.
 pub struct Cut;
 
+/// A stored body goes to the client in slices of this size, each under the route's send
+/// timeout (which bounds a stall, not a whole body).
+pub const STORED_SLICE: usize = 256 * 1024;
+
 /// The client connection as one exchange sees it.
 #[allow(async_fn_in_trait)] // the futures run on their worker's thread only: no Send bound
 pub trait ClientSide {

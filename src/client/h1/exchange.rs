@@ -11,7 +11,7 @@ use crate::body::chunked::ChunkedDecoder;
 use crate::body::splice::SpliceClient;
 use crate::cache::Fill;
 use crate::config::RoutePlan;
-use crate::exchange::client_side::{BodyAbort, ClientSide, Cut};
+use crate::exchange::client_side::{BodyAbort, ClientSide, Cut, STORED_SLICE};
 use crate::exchange::forward::{forward, Next};
 use crate::exchange::outgoing::Outgoing;
 use crate::exchange::response_head::ResponsePlan;
@@ -184,7 +184,11 @@ impl<C: AsyncReadRent + AsyncWriteRent + SpliceClient> ClientSide for H1Side<'_,
         }
         write_out(self.client, out, 0, t).await?;
         if with_body && body.len() > STORED_INLINE {
-            write_bytes(self.client, body.clone(), t).await?;
+            // The send timeout bounds each stall, not the whole body: a slice at a time.
+            for at in (0..body.len()).step_by(STORED_SLICE) {
+                let slice = body.slice(at..body.len().min(at + STORED_SLICE));
+                write_bytes(self.client, slice, t).await?;
+            }
         }
         Ok(())
     }

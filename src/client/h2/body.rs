@@ -277,8 +277,9 @@ impl StreamIo {
         self.respond(resp, framing)
     }
 
-    /// The whole body of a stored response, after [`Self::respond`] with its length.
-    pub async fn stored_body(&mut self, data: Bytes) -> io::Result<()> {
+    /// Part of a stored response's body (after [`Self::respond`] with its length); `end` with
+    /// the last part.
+    pub async fn stored_body(&mut self, data: Bytes, end: bool) -> io::Result<()> {
         let Some(send) = self.send.as_mut() else {
             return Ok(());
         };
@@ -286,9 +287,11 @@ impl StreamIo {
             return Ok(());
         }
         let n = data.len() as u64;
-        push_bytes(send, data, true).await?;
+        push_bytes(send, data, end).await?;
         self.sent += n;
-        self.out = Out::Done;
+        if end {
+            self.out = Out::Done;
+        }
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use super::body::{Framing, StreamIo};
 use crate::body::chunked::ChunkedDecoder;
 use crate::cache::Fill;
 use crate::config::RoutePlan;
-use crate::exchange::client_side::{BodyAbort, BodyLength, ClientSide, Cut, HeadSink};
+use crate::exchange::client_side::{BodyAbort, BodyLength, ClientSide, Cut, HeadSink, STORED_SLICE};
 use crate::exchange::response_head::ResponsePlan;
 use crate::exchange::{Reply, WorkerCtx};
 use crate::http::Framing as Wire;
@@ -232,8 +232,12 @@ impl ClientSide for H2Side<'_> {
         let framing = Framing::Length(if with_body { body.len() as u64 } else { 0 });
         self.io.respond(head, framing)?;
         if with_body && !body.is_empty() {
-            let res = timeout(t, Box::pin(self.io.stored_body(body.clone()))).await;
-            res.map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+            // The send timeout bounds each stall (a reader that stops), not the whole body.
+            for at in (0..body.len()).step_by(STORED_SLICE) {
+                let end = body.len().min(at + STORED_SLICE);
+                let res = timeout(t, Box::pin(self.io.stored_body(body.slice(at..end), end == body.len()))).await;
+                res.map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+            }
         }
         Ok(())
     }
