@@ -4,8 +4,9 @@
 # micro-cached for 1 s by the proxy) for DURATION seconds. ringway (`cache = true`, `cache_ttl =
 # "1s"` on the query route) against nginx (`proxy_cache` with `proxy_cache_lock on`,
 # `proxy_cache_valid 200 1s` on the query location), one worker each on core 0, in front of the
-# same nginx backend on core 1 whose access log counts the requests that reached it. Half the
-# connections ask for the asset, half for the query, from two wrk processes on core 1.
+# same nginx backend on core 1 whose access log counts the requests that reached it. The
+# asset surge runs first, then the query surge, each from one wrk on core 1, so each kind's
+# proxy CPU per response stands on its own.
 #
 # Reported per proxy: requests that reached the upstream (per path), responses served, proxy
 # CPU per response (whole process, schedstat), bytes the clients read. Compression is off on
@@ -14,21 +15,25 @@
 #   flock /work/notes/loadtest.lock loadtest/surge.sh
 #   DURATION=5 CLIENTS=200 loadtest/surge.sh     # smoke run
 #
-# Env: DURATION (s, 20), CLIENTS (1000), ROUNDS (1), PROXIES ("nginx ringway"), RINGWAY_BIN, KEEP_TMP.
+# nginx_stale is the same nginx with `proxy_cache_use_stale updating` and
+# `proxy_cache_background_update on`: without them nginx's lock does not cover expired entries.
+#
+# Env: DURATION (s, 20), CLIENTS (1000), ROUNDS (1), PROXIES ("nginx nginx_stale ringway"),
+#      RINGWAY_BIN, KEEP_TMP.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 DURATION=${DURATION:-20}
 CLIENTS=${CLIENTS:-1000}
 ROUNDS=${ROUNDS:-1}
-PROXIES=${PROXIES:-nginx ringway}
+PROXIES=${PROXIES:-nginx nginx_stale ringway}
 for v in DURATION CLIENTS ROUNDS; do
     [[ ${!v} =~ ^[0-9]+$ ]] || lt_die "$v must be a whole number, got '${!v}'"
 done
 ((CLIENTS >= 2)) || lt_die "CLIENTS must be at least 2"
 read -r -a proxies <<<"$PROXIES"
 for p in "${proxies[@]}"; do
-    [[ $p == nginx || $p == ringway ]] || lt_die "unknown proxy '$p' in PROXIES (nginx, ringway)"
+    [[ $p == nginx || $p == nginx_stale || $p == ringway ]] || lt_die "unknown proxy '$p' in PROXIES (nginx, nginx_stale, ringway)"
 done
 cmdline="DURATION=$DURATION CLIENTS=$CLIENTS ROUNDS=$ROUNDS loadtest/surge.sh"
 
@@ -41,9 +46,11 @@ ASSET=/grafana/public/build/app.js
 QUERY='/api/v1/query_range?query=sum(rate(http_requests_total%5B5m%5D))&start=1700000000&end=1700003600&step=15'
 www="$LT_TMP/www"
 mkdir -p "$www/grafana/public/build"
-head -c $((2 * 1024 * 1024)) /dev/urandom | base64 -w 100 | head -c $((2 * 1024 * 1024)) >"$www$ASSET"
+# Text like a minified bundle, exactly 2 MiB (no pipe cut short under pipefail).
+head -c $((1600 * 1024)) /dev/urandom | base64 -w 100 >"$www$ASSET"
+truncate -s $((2 * 1024 * 1024)) "$www$ASSET"
 QUERY_BODY=$(printf '{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[%s[1700003600,"1"]]}]}}' \
-    "$(for i in $(seq 200); do printf '[%d,"%d.5"],' $((1700000000 + i * 15)) "$i"; done)")
+    "$(for i in $(seq 100); do printf '[%d,"%d.5"],' $((1700000000 + i * 15)) "$i"; done)")
 
 lt_free_port backend_port
 backend_log="$LT_TMP/backend/logs/access.log"
@@ -59,12 +66,14 @@ lt_start_backend_nginx "$backend_port" "
         }"
 
 start_nginx_cache() {
-    local port=$1
-    mkdir -p "$LT_TMP/nginx-cache"
+    local port=$1 name=${2:-nginx} extra=${3:-}
+    # A fresh cache directory for each start: nginx keeps its disk cache across restarts.
+    rm -rf "$LT_TMP/$name-cache"
+    mkdir -p "$LT_TMP/$name-cache"
     # The cache zone is declared in http{}: lt_start_proxy_nginx takes location lines only, so
     # the proxy is written here with the same shape plus the cache.
-    lt_nginx_conf "$LT_TMP/nginx" "$(lt_affinity_mask "$LT_PROXY_CPU")" "
-    proxy_cache_path $LT_TMP/nginx-cache levels=1:2 keys_zone=surge:10m max_size=256m inactive=10m use_temp_path=off;
+    lt_nginx_conf "$LT_TMP/$name" "$(lt_affinity_mask "$LT_PROXY_CPU")" "
+    proxy_cache_path $LT_TMP/$name-cache levels=1:2 keys_zone=surge:10m max_size=256m inactive=10m use_temp_path=off;
     upstream backend {
         server 127.0.0.1:$backend_port;
         keepalive 256;
@@ -79,6 +88,7 @@ start_nginx_cache() {
         proxy_cache_lock on;
         proxy_cache_lock_timeout 60s;
         add_header Cache-Status \$upstream_cache_status;
+        $extra
         location / {
             proxy_pass http://backend;
         }
@@ -87,9 +97,16 @@ start_nginx_cache() {
             proxy_cache_valid 200 1s;
         }
     }"
-    lt_nginx_run nginx "$LT_PROXY_CPU" "$LT_TMP/nginx"
-    lt_wait_ready nginx "$LT_LAST_PID" "$port"
-    LT_PROXY_PID[nginx]=$LT_LAST_PID
+    lt_nginx_run "$name" "$LT_PROXY_CPU" "$LT_TMP/$name"
+    lt_wait_ready "$name" "$LT_LAST_PID" "$port"
+    LT_PROXY_PID[$name]=$LT_LAST_PID
+}
+
+# nginx's lock covers only entries not in the cache yet: when one expires, every request goes
+# upstream until one refreshes it. Serving the stale copy meanwhile is how nginx is told to send
+# one request per expiry (a different promise: clients get the old answer during the refresh).
+start_nginx_stale_cache() {
+    start_nginx_cache "$1" nginx_stale "proxy_cache_use_stale updating; proxy_cache_background_update on;"
 }
 
 start_ringway_cache() {
@@ -112,61 +129,54 @@ read_bytes() { # WRK_OUTPUT: the "N requests in Ts, X GB read" figure, in bytes
         m = (u == "KB") ? 1024 : (u == "MB") ? 1048576 : (u == "GB") ? 1073741824 : 1; printf "%.0f\n", n * m }' "$1"
 }
 
-declare -A cpu_per=() rows=()
+# surge PROXY KIND URL: CLIENTS connections on URL for DURATION seconds; prints "responses
+# errors bytes_read upstream_requests cpu_ns" (upstream requests counted from before the
+# first one, so the request that filled the cache is in).
+surge() {
+    local p=$1 kind=$2 url=$3 path=$4 pid=${LT_PROXY_PID[$1]} up0 cpu0 cpu1 req err
+    up0=$(upstream_count "$path")
+    cpu0=$(lt_cpu_ns "$pid")
+    lt_run_bg taskset -c "$LT_LOAD_CPU" wrk -t1 -c"$CLIENTS" -d"${DURATION}s" --timeout 10s "$url" >"$LT_TMP/wrk-$kind-$p.txt"
+    cpu1=$(lt_cpu_ns "$pid")
+    lt_proxy_gone "$p" "exited during the surge" && lt_die "$p died"
+    read -r req _ _ _ err < <(lt_wrk_parse "$LT_TMP/wrk-$kind-$p.txt")
+    echo "$req $err $(read_bytes "$LT_TMP/wrk-$kind-$p.txt") $(($(upstream_count "$path") - up0)) $((cpu1 - cpu0))"
+}
+
+declare -A asset_cpu=() query_cpu=() rows=()
 for round in $(seq "$ROUNDS"); do
     for p in "${proxies[@]}"; do
         lt_free_port port
         "start_${p}_cache" "$port"
         pid=${LT_PROXY_PID[$p]}
         base="http://127.0.0.1:$port"
-        # The asset must come through whole before the surge starts.
-        got=$(curl -s -o /dev/null -w '%{size_download}' "$base$ASSET")
-        ((got == 2 * 1024 * 1024)) || lt_die "$p: the asset came through with $got bytes"
-        asset0=$(upstream_count "$ASSET")
-        query0=$(upstream_count /api/v1/query_range)
-        cpu0=$(lt_cpu_ns "$pid")
-        half=$((CLIENTS / 2))
-        taskset -c "$LT_LOAD_CPU" wrk -t1 -c"$half" -d"${DURATION}s" --timeout 10s "$base$ASSET" >"$LT_TMP/wrk-asset-$p.txt" &
-        w1=$!
-        taskset -c "$LT_LOAD_CPU" wrk -t1 -c"$((CLIENTS - half))" -d"${DURATION}s" --timeout 10s "$base$QUERY" >"$LT_TMP/wrk-query-$p.txt" &
-        w2=$!
-        LT_PIDS+=("$w1" "$w2")
-        wait "$w1" "$w2"
-        unset 'LT_PIDS[-1]'
-        unset 'LT_PIDS[-1]'
-        cpu1=$(lt_cpu_ns "$pid")
-        lt_proxy_gone "$p" "exited during the surge" && lt_die "$p died"
-        asset_up=$(($(upstream_count "$ASSET") - asset0))
-        query_up=$(($(upstream_count /api/v1/query_range) - query0))
-        read -r areq _ _ _ aerr < <(lt_wrk_parse "$LT_TMP/wrk-asset-$p.txt")
-        read -r qreq _ _ _ qerr < <(lt_wrk_parse "$LT_TMP/wrk-query-$p.txt")
-        bytes=$(($(read_bytes "$LT_TMP/wrk-asset-$p.txt") + $(read_bytes "$LT_TMP/wrk-query-$p.txt")))
-        total=$((areq + qreq))
-        us=$(awk -v c=$((cpu1 - cpu0)) -v n="$total" 'BEGIN { printf "%.2f", n ? c / n / 1000 : 0 }')
-        cpu_per[$p]+="$us "
-        lt_csv_row "$round" "$p" asset_upstream_requests "$asset_up"
-        lt_csv_row "$round" "$p" query_upstream_requests "$query_up"
-        lt_csv_row "$round" "$p" responses "$total"
-        lt_csv_row "$round" "$p" cpu_us_per_response "$us"
-        lt_csv_row "$round" "$p" bytes_read "$bytes"
-        lt_csv_row "$round" "$p" errors "$((aerr + qerr))"
-        rows[$p]+="| $round | $p | $asset_up | $query_up | $areq | $qreq | $us µs | $(awk -v b="$bytes" 'BEGIN { printf "%.2f GB", b / 1073741824 }') | $((aerr + qerr)) |"$'\n'
-        lt_log "$p round $round: upstream asset $asset_up, query $query_up; responses $areq + $qreq; $us µs CPU each"
+        row="| $round | $p |"
+        for kind in asset query; do
+            if [[ $kind == asset ]]; then url=$base$ASSET path=$ASSET; else url=$base$QUERY path=/api/v1/query_range; fi
+            read -r req err bytes up cpu < <(surge "$p" "$kind" "$url" "$path")
+            us=$(awk -v c="$cpu" -v n="$req" 'BEGIN { printf "%.2f", n ? c / n / 1000 : 0 }')
+            if [[ $kind == asset ]]; then asset_cpu[$p]+="$us "; else query_cpu[$p]+="$us "; fi
+            for m in req err bytes up us; do lt_csv_row "$round" "$p" "${kind}_$m" "${!m}"; done
+            row+=" $up | $req | $us µs | $(awk -v b="$bytes" 'BEGIN { printf "%.2f GB", b / 1073741824 }') | $err |"
+            lt_log "$p round $round, $kind: $up upstream requests, $req responses, $us µs proxy CPU each, $err errors"
+        done
+        rows[$p]+="$row"$'\n'
         kill -TERM $(lt_proc_tree "$pid") 2>/dev/null || true
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     done
 done
 
 echo
-echo "## Dashboard surge: $CLIENTS clients, ${DURATION}s, one asset (2 MB, immutable) and one query_range (micro-cached 1 s)"
+echo "## Dashboard surge: $CLIENTS clients, ${DURATION}s each on one 2 MB immutable asset, then on one query_range (micro-cached 1 s)"
 echo
 echo "\`$cmdline\`"
 echo
 lt_machine_info
 echo
-echo "| round | proxy | asset requests upstream | query requests upstream | asset responses | query responses | proxy CPU per response | bytes read by clients | errors |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| round | proxy | asset: upstream requests | responses | proxy CPU per response | bytes read | errors | query: upstream requests | responses | proxy CPU per response | bytes read | errors |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for p in "${proxies[@]}"; do printf '%s' "${rows[$p]:-}"; done
 echo
-lt_paired "Proxy CPU per response" cpu_per "${proxies[@]}"
+lt_paired "Asset (cache hit) proxy CPU per response" asset_cpu "${proxies[@]}"
+lt_paired "query_range proxy CPU per response" query_cpu "${proxies[@]}"
 lt_log "rows in $LT_CSV"
