@@ -25,6 +25,8 @@ pub struct Plan {
     pub log: LogPlan,
     /// `[admin] bind`: where /metrics, /healthz, /readyz and the status page are served.
     pub admin: Option<SocketAddr>,
+    /// `[compress]`: types, minimum size and levels for routes with `compress = true`.
+    pub compress: CompressPlan,
 }
 
 impl Plan {
@@ -38,6 +40,8 @@ impl Plan {
         self.listeners.iter().position(|l| l.name.as_deref() == Some(name))
     }
 }
+
+pub use super::compress::{CompressPlan, Encoding, MediaRange};
 
 /// Where access log lines go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -254,6 +258,8 @@ pub struct RoutePlan {
     pub forwarding: Forwarding,
     /// auth, allow/deny, rate_limit, cors, identity_static.
     pub access: RouteAccess,
+    /// `compress = true`: eligible responses are compressed as `[compress]` says.
+    pub compress: bool,
 }
 
 impl RoutePlan {

@@ -142,6 +142,7 @@ impl Compiler<'_> {
             response_headers,
             forwarding,
             access: Default::default(),
+            compress: r.compress.unwrap_or(false),
         })
     }
 

@@ -11,7 +11,7 @@
 use super::outgoing::Outgoing;
 use super::reply::{reply, Reply};
 use super::request_body::{reframe_request, stream_request_body, BodyAbort};
-use super::response_body::{relay_response_body, Cut};
+use super::response_body::{relay_compressed, relay_response_body, Cut};
 use super::response_head::{last_response_head, read_response_head};
 use super::worker::WorkerCtx;
 use crate::body::chunked::ChunkedDecoder;
@@ -373,9 +373,11 @@ async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
         return Ok(Done::Tunnel(upstream));
     }
     // The client's response head is in `resp_out`; relay it with the body.
-    let complete = relay_response_body(client, &mut upstream, rbuf, resp_out, &resp, route, &ctx.pipes)
-        .await
-        .map_err(|Cut| (Abort::Close, request_whole))?;
+    let relayed = match resp.compress {
+        Some(encoding) => relay_compressed(ctx, client, &mut upstream, rbuf, resp_out, &resp, route, encoding).await,
+        None => relay_response_body(client, &mut upstream, rbuf, resp_out, &resp, route, &ctx.pipes).await,
+    };
+    let complete = relayed.map_err(|Cut| (Abort::Close, request_whole))?;
     let keep = o.client_keep_alive && !resp.close_client;
     drop(failover);
     Ok(Done::Http {

@@ -4,6 +4,7 @@
 //! closes the client connection, so no client takes a truncated body for a complete one.
 
 use super::response_head::ResponsePlan;
+use super::worker::WorkerCtx;
 use crate::body::chunked::{write_chunk_header, ChunkedDecoder, Step, LAST_CHUNK};
 use crate::body::splice::{plain_pair, splice_body, BodyError, SpliceClient, SPLICE_MIN_BODY};
 use crate::config::RoutePlan;
@@ -143,4 +144,38 @@ pub async fn relay_response_body<C: AsyncWriteRent + SpliceClient>(
             Ok(false)
         }
     }
+}
+
+/// Relays the response body compressed (`compress::relay`) and counts it per encoding. The
+/// encoder is created here, once the head said the body will be compressed.
+#[allow(clippy::too_many_arguments)]
+pub async fn relay_compressed<C: AsyncWriteRent>(
+    ctx: &WorkerCtx,
+    client: &mut C,
+    upstream: &mut UpstreamConn,
+    rbuf: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+    resp: &ResponsePlan,
+    route: &RoutePlan,
+    encoding: crate::compress::Encoding,
+) -> Result<bool, Cut> {
+    let mut enc = crate::compress::Encoder::new(encoding, &ctx.plan.compress).map_err(|_| Cut)?;
+    let mut totals = crate::compress::Totals::default();
+    let timeouts = (route.read_timeout, route.send_timeout);
+    let res = Box::pin(crate::compress::relay(
+        client,
+        upstream,
+        rbuf,
+        out,
+        resp.head_len,
+        resp.framing,
+        &mut enc,
+        timeouts,
+        &mut totals,
+    ))
+    .await;
+    ctx.observe
+        .metrics
+        .compressed(encoding, totals.bytes_in, totals.bytes_out);
+    res.map_err(|_| Cut)
 }

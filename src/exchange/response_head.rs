@@ -28,6 +28,8 @@ pub struct ResponsePlan {
     /// Pass a chunked upstream body through verbatim (1.1 client) or decode it (1.0 client).
     pub pass_chunked: bool,
     pub close_client: bool,
+    /// The body is compressed with this encoding and sent chunked (`compress::relay`).
+    pub compress: Option<crate::compress::Encoding>,
 }
 
 pub async fn read_response_head(
@@ -152,6 +154,9 @@ pub fn build_response_head(
     let facts =
         inspect_response(status, res.version.unwrap_or(1), res.headers, o.is_head).map_err(FailureKind::BadResponse)?;
     let authority = plan.upstreams[o.upstream].servers[o.server].authority.as_str();
+    let compress = o
+        .compress
+        .filter(|_| crate::compress::response_allows(&plan.compress, status, facts.framing, res.headers));
 
     let mut close_client = !o.client_keep_alive;
     let (chunk_for_client, pass_chunked) = match facts.framing {
@@ -180,6 +185,7 @@ pub fn build_response_head(
             || rules.drops(h.name.as_bytes())
             || (route.access.cors.is_some() && crate::auth::cors::is_cors_header(h.name.as_bytes()))
             || (hsts.is_some() && h.name.eq_ignore_ascii_case("strict-transport-security"))
+            || (compress.is_some() && crate::compress::replaces(h.name))
         {
             continue;
         }
@@ -198,6 +204,9 @@ pub fn build_response_head(
         }
     }
     lines.flush(out);
+    if let Some(encoding) = compress {
+        crate::compress::write_headers(out, encoding, res.headers);
+    }
     for rule in rules.set.iter().chain(&rules.add) {
         header(out, rule.name.as_bytes(), rule.value.as_bytes());
     }
@@ -206,6 +215,7 @@ pub fn build_response_head(
         header(out, b"Strict-Transport-Security", value.as_bytes());
     }
     match facts.framing {
+        _ if compress.is_some() => header(out, b"Transfer-Encoding", b"chunked"),
         Framing::Length(len) => header_u64(out, b"Content-Length", len),
         Framing::None => {
             if let Some(len) = facts.content_length {
@@ -231,6 +241,7 @@ pub fn build_response_head(
         chunk_for_client,
         pass_chunked,
         close_client,
+        compress,
     }))
 }
 
@@ -268,5 +279,6 @@ fn switching_head(
         chunk_for_client: false,
         pass_chunked: false,
         close_client: false,
+        compress: None,
     }
 }

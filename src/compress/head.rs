@@ -1,0 +1,88 @@
+//! The response head of a compressed response: `Content-Encoding` named, `Vary` gaining
+//! `Accept-Encoding` (merged into the upstream's, so caches keep both variants apart), and a
+//! strong `ETag` made weak, since the compressed bytes are not the bytes the tag was made for.
+//! Content-Length is dropped and the body sent chunked by the caller.
+
+use crate::config::Encoding;
+use crate::http::tokens;
+use crate::http::write::header;
+
+/// Upstream header fields [`write_headers`] writes in an edited form instead.
+pub fn replaces(name: &str) -> bool {
+    name.eq_ignore_ascii_case("vary") || name.eq_ignore_ascii_case("etag")
+}
+
+/// Writes Content-Encoding, the merged Vary and the weakened ETags.
+pub fn write_headers(out: &mut Vec<u8>, encoding: Encoding, headers: &[httparse::Header<'_>]) {
+    header(out, b"Content-Encoding", encoding.token().as_bytes());
+    let mut vary: Vec<u8> = Vec::new();
+    let mut covered = false;
+    for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("vary")) {
+        for t in tokens(h.value) {
+            covered |= t == b"*" || t.eq_ignore_ascii_case(b"accept-encoding");
+            if !vary.is_empty() {
+                vary.extend_from_slice(b", ");
+            }
+            vary.extend_from_slice(t);
+        }
+    }
+    if !covered {
+        if !vary.is_empty() {
+            vary.extend_from_slice(b", ");
+        }
+        vary.extend_from_slice(b"Accept-Encoding");
+    }
+    header(out, b"Vary", &vary);
+    for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("etag")) {
+        if h.value.starts_with(b"W/") {
+            header(out, b"ETag", h.value);
+        } else {
+            let mut weak = Vec::with_capacity(h.value.len() + 2);
+            weak.extend_from_slice(b"W/");
+            weak.extend_from_slice(h.value);
+            header(out, b"ETag", &weak);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn edit(fields: &[(&'static str, &'static str)]) -> String {
+        let headers: Vec<httparse::Header<'_>> = fields
+            .iter()
+            .map(|(name, value)| httparse::Header {
+                name,
+                value: value.as_bytes(),
+            })
+            .collect();
+        let mut out = Vec::new();
+        write_headers(&mut out, Encoding::Gzip, &headers);
+        String::from_utf8(out).expect("ascii")
+    }
+
+    #[test]
+    fn vary_and_etag_table() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[], "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n"),
+            (
+                &[("Vary", "Origin"), ("ETag", "\"abc\"")],
+                "Content-Encoding: gzip\r\nVary: Origin, Accept-Encoding\r\nETag: W/\"abc\"\r\n",
+            ),
+            (
+                &[("vary", "Origin, Cookie"), ("VARY", "Accept")],
+                "Content-Encoding: gzip\r\nVary: Origin, Cookie, Accept, Accept-Encoding\r\n",
+            ),
+            (
+                &[("Vary", "accept-encoding"), ("ETag", "W/\"x\"")],
+                "Content-Encoding: gzip\r\nVary: accept-encoding\r\nETag: W/\"x\"\r\n",
+            ),
+            (&[("Vary", "*")], "Content-Encoding: gzip\r\nVary: *\r\n"),
+        ];
+        for (fields, want) in cases {
+            assert_eq!(edit(fields), *want, "{fields:?}");
+        }
+        assert!(replaces("ETag") && replaces("vary") && !replaces("Content-Type"));
+    }
+}
