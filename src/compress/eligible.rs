@@ -83,7 +83,10 @@ mod tests {
         assert!(response_allows(&plan, 200, big, &[js]));
         assert!(response_allows(&plan, 404, Framing::Chunked, &[js]));
         assert!(response_allows(&plan, 200, Framing::UntilClose, &[js]));
-        assert!(!response_allows(&plan, 200, Framing::Length(1023), &[js]), "below min_size");
+        assert!(
+            !response_allows(&plan, 200, Framing::Length(1023), &[js]),
+            "below min_size"
+        );
         assert!(response_allows(&plan, 200, Framing::Length(1024), &[js]));
         assert!(!response_allows(&plan, 200, Framing::None, &[js]), "no body");
         for status in [204, 206, 304] {
@@ -97,7 +100,12 @@ mod tests {
         for extra in refused {
             assert!(!response_allows(&plan, 200, big, &[js, extra]), "{}", extra.name);
         }
-        assert!(response_allows(&plan, 200, big, &[js, h("Cache-Control", "max-age=60")]));
+        assert!(response_allows(
+            &plan,
+            200,
+            big,
+            &[js, h("Cache-Control", "max-age=60")]
+        ));
         assert!(!response_allows(&plan, 200, big, &[h("Content-Type", "image/png")]));
         assert!(!response_allows(&plan, 200, big, &[]), "no Content-Type");
     }

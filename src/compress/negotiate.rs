@@ -37,7 +37,10 @@ pub fn choose<'a>(values: impl Iterator<Item = &'a [u8]>) -> Option<Encoding> {
             } else if coding.eq_ignore_ascii_case(b"x-gzip") {
                 &mut named[Encoding::Gzip as usize]
             } else {
-                match Encoding::ALL.iter().find(|e| coding.eq_ignore_ascii_case(e.token().as_bytes())) {
+                match Encoding::ALL
+                    .iter()
+                    .find(|e| coding.eq_ignore_ascii_case(e.token().as_bytes()))
+                {
                     Some(e) => &mut named[*e as usize],
                     None => continue,
                 }

@@ -116,7 +116,9 @@ pub async fn relay<U: AsyncReadRent, C: AsyncWriteRent>(
         if done {
             out.extend_from_slice(LAST_CHUNK);
         }
-        write_out(client, out, 0, t_send).await.map_err(|_| RelayError::Client)?;
+        write_out(client, out, 0, t_send)
+            .await
+            .map_err(|_| RelayError::Client)?;
         if done {
             return Ok(ended && pos == rbuf.len());
         }

@@ -183,7 +183,10 @@ mod tests {
         let plan = load("[compress]\ntypes = [\"text/css\", \"application/*\"]\nmin_size = \"4k\"\ngzip_level = 1\nbrotli_level = 0\nzstd_level = 19\n")
             .unwrap_or_else(|e| panic!("{}", e[0]));
         let c = &plan.compress;
-        assert_eq!((c.min_size, c.gzip_level, c.brotli_level, c.zstd_level), (4096, 1, 0, 19));
+        assert_eq!(
+            (c.min_size, c.gzip_level, c.brotli_level, c.zstd_level),
+            (4096, 1, 0, 19)
+        );
         assert!(c.types.iter().any(|t| t.matches(b"application/wasm")));
         assert!(!c.types.iter().any(|t| t.matches(b"text/html")));
     }
