@@ -125,6 +125,7 @@ Content-Length: 29\r\n\r\n";
         response_headers: Vec::new(),
         listener: 0,
         proxy_header: None,
+        compress: None,
     };
     let mut out = Vec::with_capacity(4096);
     c.bench_function("response head rewrite (Location + Set-Cookie mapped)", |b| {

@@ -47,12 +47,14 @@ mkdir -p "$LT_TMP/www"
 awk -v size="$SIZE" 'BEGIN {
     s = 12345; n = 0
     while (n < size) {
-        s = (s * 1103515245 + 12345) % 2147483648; a = s % 9973
-        s = (s * 1103515245 + 12345) % 2147483648; b = s % 257
+        # Park-Miller: products stay below 2^53, so every awk computes the same bytes.
+        s = (s * 16807) % 2147483647; a = s % 9973
+        s = (s * 16807) % 2147483647; b = s % 257
         line = sprintf("function f%d_%x(e,t){var n=e[%d]||t.get(\"k%d\");return n&&n.v%d?n.map(function(r){return r*%d+%d}):null}\n", a, b, b, a, b % 13, a, b)
         printf "%s", line; n += length(line)
     }
-}' | head -c "$SIZE" >"$LT_TMP/www/app.js"
+}' >"$LT_TMP/www/app.js"
+truncate -s "$SIZE" "$LT_TMP/www/app.js"
 lt_free_port backend_port
 lt_start_backend_nginx "$backend_port" "
         root $LT_TMP/www;
@@ -91,14 +93,17 @@ for p in "${proxies[@]}"; do
     lt_log "$p on 127.0.0.1:${port[$p]} (pid ${pid[$p]}, core $LT_PROXY_CPU): $bytes gzip bytes"
 done
 
-wrk_cmd() { # PORT SECONDS
-    echo "taskset -c $LT_LOAD_CPU wrk -t1 -c$CONNS -d${2}s -H Accept-Encoding:gzip http://127.0.0.1:$1/app.js"
+wrk_cmd() { # PORT SECONDS: the command as printed in the report
+    echo "taskset -c $LT_LOAD_CPU wrk -t1 -c$CONNS -d${2}s -H 'Accept-Encoding: gzip' http://127.0.0.1:$1/app.js"
+}
+run_wrk() { # PORT SECONDS
+    lt_run_bg taskset -c "$LT_LOAD_CPU" wrk -t1 -c"$CONNS" -d"${2}s" -H 'Accept-Encoding: gzip' \
+        "http://127.0.0.1:$1/app.js"
 }
 
 if ((WARMUP > 0)); then
     for p in "${proxies[@]}"; do
-        # shellcheck disable=SC2046
-        lt_run_bg $(wrk_cmd "${port[$p]}" "$WARMUP") >/dev/null
+        run_wrk "${port[$p]}" "$WARMUP" >/dev/null
     done
 fi
 
@@ -114,12 +119,16 @@ for ((r = 0; r < ROUNDS; r++)); do
             kill -0 "${pid[$p]}" 2>/dev/null || { tail -n 20 "$LT_TMP/$p.log" >&2; lt_die "$p is gone"; }
             out="$LT_TMP/wrk-$p-$r.txt"
             c0=$(lt_cpu_ns "${pid[$p]}")
-            # shellcheck disable=SC2046
-            lt_run_bg $(wrk_cmd "${port[$p]}" "$DURATION") >"$out"
+            run_wrk "${port[$p]}" "$DURATION" >"$out"
             sleep 0.2
             c1=$(lt_cpu_ns "${pid[$p]}")
             read -r req rs _ _ e < <(lt_wrk_parse "$out")
             ((req > 0)) || lt_die "$p completed no requests (see $out)"
+            # wrk's "N requests in Xs, Y MB read": gzip responses are a fraction of the file.
+            read_mb=$(awk '/requests in/ { v = $5; u = v; sub(/[0-9.]+/, "", u); v += 0
+                if (u == "KB") v /= 1024; if (u == "GB") v *= 1024; print v; exit }' "$out")
+            awk -v r="$read_mb" -v n="$req" -v mb="$mb" 'BEGIN { exit !(r < n * mb * 0.6) }' ||
+                lt_die "$p: wrk read $read_mb MB for $req responses: not compressed (see $out)"
             v=$(awk -v a="$c0" -v b="$c1" -v n="$req" -v mb="$mb" 'BEGIN { printf "%.2f", (b - a) / 1e6 / n / mb }')
             ms[$p]+=" $v"
             errs[$p]=$((${errs[$p]:-0} + e))

@@ -265,7 +265,7 @@ fn metric(text: &str, name: &str) -> u64 {
 
 /// A streaming decoder for the client side: compressed bytes in, decoded bytes counted.
 enum Sink {
-    Gzip(flate2::write::GzDecoder<Vec<u8>>),
+    Gzip(Box<flate2::write::GzDecoder<Vec<u8>>>),
     Br(Box<brotli::DecompressorWriter<Vec<u8>>>),
     Zstd(zstd::stream::write::Decoder<'static, Vec<u8>>),
 }
@@ -273,7 +273,7 @@ enum Sink {
 impl Sink {
     fn new(encoding: &str) -> Sink {
         match encoding {
-            "gzip" => Sink::Gzip(flate2::write::GzDecoder::new(Vec::new())),
+            "gzip" => Sink::Gzip(Box::new(flate2::write::GzDecoder::new(Vec::new()))),
             "br" => Sink::Br(Box::new(brotli::DecompressorWriter::new(Vec::new(), 4096))),
             _ => Sink::Zstd(zstd::stream::write::Decoder::new(Vec::new()).unwrap()),
         }
