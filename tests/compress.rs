@@ -523,8 +523,9 @@ fn never_compressed_cases() {
 #[test]
 fn vary_etag_and_content_length() {
     let body = script(10_000);
+    let served = body.clone();
     let addr = origin(move |head| {
-        let mut a = answer("text/css", &body, Frame::Length);
+        let mut a = answer("text/css", &served, Frame::Length);
         if head.contains("/weak") {
             a.headers.push(("ETag", "W/\"w1\"".into()));
             a.headers.push(("Vary", "Accept-Encoding".into()));
@@ -545,6 +546,14 @@ fn vary_etag_and_content_length() {
         (r.all("vary"), r.all("etag")),
         (vec!["Accept-Encoding"], vec!["W/\"w1\""])
     );
+    // Compressed responses end cleanly: the client connection carries the next request.
+    let mut c = RawClient::connect(p.addr());
+    for path in ["/strong", "/weak", "/strong"] {
+        c.send(&get_req(path, "t", &["Accept-Encoding: br"]));
+        let r = c.read_response();
+        assert_eq!(r.header("content-encoding"), Some("br"), "{path}");
+        assert!(decode("br", &r.body) == body, "{path} on a kept-alive connection");
+    }
     // Not compressed: everything as the origin sent it.
     let r = fetch(&p, "/strong", &[]);
     assert_eq!((r.all("vary"), r.all("etag")), (vec!["Origin"], vec!["\"v1\""]));

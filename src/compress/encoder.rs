@@ -1,8 +1,8 @@
 //! A streaming encoder with bounded memory: input arrives in chunks, compressed bytes collect in
 //! a buffer the caller drains after each step, and `finish` writes the end of the stream. The
-//! memory per stream is the encoder's window and tables, fixed at creation: gzip's 32 KiB window,
-//! and a 512 KiB window for brotli and zstd (their defaults grow with the level up to 4 and
-//! 8 MiB, which a proxy holding thousands of streams cannot afford).
+//! memory per stream is the encoder's window and tables, fixed at creation: zlib's 32 KiB window
+//! for gzip, and a 512 KiB window for brotli and zstd (their defaults grow with the level up to
+//! 4 and 8 MiB, which a proxy holding thousands of streams cannot afford).
 
 use crate::config::{CompressPlan, Encoding};
 use std::io::{self, Write};

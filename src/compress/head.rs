@@ -12,12 +12,19 @@ pub fn replaces(name: &str) -> bool {
     name.eq_ignore_ascii_case("vary") || name.eq_ignore_ascii_case("etag")
 }
 
-/// Writes Content-Encoding, the merged Vary and the weakened ETags.
-pub fn write_headers(out: &mut Vec<u8>, encoding: Encoding, headers: &[httparse::Header<'_>]) {
+/// Writes Content-Encoding, the merged Vary and the weakened ETags; upstream fields for which
+/// `dropped(name)` holds (the route's header rules remove or replace them) are left out.
+pub fn write_headers(
+    out: &mut Vec<u8>,
+    encoding: Encoding,
+    headers: &[httparse::Header<'_>],
+    dropped: impl Fn(&str) -> bool,
+) {
     header(out, b"Content-Encoding", encoding.token().as_bytes());
     let mut vary: Vec<u8> = Vec::new();
     let mut covered = false;
-    for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("vary")) {
+    let kept = |h: &&httparse::Header<'_>, name: &str| h.name.eq_ignore_ascii_case(name) && !dropped(h.name);
+    for h in headers.iter().filter(|h| kept(h, "vary")) {
         for t in tokens(h.value) {
             covered |= t == b"*" || t.eq_ignore_ascii_case(b"accept-encoding");
             if !vary.is_empty() {
@@ -33,7 +40,7 @@ pub fn write_headers(out: &mut Vec<u8>, encoding: Encoding, headers: &[httparse:
         vary.extend_from_slice(b"Accept-Encoding");
     }
     header(out, b"Vary", &vary);
-    for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("etag")) {
+    for h in headers.iter().filter(|h| kept(h, "etag")) {
         if h.value.starts_with(b"W/") {
             header(out, b"ETag", h.value);
         } else {
@@ -49,7 +56,8 @@ pub fn write_headers(out: &mut Vec<u8>, encoding: Encoding, headers: &[httparse:
 mod tests {
     use super::*;
 
-    fn edit(fields: &[(&'static str, &'static str)]) -> String {
+    /// The edited head, with the upstream fields named in `dropped` removed by route rules.
+    fn edit_without(fields: &[(&'static str, &'static str)], dropped: &[&str]) -> String {
         let headers: Vec<httparse::Header<'_>> = fields
             .iter()
             .map(|(name, value)| httparse::Header {
@@ -58,8 +66,14 @@ mod tests {
             })
             .collect();
         let mut out = Vec::new();
-        write_headers(&mut out, Encoding::Gzip, &headers);
+        write_headers(&mut out, Encoding::Gzip, &headers, |name| {
+            dropped.iter().any(|d| d.eq_ignore_ascii_case(name))
+        });
         String::from_utf8(out).expect("ascii")
+    }
+
+    fn edit(fields: &[(&'static str, &'static str)]) -> String {
+        edit_without(fields, &[])
     }
 
     #[test]
@@ -84,5 +98,10 @@ mod tests {
             assert_eq!(edit(fields), *want, "{fields:?}");
         }
         assert!(replaces("ETag") && replaces("vary") && !replaces("Content-Type"));
+        let fields = [("Vary", "Origin"), ("ETag", "\"v\"")];
+        assert_eq!(
+            edit_without(&fields, &["vary", "etag"]),
+            "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n"
+        );
     }
 }
