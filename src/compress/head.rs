@@ -5,22 +5,22 @@
 
 use crate::config::Encoding;
 use crate::http::tokens;
-use crate::http::write::header;
 
 /// Upstream header fields [`write_headers`] writes in an edited form instead.
 pub fn replaces(name: &str) -> bool {
     name.eq_ignore_ascii_case("vary") || name.eq_ignore_ascii_case("etag")
 }
 
-/// Writes Content-Encoding, the merged Vary and the weakened ETags; upstream fields for which
-/// `dropped(name)` holds (the route's header rules remove or replace them) are left out.
+/// Hands `field(name, value)` the Content-Encoding, the merged Vary and the weakened ETags, so
+/// any client protocol can write them its own way; upstream fields for which `dropped(name)`
+/// holds (the route's header rules remove or replace them) are left out.
 pub fn write_headers(
-    out: &mut Vec<u8>,
     encoding: Encoding,
     headers: &[httparse::Header<'_>],
     dropped: impl Fn(&str) -> bool,
+    mut field: impl FnMut(&[u8], &[u8]),
 ) {
-    header(out, b"Content-Encoding", encoding.token().as_bytes());
+    field(b"Content-Encoding", encoding.token().as_bytes());
     let mut vary: Vec<u8> = Vec::new();
     let mut covered = false;
     let kept = |h: &&httparse::Header<'_>, name: &str| h.name.eq_ignore_ascii_case(name) && !dropped(h.name);
@@ -39,15 +39,15 @@ pub fn write_headers(
         }
         vary.extend_from_slice(b"Accept-Encoding");
     }
-    header(out, b"Vary", &vary);
+    field(b"Vary", &vary);
     for h in headers.iter().filter(|h| kept(h, "etag")) {
         if h.value.starts_with(b"W/") {
-            header(out, b"ETag", h.value);
+            field(b"ETag", h.value);
         } else {
             let mut weak = Vec::with_capacity(h.value.len() + 2);
             weak.extend_from_slice(b"W/");
             weak.extend_from_slice(h.value);
-            header(out, b"ETag", &weak);
+            field(b"ETag", &weak);
         }
     }
 }
@@ -66,8 +66,9 @@ mod tests {
             })
             .collect();
         let mut out = Vec::new();
-        write_headers(&mut out, Encoding::Gzip, &headers, |name| {
-            dropped.iter().any(|d| d.eq_ignore_ascii_case(name))
+        let dropped = |name: &str| dropped.iter().any(|d| d.eq_ignore_ascii_case(name));
+        write_headers(Encoding::Gzip, &headers, dropped, |name, value| {
+            crate::http::write::header(&mut out, name, value)
         });
         String::from_utf8(out).expect("ascii")
     }

@@ -205,7 +205,8 @@ pub fn build_response_head(
     }
     lines.flush(out);
     if let Some(encoding) = compress {
-        crate::compress::write_headers(out, encoding, res.headers, |name| rules.drops(name.as_bytes()));
+        let dropped = |name: &str| rules.drops(name.as_bytes());
+        crate::compress::write_headers(encoding, res.headers, dropped, |name, value| header(out, name, value));
     }
     for rule in rules.set.iter().chain(&rules.add) {
         header(out, rule.name.as_bytes(), rule.value.as_bytes());
