@@ -16,4 +16,4 @@ pub use crate::config::Encoding;
 pub use eligible::{offer, response_allows};
 pub use encoder::Encoder;
 pub use head::{replaces, write_headers};
-pub use relay::{relay, RelayError, Totals};
+pub use relay::{relay, CompressedSink, RelayError, Totals};

@@ -1,15 +1,26 @@
 //! The body of a compressed response, upstream to client: the upstream's framing decoded
-//! (Content-Length, chunked, or until close), each piece compressed as it arrives and sent to
-//! the HTTP/1.1 client as one chunk. Memory per stream is one read buffer, the encoder and the
-//! compressed output of one read. The last chunk is written only after the upstream body ended
+//! (Content-Length, chunked, or until close), each piece compressed as it arrives and handed to
+//! a [`CompressedSink`], which frames it for the client's protocol (HTTP/1.1: one chunk per
+//! piece; HTTP/2: DATA frames). Memory per stream is one read buffer, the encoder and the
+//! compressed output of one read. The sink is told `last` only after the upstream body ended
 //! cleanly, so a cut body is never passed on as complete.
 
 use super::encoder::Encoder;
-use crate::body::chunked::{write_chunk_header, ChunkedDecoder, Step, LAST_CHUNK};
+use crate::body::chunked::{ChunkedDecoder, Step};
 use crate::http::Framing;
-use crate::io::owned::{read_into, write_out};
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use crate::io::owned::read_into;
+use monoio::io::AsyncReadRent;
+use std::io;
 use std::time::Duration;
+
+/// Where the compressed bytes go: the client connection, framed its own way. Bounding the wait
+/// for a slow client (`send_timeout`) is the sink's part.
+#[allow(async_fn_in_trait)] // the futures run on their worker's thread only: no Send bound
+pub trait CompressedSink {
+    /// Sends the next compressed bytes (possibly none: the first call also sends whatever the
+    /// sink holds, such as the response head); `last` ends the body.
+    async fn send(&mut self, data: &[u8], last: bool) -> io::Result<()>;
+}
 
 /// Why a compressed body could not be relayed whole; the client connection must close.
 #[derive(Debug)]
@@ -20,7 +31,7 @@ pub enum RelayError {
     Encoder,
 }
 
-/// Bytes of body read from the upstream and compressed bytes sent (chunk framing excluded).
+/// Bytes of body read from the upstream and compressed bytes sent (framing excluded).
 #[derive(Default, Clone, Copy, Debug)]
 pub struct Totals {
     pub bytes_in: u64,
@@ -70,20 +81,19 @@ impl Body {
     }
 }
 
-/// Relays the body that starts at `rbuf[body_at..]`, compressed by `enc`, after the response
-/// head already in `out`. Ok(true) when the upstream message ended cleanly with nothing after
-/// it (the upstream connection is reusable as far as framing goes).
+/// Relays the body that starts at `rbuf[body_at..]`, compressed by `enc`, to `sink`. Ok(true)
+/// when the upstream message ended cleanly with nothing after it (the upstream connection is
+/// reusable as far as framing goes).
 #[allow(clippy::too_many_arguments)]
-pub async fn relay<U: AsyncReadRent, C: AsyncWriteRent>(
-    client: &mut C,
+pub async fn relay<U: AsyncReadRent, S: CompressedSink>(
     upstream: &mut U,
     rbuf: &mut Vec<u8>,
-    out: &mut Vec<u8>,
     body_at: usize,
     framing: Framing,
     enc: &mut Encoder,
-    (t_read, t_send): (Duration, Duration),
+    t_read: Duration,
     totals: &mut Totals,
+    sink: &mut S,
 ) -> Result<bool, RelayError> {
     let mut body = match framing {
         Framing::Length(n) => Body::Length(n),
@@ -106,23 +116,12 @@ pub async fn relay<U: AsyncReadRent, C: AsyncWriteRent>(
             enc.flush().map_err(|_| RelayError::Encoder)?;
         }
         let produced = enc.output();
-        if !produced.is_empty() {
-            totals.bytes_out += produced.len() as u64;
-            write_chunk_header(out, produced.len());
-            out.extend_from_slice(produced);
-            out.extend_from_slice(b"\r\n");
-            produced.clear();
-        }
-        if done {
-            out.extend_from_slice(LAST_CHUNK);
-        }
-        write_out(client, out, 0, t_send)
-            .await
-            .map_err(|_| RelayError::Client)?;
+        totals.bytes_out += produced.len() as u64;
+        sink.send(produced, done).await.map_err(|_| RelayError::Client)?;
+        produced.clear();
         if done {
             return Ok(ended && pos == rbuf.len());
         }
-        out.clear();
         rbuf.clear();
         pos = 0;
         let cap = rbuf.capacity();

@@ -28,8 +28,10 @@ pub enum Global {
     SentBytes,
     IdlePipes,
     ProxyProtocolRefused,
+    OpenH2Connections,
+    H2Streams,
 }
-const NAMED_GLOBALS: usize = 7;
+const NAMED_GLOBALS: usize = 9;
 /// Per encoding (zstd, br, gzip): compressed responses, body bytes in, compressed bytes out.
 const COMPRESS_AT: usize = NAMED_GLOBALS;
 const GLOBALS: usize = NAMED_GLOBALS + 3 * Encoding::ALL.len();
@@ -77,6 +79,18 @@ const GLOBAL_FAMILIES: [(&str, &str, &str, Global); NAMED_GLOBALS] = [
         "counter",
         "Connections closed on a proxy_protocol listener: no valid PROXY header within header_timeout, or a peer not in proxy_protocol_from.",
         Global::ProxyProtocolRefused,
+    ),
+    (
+        "ringway_open_http2_connections",
+        "gauge",
+        "HTTP/2 client connections open now (also counted in ringway_open_connections).",
+        Global::OpenH2Connections,
+    ),
+    (
+        "ringway_http2_streams_total",
+        "counter",
+        "HTTP/2 streams (requests) received from clients.",
+        Global::H2Streams,
     ),
 ];
 

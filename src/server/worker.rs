@@ -10,6 +10,7 @@ use super::driver::Driver;
 use super::proxy_header;
 use super::shutdown::DrainSignal;
 use crate::client::h1::serve;
+use crate::client::h2;
 use crate::config::Plan;
 use crate::exchange::WorkerCtx;
 use crate::http::client_info::ClientInfo;
@@ -146,6 +147,7 @@ async fn accept_loop(
 ) {
     let tls = ctx.plan.listeners[index].tls.clone();
     let proxied = ctx.plan.listeners[index].proxy_protocol.is_some();
+    let h2c = ctx.plan.listeners[index].h2c;
     let mut last_warning: Option<std::time::Instant> = None;
     loop {
         let accepted = listener.cancelable_accept(cancel.clone()).await;
@@ -172,7 +174,7 @@ async fn accept_loop(
                 info.listener = index;
                 info.slot = slot;
                 let ctx = ctx.clone();
-                if tls.is_none() && !proxied {
+                if tls.is_none() && !proxied && !h2c {
                     monoio::spawn(Contained::new(serve(ctx, stream, info, guard), peer));
                     continue;
                 }
@@ -199,8 +201,15 @@ async fn accept_loop(
                         }
                     }
                     match tls {
+                        None if h2c && h2::opens_with_preface(&stream, timeout).await => {
+                            h2::serve(ctx, stream, info, guard).await
+                        }
                         None => serve(ctx, stream, info, guard).await,
                         Some(tls) => match tls.accept(stream, timeout).await {
+                            // ALPN chose the protocol (`h2` is offered unless `http2 = false`).
+                            Ok(stream) if stream.alpn_protocol().as_deref() == Some(crate::tls::ALPN_H2) => {
+                                h2::serve(ctx, stream, info, guard).await
+                            }
                             Ok(stream) => serve(ctx, stream, info, guard).await,
                             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                                 event(Level::Info, format_args!("TLS client {peer}: {e}; closed"))

@@ -7,8 +7,13 @@
 //! a head under `header_timeout`) → `Exchange` (request and response streaming) → back to `Idle`
 //! when both sides allow keep-alive, otherwise closed.
 
+mod exchange;
 mod head;
+mod reply;
 mod request;
+mod request_body;
+mod response_body;
+pub mod response_head;
 mod tunnel;
 
 pub use request::{decide_bytes, decide_head};
@@ -16,11 +21,12 @@ pub use tunnel::ClientStream;
 
 use super::counted::Counted;
 use crate::exchange::forward::Next;
-use crate::exchange::{self, access, reply, Decision, Reply, WorkerCtx};
+use crate::exchange::{access, Decision, Reply, WorkerCtx};
 use crate::http::client_info::ClientInfo;
 use crate::io::owned::write_from;
 use crate::observe::{ConnGauge, Record};
 use head::{read_head, HeadRead};
+use reply::reply;
 use std::future::Future;
 use std::rc::Rc;
 
@@ -138,7 +144,7 @@ async fn serve_requests<C: ClientStream + 'static, G: 'static>(
                 idle = route.idle_timeout;
                 // Boxed: a connection that becomes a long-lived tunnel should not carry the
                 // exchange's (large) state machine in its task for the tunnel's whole life.
-                let exchange = exchange::forward::exchange(&ctx, &mut client, cbuf, head_len, out, outgoing, &mut rec);
+                let exchange = exchange::exchange(&ctx, &mut client, cbuf, head_len, out, outgoing, &mut rec);
                 let (next, buf) = Box::pin(exchange).await;
                 cbuf = buf;
                 match next {

@@ -1,21 +1,20 @@
 //! The response body, upstream to client, in bounded buffers: Content-Length bodies spliced
 //! between plain sockets or copied, chunked bodies validated and passed on (decoded for
-//! HTTP/1.0 clients), close-delimited bodies spliced or re-framed as chunked. A body cut short
-//! closes the client connection, so no client takes a truncated body for a complete one.
+//! HTTP/1.0 clients), close-delimited bodies spliced or re-framed as chunked; a compressed body
+//! (`exchange::compressed`) sent one chunk per piece the encoder emits ([`ChunkedOut`]). A body
+//! cut short closes the client connection, so no client takes a truncated body for a complete
+//! one.
 
-use super::response_head::ResponsePlan;
-use super::worker::WorkerCtx;
 use crate::body::chunked::{write_chunk_header, ChunkedDecoder, Step, LAST_CHUNK};
 use crate::body::splice::{plain_pair, splice_body, BodyError, SpliceClient, SPLICE_MIN_BODY};
 use crate::config::RoutePlan;
+use crate::exchange::client_side::Cut;
+use crate::exchange::response_head::ResponsePlan;
 use crate::http::Framing;
 use crate::io::owned::{read_into, write_out, write_static};
 use crate::tunnel::PipePool;
 use crate::upstream::UpstreamConn;
 use monoio::io::AsyncWriteRent;
-
-/// The response body could not be relayed whole: the client connection must close.
-pub struct Cut;
 
 /// Relays the response body; Ok(true) when the upstream message ended cleanly (the connection is
 /// reusable as far as framing goes). A body cut short closes the client connection ([`Cut`]),
@@ -146,36 +145,27 @@ pub async fn relay_response_body<C: AsyncWriteRent + SpliceClient>(
     }
 }
 
-/// Relays the response body compressed (`compress::relay`) and counts it per encoding. The
-/// encoder is created here, once the head said the body will be compressed.
-#[allow(clippy::too_many_arguments)]
-pub async fn relay_compressed<C: AsyncWriteRent>(
-    ctx: &WorkerCtx,
-    client: &mut C,
-    upstream: &mut UpstreamConn,
-    rbuf: &mut Vec<u8>,
-    out: &mut Vec<u8>,
-    resp: &ResponsePlan,
-    route: &RoutePlan,
-    encoding: crate::compress::Encoding,
-) -> Result<bool, Cut> {
-    let mut enc = crate::compress::Encoder::new(encoding, &ctx.plan.compress).map_err(|_| Cut)?;
-    let mut totals = crate::compress::Totals::default();
-    let timeouts = (route.read_timeout, route.send_timeout);
-    let res = Box::pin(crate::compress::relay(
-        client,
-        upstream,
-        rbuf,
-        out,
-        resp.head_len,
-        resp.framing,
-        &mut enc,
-        timeouts,
-        &mut totals,
-    ))
-    .await;
-    ctx.observe
-        .metrics
-        .compressed(encoding, totals.bytes_in, totals.bytes_out);
-    res.map_err(|_| Cut)
+/// A compressed body as HTTP/1.1 chunks, after the head already in `out`: each piece the
+/// encoder emits is one chunk, written with the head on the first call; the last chunk follows
+/// the final piece in the same write.
+pub struct ChunkedOut<'a, C> {
+    pub client: &'a mut C,
+    pub out: &'a mut Vec<u8>,
+    pub t_send: std::time::Duration,
+}
+
+impl<C: AsyncWriteRent> crate::compress::CompressedSink for ChunkedOut<'_, C> {
+    async fn send(&mut self, data: &[u8], last: bool) -> std::io::Result<()> {
+        if !data.is_empty() {
+            write_chunk_header(self.out, data.len());
+            self.out.extend_from_slice(data);
+            self.out.extend_from_slice(b"\r\n");
+        }
+        if last {
+            self.out.extend_from_slice(LAST_CHUNK);
+        }
+        write_out(self.client, self.out, 0, self.t_send).await?;
+        self.out.clear();
+        Ok(())
+    }
 }
