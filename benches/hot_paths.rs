@@ -126,6 +126,7 @@ Content-Length: 29\r\n\r\n";
         response_headers: Vec::new(),
         listener: 0,
         proxy_header: None,
+        compress: None,
         cache: None,
     };
     let mut out = H1Head::new(Vec::with_capacity(4096), false);

@@ -266,7 +266,8 @@ lt_tls_cert() {
 # X-Forwarded-Proto https. Each sets LT_LAST_PID to the proxy's top process.
 
 lt_start_proxy_nginx() {
-    local port=$1 backend=$2 extra=${3:-} dir="$LT_TMP/nginx" ssl="" tls=""
+    local port=$1 backend=$2 extra=${3:-} name=${LT_NGINX_NAME:-nginx} ssl="" tls=""
+    local dir="$LT_TMP/$name"
     if [[ -n ${LT_TLS_DIR:-} ]]; then
         ssl=" ssl"
         tls="ssl_certificate $LT_TLS_DIR/cert.pem;
@@ -305,8 +306,8 @@ lt_start_proxy_nginx() {
             $extra
         }
     }"
-    lt_nginx_run nginx "$LT_PROXY_CPU" "$dir"
-    lt_wait_ready nginx "$LT_LAST_PID" "$port"
+    lt_nginx_run "$name" "$LT_PROXY_CPU" "$dir"
+    lt_wait_ready "$name" "$LT_LAST_PID" "$port"
 }
 
 lt_start_proxy_haproxy() {

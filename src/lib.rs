@@ -5,7 +5,8 @@
 //! one pinned worker per core; everything on the request path lives in the worker that accepted
 //! the connection. Layers, each importing only those below it: `server` (accept) → `client`
 //! (one connection's protocol) → `exchange` (route, access, rewrite, forward, response) →
-//! `upstream`, `auth`, `tunnel`, `body` → `http` → `io`; `config` and `observe` at the side.
+//! `upstream`, `auth`, `tunnel`, `compress`, `body` → `http` → `io`; `config` and `observe` at
+//! the side.
 //! docs/architecture.md follows one request through them, file by file.
 
 pub mod admin;
@@ -13,6 +14,7 @@ pub mod auth;
 pub mod body;
 pub mod cache;
 pub mod client;
+pub mod compress;
 pub mod config;
 pub mod exchange;
 pub mod http;

@@ -498,3 +498,54 @@ fn cache_keys_are_checked() {
     ]);
     assert!(ok.status.success(), "{}", stderr_of(&ok));
 }
+
+#[test]
+fn compressed_variants_are_stored_once_per_encoding() {
+    use std::io::Read;
+    let script: Vec<u8> = (0..20_000)
+        .map(|i| b"function dashboard() { return 42; }\n"[i % 36])
+        .collect();
+    let body = script.clone();
+    let up = Scripted::start(move |_, _, _| {
+        let fields = [
+            ("Cache-Control", "public, max-age=60"),
+            ("Content-Type", "text/javascript"),
+        ];
+        Step::reply(&chunked(&fields, &body))
+    });
+    let p = proxy(up.addr, "", "compress = true\n");
+    let gzip = |r: &HttpResp| {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&r.body[..]).read_to_end(&mut out).unwrap();
+        out
+    };
+    let first = get_with(&p.url("/app.js"), &[("Accept-Encoding", "gzip")]);
+    assert_eq!(
+        (status(&first), first.header("content-encoding")),
+        ("ringway; fwd=miss", Some("gzip"))
+    );
+    assert_eq!(gzip(&first), script);
+    let compressed_out = metric(&p, "ringway_compress_out_bytes_total{encoding=\"gzip\"}");
+    for accept in ["gzip", "gzip, deflate"] {
+        let hit = get_with(&p.url("/app.js"), &[("Accept-Encoding", accept)]);
+        assert_eq!(
+            (status(&hit), hit.header("content-encoding")),
+            ("ringway; hit", Some("gzip"))
+        );
+        assert_eq!(hit.header("content-length"), Some(&*hit.body.len().to_string()));
+        assert_eq!(gzip(&hit), script);
+    }
+    // The hits were not compressed again.
+    assert_eq!(
+        metric(&p, "ringway_compress_out_bytes_total{encoding=\"gzip\"}"),
+        compressed_out
+    );
+    assert_eq!(up.requests().len(), 1);
+    // Another encoding (here none) is another entry, stored as the client gets it.
+    for expect in ["ringway; fwd=miss", "ringway; hit"] {
+        let plain = get(&p.url("/app.js"));
+        assert_eq!((status(&plain), plain.header("content-encoding")), (expect, None));
+        assert_eq!(plain.body, script);
+    }
+    assert_eq!(up.requests().len(), 2);
+}

@@ -67,7 +67,7 @@ pub fn client_info() -> ClientInfo {
 }
 
 /// An exchange as `decide` would leave it, varied by `flags` (bit 0 HEAD, 1 HTTP/1.0 client,
-/// 2 upgrade asked, 3 client keep-alive) and aimed at `route`.
+/// 2 upgrade asked, 3 client keep-alive, 4 gzip accepted) and aimed at `route`.
 pub fn outgoing(route: usize, flags: u8) -> Outgoing {
     let plan = plan();
     let route = route % plan.routes.len();
@@ -88,6 +88,7 @@ pub fn outgoing(route: usize, flags: u8) -> Outgoing {
         upgrade: flags & 4 != 0,
         listener: 0,
         proxy_header: None,
+        compress: (flags & 16 != 0).then_some(ringway::compress::Encoding::Gzip),
         cache: None,
     }
 }

@@ -6,6 +6,7 @@
 mod access;
 mod access_plan;
 pub mod cidr;
+mod compress;
 pub mod hash_ring;
 pub mod htpasswd;
 mod listener;
@@ -302,8 +303,10 @@ impl Compiler<'_> {
                 }
             }
         });
+        let compress = self.compress(raw.compress.as_ref());
         let cache = self.cache(raw.cache.as_ref(), &routes);
         Plan {
+            compress,
             source: self.file.to_path_buf(),
             server,
             listeners,

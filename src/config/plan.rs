@@ -25,6 +25,8 @@ pub struct Plan {
     pub log: LogPlan,
     /// `[admin] bind`: where /metrics, /healthz, /readyz and the status page are served.
     pub admin: Option<SocketAddr>,
+    /// `[compress]`: types, minimum size and levels for routes with `compress = true`.
+    pub compress: CompressPlan,
     /// `[cache]`: present when some route has `cache = true`.
     pub cache: Option<CachePlan>,
 }
@@ -66,6 +68,8 @@ pub fn listener_names(listeners: &[ListenerPlan]) -> Option<String> {
     }
     (!names.is_empty()).then(|| names.join(", "))
 }
+
+pub use super::compress::{CompressPlan, Encoding, MediaRange};
 
 /// Where access log lines go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -295,6 +299,8 @@ pub struct RoutePlan {
     pub forwarding: Forwarding,
     /// auth, allow/deny, rate_limit, cors, identity_static.
     pub access: RouteAccess,
+    /// `compress = true`: eligible responses are compressed as `[compress]` says.
+    pub compress: bool,
     /// `cache = true`: responses to GET and HEAD go through the worker's cache.
     pub cache: bool,
     /// `cache_ttl`: freshness given to 200 responses that carry no caching headers.

@@ -155,6 +155,7 @@ impl Compiler<'_> {
             response_headers,
             forwarding,
             access: Default::default(),
+            compress: r.compress.unwrap_or(false),
             cache,
             cache_ttl: cache_ttl.filter(|d| !d.is_zero()),
         })

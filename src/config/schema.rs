@@ -26,7 +26,21 @@ pub struct RawConfig {
     pub auth: BTreeMap<String, RawAuth>,
     pub log: Option<S<RawLog>>,
     pub admin: Option<S<RawAdmin>>,
+    pub compress: Option<S<RawCompress>>,
     pub cache: Option<S<RawCache>>,
+}
+
+/// `[compress]`: what `[[route]] compress = true` compresses, and how hard.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawCompress {
+    /// Media types (`type/subtype` or `type/*`) worth compressing.
+    pub types: Option<S<Vec<String>>>,
+    /// Responses with a smaller Content-Length are sent as they are.
+    pub min_size: Option<S<SizeValue>>,
+    pub gzip_level: Option<S<i64>>,
+    pub brotli_level: Option<S<i64>>,
+    pub zstd_level: Option<S<i64>>,
 }
 
 /// `[cache]`: the memory the response cache may use and the largest response it keeps.
@@ -208,6 +222,8 @@ pub struct RawRoute {
     pub rate_limit: Option<RawRateLimit>,
     pub cors: Option<RawCors>,
     pub identity_static: Option<RawIdentityStatic>,
+    /// Compress eligible responses for clients that accept it (`[compress]` says which and how).
+    pub compress: Option<bool>,
     /// Keep cacheable responses in the worker's cache (`[cache]`).
     pub cache: Option<S<bool>>,
     /// Freshness for 200 responses to GET/HEAD that carry no caching headers (micro-caching).

@@ -114,9 +114,15 @@ pub async fn before<'c, S: ClientSide>(
         authenticated: route.access.auth.is_some() || policy::first(headers, "authorization").is_some(),
     };
     let identity = &plan.access.identity_headers;
-    let Some(primary) = key::primary(&req.host, target, headers, facts.authenticated, identity) else {
+    let Some(mut primary) = key::primary(&req.host, target, headers, facts.authenticated, identity) else {
         return Before::Forward(None);
     };
+    if route.compress {
+        // What ringway compresses with depends only on this offer: one entry per encoding, so
+        // a response is compressed once, not per request.
+        primary.push_str("\0enc=");
+        primary.push_str(o.compress.map_or("identity", |e| e.token()));
+    }
     let conditional = [
         "if-none-match",
         "if-modified-since",
@@ -339,7 +345,12 @@ pub async fn after_head<S: ClientSide>(
         .may_store
         .then(|| policy::storable(resp.status, headers, pass.facts, pass.ttl, now))
         .flatten();
-    let fill = fresh.and_then(|f| Some((f, Fill::new(resp.framing, pass.cache.max_object)?)));
+    // A compressed body is copied as the client gets it (encoder output, no framing).
+    let framing = match resp.compress {
+        Some(_) => crate::http::Framing::UntilClose,
+        None => resp.framing,
+    };
+    let fill = fresh.and_then(|f| Some((f, Fill::new(framing, pass.cache.max_object)?)));
     let Some((fresh, fill)) = fill else {
         if pass.stale.is_some() {
             pass.cache.remove(&pass.found_key);
@@ -348,7 +359,12 @@ pub async fn after_head<S: ClientSide>(
         pass.lead = None;
         return After::Relay(None);
     };
-    let vary: Rc<[Box<str>]> = key::vary_names(headers).into();
+    let mut vary = key::vary_names(headers);
+    if resp.compress.is_some() {
+        // ringway chose the encoding from its offer, which the primary key already holds.
+        vary.retain(|n| &**n != "accept-encoding");
+    }
+    let vary: Rc<[Box<str>]> = vary.into();
     let mut req_fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
     let Some((_, req_headers)) = parse_head(out, &mut req_fields) else {
         return After::Relay(None);

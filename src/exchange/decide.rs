@@ -157,6 +157,10 @@ pub fn decide(
             let unspecified = std::net::SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0);
             (info.peer, info.local.unwrap_or(unspecified))
         }),
+        compress: route
+            .compress
+            .then(|| crate::compress::offer(req.headers, facts.is_head, version == 0, facts.upgrade.is_some()))
+            .flatten(),
         cache,
     };
     match subrequest {

@@ -3,13 +3,15 @@
 //! `upstream_head` with paths mapped by `rewrite`) → on caching routes `cached` (a hit is
 //! answered here, a miss is filled on its way) → `forward` (server choice, send, request
 //! body, with retries and failover) → `response_head` (the upstream's head rewritten for the
-//! client) → the body → log (`observe`). A client protocol produces a [`RequestHead`], calls
-//! these, and implements [`client_side::ClientSide`] for the parts that frame bytes; it never
-//! routes, checks or rewrites on its own.
+//! client) → the body (`compressed` when the route compresses it) → log (`observe`). A client
+//! protocol produces a [`RequestHead`], calls these, and implements
+//! [`client_side::ClientSide`] for the parts that frame bytes; it never routes, checks or
+//! rewrites on its own.
 
 pub mod access;
 pub mod cached;
 pub mod client_side;
+pub mod compressed;
 pub mod decide;
 pub mod forward;
 pub mod outgoing;

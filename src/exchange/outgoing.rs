@@ -32,6 +32,9 @@ pub struct Outgoing {
     /// For an upstream with `send_proxy_protocol`: the client's address and the one it reached,
     /// written in the PROXY header of the new upstream connection.
     pub proxy_header: Option<(SocketAddr, SocketAddr)>,
+    /// The encoding the client accepts, when its route compresses and the request allows it
+    /// (`compress::offer`); the response decides whether it is used.
+    pub compress: Option<crate::compress::Encoding>,
     /// A GET or HEAD without a body on a route with `cache = true`: what the cache step needs
     /// of the client's request.
     pub cache: Option<Box<CacheRequest>>,

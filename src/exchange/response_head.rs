@@ -3,6 +3,13 @@
 //! Content-Location and Set-Cookie paths mapped back under the route's prefix, the route's
 //! header rules, CORS and HSTS, and what the client is told of the body's length. `101
 //! Switching Protocols` is accepted only for a request that asked to upgrade.
+//!
+//! Compression is decided here, once per response: the request's offer (`Outgoing::compress`,
+//! from `compress::offer` in `decide`) is kept when `compress::response_allows` says the
+//! response may be compressed; the head then carries `compress::write_headers`' fields
+//! (Content-Encoding, Vary, weak ETag), no Content-Length, and `BodyLength::UntilEnd`, and
+//! `ResponsePlan::compress` tells the client side to send the body through
+//! `exchange::compressed::relay_compressed`.
 
 use super::client_side::{BodyLength, HeadSink};
 use super::outgoing::Outgoing;
@@ -28,6 +35,8 @@ pub struct ResponsePlan {
     /// Pass a chunked upstream body through verbatim (1.1 client) or decode it (1.0 client).
     pub pass_chunked: bool,
     pub close_client: bool,
+    /// The body is compressed with this encoding and its length left open (`relay_compressed`).
+    pub compress: Option<crate::compress::Encoding>,
 }
 
 pub async fn read_response_head<H: HeadSink>(
@@ -150,6 +159,9 @@ pub fn build_response_head<H: HeadSink>(
     let facts =
         inspect_response(status, res.version.unwrap_or(1), res.headers, o.is_head).map_err(FailureKind::BadResponse)?;
     let authority = plan.upstreams[o.upstream].servers[o.server].authority.as_str();
+    let compress = o
+        .compress
+        .filter(|_| crate::compress::response_allows(&plan.compress, status, facts.framing, res.headers));
 
     let mut close_client = !o.client_keep_alive;
     let (chunk_for_client, pass_chunked) = match facts.framing {
@@ -172,6 +184,7 @@ pub fn build_response_head<H: HeadSink>(
             || rules.drops(h.name.as_bytes())
             || (route.access.cors.is_some() && crate::auth::cors::is_cors_header(h.name.as_bytes()))
             || (hsts.is_some() && h.name.eq_ignore_ascii_case("strict-transport-security"))
+            || (compress.is_some() && crate::compress::replaces(h.name))
         {
             continue;
         }
@@ -189,6 +202,12 @@ pub fn build_response_head<H: HeadSink>(
             None => out.keep(rbuf, h),
         }
     }
+    if let Some(encoding) = compress {
+        let dropped = |name: &str| rules.drops(name.as_bytes());
+        crate::compress::write_headers(encoding, res.headers, dropped, |name, value| {
+            out.field(rbuf, name, value)
+        });
+    }
     for rule in rules.set.iter().chain(&rules.add) {
         out.field(rbuf, rule.name.as_bytes(), rule.value.as_bytes());
     }
@@ -199,6 +218,7 @@ pub fn build_response_head<H: HeadSink>(
         out.field(rbuf, b"Strict-Transport-Security", value.as_bytes());
     }
     let length = match facts.framing {
+        _ if compress.is_some() => BodyLength::UntilEnd,
         Framing::Length(len) => BodyLength::Exactly(len),
         Framing::None => match facts.content_length {
             Some(len) => BodyLength::Exactly(len),
@@ -216,6 +236,7 @@ pub fn build_response_head<H: HeadSink>(
         chunk_for_client,
         pass_chunked,
         close_client,
+        compress,
     }))
 }
 
@@ -252,5 +273,6 @@ fn switching_head<H: HeadSink>(
         chunk_for_client: false,
         pass_chunked: false,
         close_client: false,
+        compress: None,
     }
 }

@@ -3,7 +3,7 @@
 //! so workers never write the same line. `/metrics` sums the blocks when it is scraped.
 
 use super::Health;
-use crate::config::Plan;
+use crate::config::{Encoding, Plan};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -36,10 +36,13 @@ pub enum Global {
     CacheBytes,
     CacheEvictions,
 }
-const GLOBALS: usize = 14;
+const NAMED_GLOBALS: usize = 14;
+/// Per encoding (zstd, br, gzip): compressed responses, body bytes in, compressed bytes out.
+const COMPRESS_AT: usize = NAMED_GLOBALS;
+const GLOBALS: usize = NAMED_GLOBALS + 3 * Encoding::ALL.len();
 
 /// The exposition of each process-wide counter: name, type, help.
-const GLOBAL_FAMILIES: [(&str, &str, &str, Global); GLOBALS] = [
+const GLOBAL_FAMILIES: [(&str, &str, &str, Global); NAMED_GLOBALS] = [
     (
         "ringway_open_connections",
         "gauge",
@@ -228,6 +231,14 @@ impl Block {
         self.add(at + 5 + HIST, micros);
     }
 
+    /// One compressed response (finished or cut): its body bytes before and after compression.
+    pub fn compressed(&self, encoding: Encoding, bytes_in: u64, bytes_out: u64) {
+        let at = COMPRESS_AT + 3 * encoding as usize;
+        self.add(at, 1);
+        self.add(at + 1, bytes_in);
+        self.add(at + 2, bytes_out);
+    }
+
     #[inline]
     pub fn server(&self, upstream: usize, server: usize, stat: ServerStat, n: u64) {
         self.add(self.layout.server_at(upstream, server) + stat as usize, n);
@@ -404,6 +415,27 @@ impl Registry {
         for (name, kind, help, which) in GLOBAL_FAMILIES {
             family(&mut out, name, kind, help);
             let _ = writeln!(out, "{name} {}", self.global(which));
+        }
+        let compress_families = [
+            (
+                "ringway_compressed_responses_total",
+                "Responses compressed, by encoding (cut ones included).",
+            ),
+            (
+                "ringway_compress_in_bytes_total",
+                "Response body bytes read from upstreams for compression, by encoding.",
+            ),
+            (
+                "ringway_compress_out_bytes_total",
+                "Compressed body bytes sent to clients (chunk framing excluded), by encoding.",
+            ),
+        ];
+        for (i, (name, help)) in compress_families.into_iter().enumerate() {
+            family(&mut out, name, "counter", help);
+            for e in Encoding::ALL {
+                let n = self.sum(COMPRESS_AT + 3 * e as usize + i);
+                let _ = writeln!(out, "{name}{{encoding=\"{}\"}} {n}", e.token());
+            }
         }
         out
     }

@@ -893,7 +893,7 @@ impl RawClient {
         &self.buf
     }
 
-    fn read_line(&mut self) -> Result<Vec<u8>, String> {
+    pub fn read_line(&mut self) -> Result<Vec<u8>, String> {
         loop {
             if let Some(i) = find(&self.buf, b"\r\n") {
                 let line = self.buf[..i].to_vec();
@@ -909,7 +909,7 @@ impl RawClient {
         }
     }
 
-    fn read_exact_body(&mut self, n: usize) -> Result<Vec<u8>, String> {
+    pub fn read_exact_body(&mut self, n: usize) -> Result<Vec<u8>, String> {
         while self.buf.len() < n {
             if !self.fill()? {
                 return Err(format!("connection closed after {} of {n} body bytes", self.buf.len()));

@@ -5,13 +5,14 @@
 
 use super::reply::reply;
 use super::request_body::{reframe_request, stream_request_body};
-use super::response_body::relay_response_body;
+use super::response_body::{relay_response_body, ChunkedOut};
 use super::response_head::H1Head;
 use crate::body::chunked::ChunkedDecoder;
 use crate::body::splice::SpliceClient;
 use crate::cache::Fill;
 use crate::config::RoutePlan;
 use crate::exchange::client_side::{BodyAbort, ClientSide, Cut, STORED_SLICE};
+use crate::exchange::compressed::relay_compressed;
 use crate::exchange::forward::{forward, Next};
 use crate::exchange::outgoing::Outgoing;
 use crate::exchange::response_head::ResponsePlan;
@@ -173,6 +174,15 @@ impl<C: AsyncReadRent + AsyncWriteRent + SpliceClient> ClientSide for H1Side<'_,
         fill: Option<&mut Fill>,
     ) -> Result<bool, Cut> {
         let out = &mut self.head.out;
+        if let Some(encoding) = resp.compress {
+            let t_send = route.send_timeout;
+            let mut sink = ChunkedOut {
+                client: self.client,
+                out,
+                t_send,
+            };
+            return relay_compressed(ctx, upstream, rbuf, resp, route, encoding, &mut sink, fill).await;
+        }
         relay_response_body(self.client, upstream, rbuf, out, resp, route, &ctx.pipes, fill).await
     }
 

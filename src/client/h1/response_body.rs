@@ -1,7 +1,9 @@
 //! The response body, upstream to client, in bounded buffers: Content-Length bodies spliced
 //! between plain sockets or copied, chunked bodies validated and passed on (decoded for
-//! HTTP/1.0 clients), close-delimited bodies spliced or re-framed as chunked. A body cut short
-//! closes the client connection, so no client takes a truncated body for a complete one.
+//! HTTP/1.0 clients), close-delimited bodies spliced or re-framed as chunked; a compressed body
+//! (`exchange::compressed`) sent one chunk per piece the encoder emits ([`ChunkedOut`]). A body
+//! cut short closes the client connection, so no client takes a truncated body for a complete
+//! one.
 
 use crate::body::chunked::{write_chunk_header, ChunkedDecoder, Step, LAST_CHUNK};
 use crate::body::splice::{plain_pair, splice_body, BodyError, SpliceClient, SPLICE_MIN_BODY};
@@ -160,4 +162,29 @@ fn feed(fill: &mut Option<&mut Fill>, bytes: &[u8]) {
 /// A fill still copying: the body must pass through userspace.
 fn keeping(fill: &Option<&mut Fill>) -> bool {
     fill.as_ref().is_some_and(|f| f.active())
+}
+
+/// A compressed body as HTTP/1.1 chunks, after the head already in `out`: each piece the
+/// encoder emits is one chunk, written with the head on the first call; the last chunk follows
+/// the final piece in the same write.
+pub struct ChunkedOut<'a, C> {
+    pub client: &'a mut C,
+    pub out: &'a mut Vec<u8>,
+    pub t_send: std::time::Duration,
+}
+
+impl<C: AsyncWriteRent> crate::compress::CompressedSink for ChunkedOut<'_, C> {
+    async fn send(&mut self, data: &[u8], last: bool) -> std::io::Result<()> {
+        if !data.is_empty() {
+            write_chunk_header(self.out, data.len());
+            self.out.extend_from_slice(data);
+            self.out.extend_from_slice(b"\r\n");
+        }
+        if last {
+            self.out.extend_from_slice(LAST_CHUNK);
+        }
+        write_out(self.client, self.out, 0, self.t_send).await?;
+        self.out.clear();
+        Ok(())
+    }
 }

@@ -193,6 +193,15 @@ impl StreamIo {
         matches!(self.out, Out::Done)
     }
 
+    /// Resets a response whose body was cut short (after the head went out), so the client
+    /// cannot take it as complete; `finish` then has nothing left to do.
+    pub fn cut(&mut self) {
+        if let (Out::Body(_), Some(s)) = (&self.out, self.send.as_mut()) {
+            s.send_reset(Reason::INTERNAL_ERROR);
+            self.out = Out::Done;
+        }
+    }
+
     /// Ends a body that ran until the upstream closed.
     pub fn end_response(&mut self) {
         if let (Out::Body(Framing::UntilEnd), Some(s)) = (&self.out, self.send.as_mut()) {

@@ -1,14 +1,17 @@
 //! The exchange's [`ClientSide`] for one HTTP/2 stream: the response head arrives field by field
 //! (`H2Head`, a `HeadSink`) and goes out as one HEADERS frame; the upstream's body, whatever its
 //! HTTP/1.1 framing (length, chunked, until close), goes out as DATA frames under flow control
-//! (`body::StreamIo`); the request body streams from DATA frames to the upstream, chunked when it
-//! has no `content-length`. No upgrade exists on HTTP/2: an upstream's 101 becomes a 502.
+//! (`body::StreamIo`), compressed first when the response head says so (`DataOut`, a
+//! `compress::CompressedSink`); the request body streams from DATA frames to the upstream,
+//! chunked when it has no `content-length`. No upgrade exists on HTTP/2: an upstream's 101
+//! becomes a 502.
 
 use super::body::{Framing, StreamIo};
 use crate::body::chunked::ChunkedDecoder;
 use crate::cache::Fill;
 use crate::config::RoutePlan;
 use crate::exchange::client_side::{BodyAbort, BodyLength, ClientSide, Cut, HeadSink, STORED_SLICE};
+use crate::exchange::compressed::relay_compressed;
 use crate::exchange::response_head::ResponsePlan;
 use crate::exchange::{Reply, WorkerCtx};
 use crate::http::Framing as Wire;
@@ -183,45 +186,19 @@ impl ClientSide for H2Side<'_> {
 
     async fn send_response(
         &mut self,
-        _ctx: &WorkerCtx,
+        ctx: &WorkerCtx,
         upstream: &mut UpstreamConn,
         rbuf: &mut Vec<u8>,
         resp: &ResponsePlan,
         route: &RoutePlan,
-        mut fill: Option<&mut Fill>,
+        fill: Option<&mut Fill>,
     ) -> Result<bool, Cut> {
-        let framing = match resp.framing {
-            Wire::Length(n) => Framing::Length(n),
-            Wire::Chunked => Framing::Chunked(ChunkedDecoder::new()),
-            Wire::UntilClose => Framing::UntilEnd,
-            Wire::None => Framing::Length(0),
-        };
-        let head = self.head.response().ok_or(Cut)?;
-        self.io.respond(head, framing).map_err(|_| Cut)?;
-        let first = rbuf.len().min(resp.head_len);
-        if let Some(f) = fill.as_deref_mut() {
-            f.feed(&rbuf[first..]);
+        let res = self.relay(ctx, upstream, rbuf, resp, route, fill).await;
+        if res.is_err() {
+            // Reset rather than END_STREAM: a body that runs until its end must not look whole.
+            self.io.cut();
         }
-        let res = timeout(route.send_timeout, Box::pin(self.io.body(&rbuf[first..]))).await;
-        res.map_err(|_| Cut)?.map_err(|_| Cut)?;
-        while !self.io.response_done() {
-            rbuf.clear();
-            let cap = rbuf.capacity().max(16 * 1024);
-            match read_into(upstream, rbuf, cap, cap, route.read_timeout).await {
-                Ok(0) if matches!(resp.framing, Wire::UntilClose) => {
-                    self.io.end_response();
-                    return Ok(false);
-                }
-                Ok(0) | Err(_) => return Err(Cut),
-                Ok(_) => {}
-            }
-            if let Some(f) = fill.as_deref_mut() {
-                f.feed(rbuf);
-            }
-            let res = timeout(route.send_timeout, Box::pin(self.io.body(rbuf))).await;
-            res.map_err(|_| Cut)?.map_err(|_| Cut)?;
-        }
-        Ok(true)
+        res
     }
 
     async fn send_stored(&mut self, body: &Bytes, with_body: bool, t: Duration) -> io::Result<()> {
@@ -263,5 +240,80 @@ impl ClientSide for H2Side<'_> {
 
     async fn send_reply(&mut self, r: Reply, t: Duration) -> io::Result<()> {
         self.io.reply(r, t).await
+    }
+}
+
+impl H2Side<'_> {
+    /// The body as DATA frames: as the upstream framed it, or compressed.
+    async fn relay(
+        &mut self,
+        ctx: &WorkerCtx,
+        upstream: &mut UpstreamConn,
+        rbuf: &mut Vec<u8>,
+        resp: &ResponsePlan,
+        route: &RoutePlan,
+        mut fill: Option<&mut Fill>,
+    ) -> Result<bool, Cut> {
+        let head = self.head.response().ok_or(Cut)?;
+        if let Some(encoding) = resp.compress {
+            self.io.respond(head, Framing::UntilEnd).map_err(|_| Cut)?;
+            let mut sink = DataOut {
+                io: self.io,
+                t_send: route.send_timeout,
+            };
+            return relay_compressed(ctx, upstream, rbuf, resp, route, encoding, &mut sink, fill).await;
+        }
+        let framing = match resp.framing {
+            Wire::Length(n) => Framing::Length(n),
+            Wire::Chunked => Framing::Chunked(ChunkedDecoder::new()),
+            Wire::UntilClose => Framing::UntilEnd,
+            Wire::None => Framing::Length(0),
+        };
+        self.io.respond(head, framing).map_err(|_| Cut)?;
+        let first = rbuf.len().min(resp.head_len);
+        if let Some(f) = fill.as_deref_mut() {
+            f.feed(&rbuf[first..]);
+        }
+        let res = timeout(route.send_timeout, Box::pin(self.io.body(&rbuf[first..]))).await;
+        res.map_err(|_| Cut)?.map_err(|_| Cut)?;
+        while !self.io.response_done() {
+            rbuf.clear();
+            let cap = rbuf.capacity().max(16 * 1024);
+            match read_into(upstream, rbuf, cap, cap, route.read_timeout).await {
+                Ok(0) if matches!(resp.framing, Wire::UntilClose) => {
+                    self.io.end_response();
+                    return Ok(false);
+                }
+                Ok(0) | Err(_) => return Err(Cut),
+                Ok(_) => {}
+            }
+            if let Some(f) = fill.as_deref_mut() {
+                f.feed(rbuf);
+            }
+            let res = timeout(route.send_timeout, Box::pin(self.io.body(rbuf))).await;
+            res.map_err(|_| Cut)?.map_err(|_| Cut)?;
+        }
+        Ok(true)
+    }
+}
+
+/// A compressed body as DATA frames, each send bounded by the route's `send_timeout`.
+struct DataOut<'a> {
+    io: &'a mut StreamIo,
+    t_send: Duration,
+}
+
+impl crate::compress::CompressedSink for DataOut<'_> {
+    async fn send(&mut self, data: &[u8], last: bool) -> io::Result<()> {
+        if !data.is_empty() {
+            match timeout(self.t_send, Box::pin(self.io.body(data))).await {
+                Ok(res) => res?,
+                Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+            }
+        }
+        if last {
+            self.io.end_response();
+        }
+        Ok(())
     }
 }
