@@ -9,20 +9,8 @@ mod h2raw;
 use bytes::Bytes;
 use common::*;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-
-/// A self-signed certificate for `localhost` written as PEM files in `dir`.
-pub fn localhost_cert(dir: &TempDir) -> (PathBuf, PathBuf) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    (
-        dir.write("cert.pem", &cert.pem()),
-        dir.write("key.pem", &key.serialize_pem()),
-    )
-}
 
 /// One worker; a TLS listener (first address, `tls_extra` in its table) and a plaintext one
 /// with h2c; `extra` goes in at the top level, `routes` after the upstream.
@@ -106,24 +94,6 @@ fn http2_false_offers_only_http11_and_h2c_is_off_by_default() {
     let path = dir2.write("bad.toml", bad);
     let out = run_cli(&["check", "--config", path.to_str().unwrap()]);
     assert!(stderr_of(&out).contains("listener.http2"), "{}", stderr_of(&out));
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// An h2 client over a plaintext connection (prior knowledge), its connection driven in the
-/// background of the runtime.
-async fn h2c(addr: SocketAddr) -> h2::client::SendRequest<Bytes> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (send, conn) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    send
 }
 
 /// Sends one request (body in `chunks`, none when empty) and returns the status and the body.

@@ -1377,3 +1377,33 @@ pub fn run_chromium(bin: &std::path::Path, profile: &std::path::Path, url: &str,
     let out = cmd.output().expect("run chromium");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A self-signed certificate for `localhost` written as PEM files in `dir`.
+pub fn localhost_cert(dir: &TempDir) -> (PathBuf, PathBuf) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    (
+        dir.write("cert.pem", &cert.pem()),
+        dir.write("key.pem", &key.serialize_pem()),
+    )
+}
+
+/// A single-threaded tokio runtime for the tests' HTTP/2 client (h2), in the test process only.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// An h2 client over a plaintext connection (prior knowledge), its connection driven in the
+/// background of the runtime.
+pub async fn h2c(addr: SocketAddr) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    send
+}
