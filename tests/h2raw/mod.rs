@@ -84,6 +84,18 @@ pub fn request<'a>(method: &'a str, path: &'a str, authority: &'a str) -> Vec<(&
     ]
 }
 
+/// One frame as written on the wire, for sending several in one write.
+pub fn frame_bytes(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = Vec::with_capacity(9 + payload.len());
+    f.extend_from_slice(&len.to_be_bytes()[1..]);
+    f.push(kind);
+    f.push(flags);
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
 impl Conn {
     /// Connects, sends the preface and SETTINGS (`settings`: id, value).
     pub fn open(addr: SocketAddr, settings: &[(u16, u32)]) -> Conn {
@@ -105,14 +117,7 @@ impl Conn {
     }
 
     pub fn frame(&mut self, kind: u8, flags: u8, stream: u32, payload: &[u8]) -> bool {
-        let len = payload.len() as u32;
-        let mut f = Vec::with_capacity(9 + payload.len());
-        f.extend_from_slice(&len.to_be_bytes()[1..]);
-        f.push(kind);
-        f.push(flags);
-        f.extend_from_slice(&stream.to_be_bytes());
-        f.extend_from_slice(payload);
-        self.send_raw(&f)
+        self.send_raw(&frame_bytes(kind, flags, stream, payload))
     }
 
     pub fn headers(&mut self, stream: u32, fields: &[(&str, &str)], end_stream: bool) -> bool {
