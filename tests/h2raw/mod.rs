@@ -38,6 +38,11 @@ impl Frame {
         let at = if self.kind == GOAWAY { 4 } else { 0 };
         u32::from_be_bytes(self.payload[at..at + 4].try_into().unwrap())
     }
+
+    /// The last stream id a GOAWAY frame names: streams above it were not and will not be served.
+    pub fn last_stream(&self) -> u32 {
+        u32::from_be_bytes(self.payload[..4].try_into().unwrap()) & 0x7fff_ffff
+    }
 }
 
 pub struct Conn {
@@ -133,7 +138,7 @@ impl Conn {
         self.frame(RST_STREAM, 0, stream, &8u32.to_be_bytes())
     }
 
-    /// The next frame, acknowledging SETTINGS on the way; `None` at end of stream or after
+    /// The next frame, acknowledging SETTINGS and PING on the way; `None` at end of stream or after
     /// `within` with nothing complete.
     pub fn next(&mut self, within: Duration) -> Option<Frame> {
         let until = Instant::now() + within;
@@ -150,6 +155,9 @@ impl Conn {
                     self.buf.drain(..9 + len);
                     if f.kind == SETTINGS && f.flags & ACK == 0 {
                         self.frame(SETTINGS, ACK, 0, &[]);
+                    }
+                    if f.kind == PING && f.flags & ACK == 0 {
+                        self.frame(PING, ACK, 0, &f.payload);
                     }
                     return Some(f);
                 }
