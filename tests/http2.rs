@@ -384,3 +384,65 @@ fn h2load_thousands_of_requests_without_a_failure() {
     );
     assert!(text.contains("status codes: 3000 2xx"), "{text}");
 }
+
+/// Status, the named fields (lowercase) and body of one response, through curl.
+fn fields_and_body(args: &[&str], url: &str, names: &[&str]) -> (u16, Vec<Option<String>>, String) {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10", "-D", "-"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let fields: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let picked = names
+        .iter()
+        .map(|want| fields.iter().find(|(n, _)| n == want).map(|(_, v)| v.clone()))
+        .collect();
+    (status, picked, body.to_string())
+}
+
+#[test]
+fn ringway_s_own_replies_carry_the_same_fields_and_body_as_on_http11() {
+    let b = Backend::echo();
+    let dir = TempDir::new();
+    let routes = "[[route]]\nprefix = \"/app/\"\nupstream = \"app\"\nstrip_prefix = true\n";
+    let p = proxy(&dir, b.addr, "", "", routes);
+    let names = ["location", "content-type", "content-length", "connection"];
+    for (path, method, status) in [
+        ("/app", "GET", 301),
+        ("/nowhere", "GET", 404),
+        ("/nowhere", "HEAD", 404),
+    ] {
+        let url = format!("http://{}{path}", p.addrs[1]);
+        let head = if method == "HEAD" { vec!["-I"] } else { vec![] };
+        let h1 = fields_and_body(&[&head[..], &["--http1.1"]].concat(), &url, &names);
+        let h2 = fields_and_body(&[&head[..], &["--http2-prior-knowledge"]].concat(), &url, &names);
+        assert_eq!(h1.0, status, "{method} {path} over HTTP/1.1");
+        assert_eq!(h2.0, status, "{method} {path} over HTTP/2");
+        assert_eq!(h2.1[..3], h1.1[..3], "{method} {path}: fields differ");
+        assert_eq!(h2.1[3], None, "{method} {path}: no Connection field on HTTP/2");
+        assert_eq!(h2.1[0].is_some(), status == 301, "{method} {path}: Location");
+        assert_eq!(h2.2, h1.2, "{method} {path}: bodies differ");
+    }
+    let (_, fields, body) = fields_and_body(
+        &["--http2-prior-knowledge"],
+        &format!("http://{}/nowhere", p.addrs[1]),
+        &names,
+    );
+    assert_eq!(fields[1].as_deref(), Some("text/plain; charset=utf-8"));
+    assert!(
+        body.ends_with('\n') && fields[2] == Some(body.len().to_string()),
+        "{body:?}"
+    );
+}

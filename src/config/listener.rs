@@ -255,8 +255,8 @@ impl Compiler<'_> {
         }
     }
 
-    /// `[server] h2_*`: stream count and flow-control windows, checked against what HTTP/2
-    /// allows (a window is at least 64 KiB - 1 and at most 2^31 - 1).
+    /// `[server] h2_*`: stream count, flow-control windows (checked against what HTTP/2 allows:
+    /// a window is at least 64 KiB - 1 and at most 2^31 - 1) and the rapid-reset threshold.
     fn h2_limits(&mut self, raw: &RawServer) -> H2Limits {
         let max_concurrent_streams = self.count(
             &raw.h2_max_concurrent_streams,
@@ -276,10 +276,12 @@ impl Compiler<'_> {
         };
         let stream_window = window(&raw.h2_stream_window, "server.h2_stream_window", 256 * 1024);
         let connection_window = window(&raw.h2_connection_window, "server.h2_connection_window", 1024 * 1024);
+        let max_resets = self.count(&raw.h2_max_resets, "server.h2_max_resets", 1..=10_000, 100);
         H2Limits {
             max_concurrent_streams,
             stream_window,
             connection_window,
+            max_resets,
         }
     }
 
@@ -345,8 +347,13 @@ mod tests {
         let plan = load("", "").ok().unwrap();
         let h2 = plan.server.h2;
         assert_eq!(
-            (h2.max_concurrent_streams, h2.stream_window, h2.connection_window),
-            (128, 256 * 1024, 1024 * 1024)
+            (
+                h2.max_concurrent_streams,
+                h2.stream_window,
+                h2.connection_window,
+                h2.max_resets
+            ),
+            (128, 256 * 1024, 1024 * 1024, 100)
         );
         assert!(!plan.listeners[0].h2c);
         let plan = load(
@@ -366,6 +373,12 @@ mod tests {
             "{}",
             e[0]
         );
+        assert_eq!(
+            load("h2_max_resets = 5000", "").ok().unwrap().server.h2.max_resets,
+            5000
+        );
+        let e = load("h2_max_resets = 0", "").err().unwrap();
+        assert!(e[0].to_string().contains("server.h2_max_resets"), "{}", e[0]);
         let e = load("h2_connection_window = 1000", "").err().unwrap();
         assert!(e[0].to_string().contains("server.h2_connection_window"), "{}", e[0]);
         let e = load("", "http2 = true").err().unwrap();

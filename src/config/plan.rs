@@ -128,6 +128,10 @@ pub struct H2Limits {
     pub max_concurrent_streams: u32,
     pub stream_window: u32,
     pub connection_window: u32,
+    /// Streams a client may reset before their response (rapid reset) before the connection is
+    /// checked: past it, a connection that reset most of its streams is closed; also how many
+    /// reset streams may wait at once to be accepted.
+    pub max_resets: u32,
 }
 
 /// `[server] io_driver`: what the operator asked for; `server::driver` decides what runs.

@@ -93,6 +93,8 @@ pub struct RawServer {
     /// HTTP/2: flow-control window of each stream and of the whole connection (request bodies).
     pub h2_stream_window: Option<S<SizeValue>>,
     pub h2_connection_window: Option<S<SizeValue>>,
+    /// HTTP/2: streams a client may reset before their response, before rapid reset is checked.
+    pub h2_max_resets: Option<S<i64>>,
 }
 
 #[derive(Deserialize)]

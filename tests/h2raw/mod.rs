@@ -38,6 +38,11 @@ impl Frame {
         let at = if self.kind == GOAWAY { 4 } else { 0 };
         u32::from_be_bytes(self.payload[at..at + 4].try_into().unwrap())
     }
+
+    /// The last stream id a GOAWAY frame names: streams above it were not and will not be served.
+    pub fn last_stream(&self) -> u32 {
+        u32::from_be_bytes(self.payload[..4].try_into().unwrap()) & 0x7fff_ffff
+    }
 }
 
 pub struct Conn {
@@ -84,6 +89,18 @@ pub fn request<'a>(method: &'a str, path: &'a str, authority: &'a str) -> Vec<(&
     ]
 }
 
+/// One frame as written on the wire, for sending several in one write.
+pub fn frame_bytes(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = Vec::with_capacity(9 + payload.len());
+    f.extend_from_slice(&len.to_be_bytes()[1..]);
+    f.push(kind);
+    f.push(flags);
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
 impl Conn {
     /// Connects, sends the preface and SETTINGS (`settings`: id, value).
     pub fn open(addr: SocketAddr, settings: &[(u16, u32)]) -> Conn {
@@ -105,14 +122,7 @@ impl Conn {
     }
 
     pub fn frame(&mut self, kind: u8, flags: u8, stream: u32, payload: &[u8]) -> bool {
-        let len = payload.len() as u32;
-        let mut f = Vec::with_capacity(9 + payload.len());
-        f.extend_from_slice(&len.to_be_bytes()[1..]);
-        f.push(kind);
-        f.push(flags);
-        f.extend_from_slice(&stream.to_be_bytes());
-        f.extend_from_slice(payload);
-        self.send_raw(&f)
+        self.send_raw(&frame_bytes(kind, flags, stream, payload))
     }
 
     pub fn headers(&mut self, stream: u32, fields: &[(&str, &str)], end_stream: bool) -> bool {
@@ -128,7 +138,7 @@ impl Conn {
         self.frame(RST_STREAM, 0, stream, &8u32.to_be_bytes())
     }
 
-    /// The next frame, acknowledging SETTINGS on the way; `None` at end of stream or after
+    /// The next frame, acknowledging SETTINGS and PING on the way; `None` at end of stream or after
     /// `within` with nothing complete.
     pub fn next(&mut self, within: Duration) -> Option<Frame> {
         let until = Instant::now() + within;
@@ -145,6 +155,9 @@ impl Conn {
                     self.buf.drain(..9 + len);
                     if f.kind == SETTINGS && f.flags & ACK == 0 {
                         self.frame(SETTINGS, ACK, 0, &[]);
+                    }
+                    if f.kind == PING && f.flags & ACK == 0 {
+                        self.frame(PING, ACK, 0, &f.payload);
                     }
                     return Some(f);
                 }

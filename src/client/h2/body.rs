@@ -4,9 +4,10 @@
 //! (length, chunked, until the upstream closes), goes out as DATA frames. Each send waits for
 //! flow-control window before it returns, so a reader that stops reading stalls the exchange,
 //! whose route's `send_timeout` ends it; at most `max_send_buffer_size` bytes per stream wait in
-//! h2's queue, nothing is buffered whole. A body cut short resets the stream. Responses that
-//! exist only as HTTP/1.1 text (ringway's own replies, a forward-auth service's answer) are
-//! taken apart into the same head and body (`feed`, through `AsyncWriteRent`).
+//! h2's queue, nothing is buffered whole. A body cut short resets the stream. ringway's own
+//! replies are built as a head and a body directly (`reply`); the access step's answers
+//! (forward-auth, CORS preflight, deny, rate limit) exist only as HTTP/1.1 text and are taken
+//! apart into the same head and body (`feed`, through `AsyncWriteRent`).
 //!
 //! Request: the body from DATA frames (window released as it is taken), chunked when the
 //! upstream head says so (`request::Derived::chunked`), the last chunk only after a clean
@@ -18,8 +19,7 @@
 
 use crate::body::chunked::{write_chunk_header, ChunkedDecoder, Step};
 use crate::exchange::Reply;
-use crate::http::write::simple_response;
-use crate::io::owned::write_out;
+use crate::io::deadline::timeout;
 use crate::io::socket as sys;
 use bytes::Bytes;
 use h2::server::SendResponse;
@@ -93,7 +93,7 @@ impl StreamIo {
         }
     }
 
-    /// Request body bytes received and response bytes sent (heads counted as HTTP/1.1 text).
+    /// Request and response body bytes (DATA payloads) received and sent.
     pub fn totals(&self) -> (u64, u64) {
         (self.received, self.sent)
     }
@@ -210,12 +210,30 @@ impl StreamIo {
         }
     }
 
-    /// Sends a response ringway writes itself, with the same fields as on HTTP/1.1.
+    /// Sends a response ringway writes itself: the fields and body it has on HTTP/1.1 (a text
+    /// body ends with a newline), less `Connection`, which HTTP/2 has not.
     pub async fn reply(&mut self, r: Reply, t: Duration) -> io::Result<()> {
-        let mut out = Vec::with_capacity(256);
-        let loc: Vec<(&str, &[u8])> = r.location.as_deref().map(|l| ("Location", l)).into_iter().collect();
-        simple_response(&mut out, r.status, &loc, &r.body, r.close);
-        write_out(self, &mut out, 0, t).await
+        use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+        let mut resp = http::Response::new(());
+        *resp.status_mut() = http::StatusCode::from_u16(r.status).map_err(|_| bad_head("status out of range"))?;
+        let fields = resp.headers_mut();
+        if let Some(l) = r.location.as_deref() {
+            let l = HeaderValue::from_bytes(l).map_err(|_| bad_head("Location not valid in HTTP/2"))?;
+            fields.insert(LOCATION, l);
+        }
+        let mut body = Vec::new();
+        if !r.body.is_empty() {
+            fields.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+            body.reserve_exact(r.body.len() + 1);
+            body.extend_from_slice(r.body.as_bytes());
+            body.push(b'\n');
+        }
+        fields.insert(CONTENT_LENGTH, body.len().into());
+        self.respond(resp, Framing::Length(body.len() as u64))?;
+        match timeout(t, Box::pin(self.body(&body))).await {
+            Ok(res) => res,
+            Err(_) => Err(io::ErrorKind::TimedOut.into()),
+        }
     }
 
     /// Takes in an HTTP/1.1 response written as text.
@@ -250,7 +268,6 @@ impl StreamIo {
             _ => return Err(bad_head("response head cannot be parsed")),
         }
         let status = parsed.code.unwrap_or(502);
-        self.sent += len as u64;
         let mut framing = Framing::UntilEnd;
         let mut resp = http::Response::builder().status(status);
         for f in parsed.headers.iter() {

@@ -9,8 +9,8 @@
 //!
 //! Limits against misbehaving clients: the header list is capped at `max_head_size` while it is
 //! decoded (HPACK bombs, CONTINUATION floods); streams the client resets before they are served
-//! cost no upstream request, and a connection resetting most of its streams is closed with
-//! ENHANCE_YOUR_CALM (rapid reset); stream and connection windows bound what a client may send
+//! cost no upstream request, and past `h2_max_resets` a connection resetting most of its
+//! streams is closed with ENHANCE_YOUR_CALM (rapid reset); stream and connection windows bound what a client may send
 //! ahead; each stream's queue of DATA waiting for window is bounded (`body`), and a stalled
 //! reader is ended by the route's `send_timeout`, a silent sender by its `read_timeout`.
 
@@ -36,9 +36,8 @@ pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// DATA a stream may queue in h2 beyond what the client's window lets out.
 const SEND_BUFFER: usize = 64 * 1024;
-/// Client resets past which a connection is checked for rapid reset, and how often it may reset
-/// (a stream in `RESET_SHARE`) before it is closed.
-const RESETS_TOLERATED: u64 = 100;
+/// Past `h2_max_resets` client resets, a connection resetting more than one stream in
+/// `RESET_SHARE` is closed (rapid reset).
 const RESET_SHARE: u64 = 2;
 /// How often the connection looks at the drain state and its idle time.
 const TICK: Duration = Duration::from_millis(250);
@@ -80,7 +79,9 @@ pub async fn serve<S: NonBlocking, G: 'static>(ctx: Rc<WorkerCtx>, stream: S, in
         .initial_window_size(limits.h2.stream_window)
         .initial_connection_window_size(limits.h2.connection_window)
         .max_header_list_size(limits.max_head_size as u32)
-        .max_send_buffer_size(SEND_BUFFER);
+        .max_send_buffer_size(SEND_BUFFER)
+        // Streams reset before this task took them up wait in h2's queue: bounded the same way.
+        .max_pending_accept_reset_streams(limits.h2.max_resets as usize);
     let handshake = builder.handshake::<_, Bytes>(io);
     let mut conn = match monoio::time::timeout(limits.header_timeout, handshake).await {
         Ok(Ok(c)) => c,
@@ -127,7 +128,7 @@ pub async fn serve<S: NonBlocking, G: 'static>(ctx: Rc<WorkerCtx>, stream: S, in
                 let task = stream::serve(ctx.clone(), info.clone(), state.clone(), req, respond);
                 monoio::spawn(crate::io::deadline::scoped(task));
                 let resets = state.resets.get();
-                if resets > RESETS_TOLERATED && resets * RESET_SHARE > state.streams.get() {
+                if resets > u64::from(limits.h2.max_resets) && resets * RESET_SHARE > state.streams.get() {
                     event(
                         Level::Info,
                         format_args!("HTTP/2 client {peer}: {resets} streams reset before their response; closed"),
