@@ -24,6 +24,10 @@ impl<C> Counted<C> {
         }
     }
 
+    pub fn get_ref(&self) -> &C {
+        &self.inner
+    }
+
     pub fn into_inner(self) -> C {
         self.inner
     }

@@ -13,6 +13,7 @@ use crate::client::h1::serve;
 use crate::config::Plan;
 use crate::exchange::WorkerCtx;
 use crate::http::client_info::ClientInfo;
+use crate::io::memory::{collect, Collector};
 use crate::observe::metrics::{Global, ServerStat};
 use crate::observe::{event, Level};
 use monoio::io::{CancelHandle, Canceller};
@@ -59,7 +60,8 @@ pub fn run(
     };
     rt.block_on(async move {
         let ctx = Rc::new(WorkerCtx::new(plan.clone(), board, observe));
-        monoio::spawn(tick(ctx.clone()));
+        let open = Rc::new(Cell::new(0usize));
+        monoio::spawn(tick(ctx.clone(), open.clone()));
         let per_worker_cap = match plan.server.max_connections {
             0 => usize::MAX,
             n => n.div_ceil(plan.server.workers),
@@ -71,7 +73,6 @@ pub fn run(
                 return;
             }
         };
-        let open = Rc::new(Cell::new(0usize));
         let canceller = Canceller::new();
         let mut tasks = Vec::new();
         for (std_listener, index) in sockets {
@@ -182,7 +183,7 @@ async fn accept_loop(
                 let conn = async move {
                     let timeout = ctx.plan.server.header_timeout;
                     if let Some(from) = &ctx.plan.listeners[index].proxy_protocol {
-                        match proxy_header::accept(&stream, peer, from, timeout).await {
+                        match Box::pin(proxy_header::accept(&stream, peer, from, timeout)).await {
                             Ok(header) => {
                                 let (client, reached) = proxy_header::endpoints(&header, peer, local);
                                 info = ClientInfo {
@@ -200,7 +201,9 @@ async fn accept_loop(
                     }
                     match tls {
                         None => serve(ctx, stream, info, guard).await,
-                        Some(tls) => match tls.accept(stream, timeout).await {
+                        // Boxed: the handshake's state (and its deadline) is freed once it is
+                        // done, not carried by the connection's future for its whole life.
+                        Some(tls) => match Box::pin(tls.accept(stream, timeout)).await {
                             Ok(stream) => serve(ctx, stream, info, guard).await,
                             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                                 event(Level::Info, format_args!("TLS client {peer}: {e}; closed"))
@@ -235,11 +238,16 @@ async fn accept_loop(
 }
 
 /// The worker's once-a-second chores: sample the gauges only the worker can see (in-flight
-/// requests, pooled connections, idle pipes), reopen the log after SIGUSR1, and flush it.
-async fn tick(ctx: Rc<WorkerCtx>) {
+/// requests, pooled connections, idle pipes), reopen the log after SIGUSR1, flush it, and hand
+/// memory back to the system once a burst of connections has closed.
+async fn tick(ctx: Rc<WorkerCtx>, open: Rc<Cell<usize>>) {
     let o = &ctx.observe;
+    let mut collector = Collector::default();
     loop {
         monoio::time::sleep(Duration::from_secs(1)).await;
+        if collector.should_collect(open.get()) {
+            collect();
+        }
         let plan = &ctx.plan;
         for (u, up) in plan.upstreams.iter().enumerate() {
             for s in 0..up.servers.len() {
