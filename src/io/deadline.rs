@@ -67,6 +67,16 @@ impl ConnTimer {
     }
 }
 
+/// Frees the current connection's timer (its `Sleep`, 640 bytes) until its next timed
+/// operation: an idle keep-alive connection's wait is timed by the worker's idle sweep
+/// (`drain`), not by a timer of its own.
+pub fn release_current() {
+    if let Some(timer) = current() {
+        timer.sleep.borrow_mut().take();
+        timer.armed.set(None);
+    }
+}
+
 thread_local! {
     static CURRENT: Cell<Option<Rc<ConnTimer>>> = const { Cell::new(None) };
 }

@@ -338,6 +338,12 @@ impl Record {
         }
     }
 
+    /// Starts counting this request's bytes from the connection's `totals` so far (a record made
+    /// for each request of a keep-alive connection).
+    pub fn mark(&mut self, totals: (u64, u64)) {
+        self.marks = totals;
+    }
+
     /// A new request whose head (complete or not) is `head`.
     pub fn begin(&mut self, head: &[u8]) {
         self.start = crate::io::clock::now();

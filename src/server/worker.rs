@@ -62,6 +62,7 @@ pub fn run(
         let ctx = Rc::new(WorkerCtx::new(plan.clone(), board, observe));
         let open = Rc::new(Cell::new(0usize));
         monoio::spawn(tick(ctx.clone(), open.clone()));
+        monoio::spawn(sweep_idle(ctx.clone()));
         let per_worker_cap = match plan.server.max_connections {
             0 => usize::MAX,
             n => n.div_ceil(plan.server.workers),
@@ -199,12 +200,16 @@ async fn accept_loop(
                             }
                         }
                     }
+                    // The connection continues in a task of its own, so nothing of this one
+                    // (the PROXY header's and the handshake's state) stays allocated with it.
                     match tls {
-                        None => serve(ctx, stream, info, guard).await,
-                        // Boxed: the handshake's state (and its deadline) is freed once it is
-                        // done, not carried by the connection's future for its whole life.
+                        None => {
+                            monoio::spawn(Contained::new(serve(ctx, stream, info, guard), peer));
+                        }
                         Some(tls) => match Box::pin(tls.accept(stream, timeout)).await {
-                            Ok(stream) => serve(ctx, stream, info, guard).await,
+                            Ok(stream) => {
+                                monoio::spawn(Contained::new(serve(ctx, stream, info, guard), peer));
+                            }
                             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                                 event(Level::Info, format_args!("TLS client {peer}: {e}; closed"))
                             }
@@ -234,6 +239,16 @@ async fn accept_loop(
                 }
             }
         }
+    }
+}
+
+/// Ends the waits of keep-alive connections idle past their timeout: one timer for the whole
+/// worker instead of one per connection, so a timeout ends up to `SWEEP` late.
+async fn sweep_idle(ctx: Rc<WorkerCtx>) {
+    const SWEEP: Duration = Duration::from_millis(100);
+    loop {
+        monoio::time::sleep(SWEEP).await;
+        ctx.drain.sweep(std::time::Instant::now());
     }
 }
 

@@ -21,14 +21,12 @@ use super::counted::Counted;
 use crate::exchange::forward::Next;
 use crate::exchange::{self, access, reply, Decision, Reply, WorkerCtx};
 use crate::http::client_info::ClientInfo;
-use crate::io::deadline::timeout;
 use crate::io::drain::Drain;
 use crate::io::owned::write_from;
 use crate::observe::{ConnGauge, Record};
 use crate::upstream::UpstreamConn;
 use head::{read_head, HeadRead};
 use std::future::Future;
-use std::pin::pin;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -40,80 +38,97 @@ pub fn serve<C: ClientStream + 'static, G: 'static>(
     info: ClientInfo,
     guard: G,
 ) -> impl Future<Output = ()> {
+    let gauge = ConnGauge::new(&ctx.observe);
     // One timer for every read and write deadline of this connection (see `deadline`).
-    crate::io::deadline::scoped(serve_requests(ctx, client, info, guard))
+    crate::io::deadline::scoped(serve_requests(ctx, Counted::new(client), info, (guard, gauge)))
 }
 
-async fn serve_requests<C: ClientStream + 'static, G: 'static>(
+/// The connection between requests. Its future is what an idle connection costs, so it holds
+/// only what outlives a request: the arguments (identity, socket, guards), the bytes of a
+/// pipelined next request and the idle timeout.
+/// A plain function returning an `async move` block, not an `async fn`: an async fn's future
+/// keeps its arguments twice (as passed, and moved into the body's bindings), the block only
+/// once.
+fn serve_requests<C: ClientStream + 'static, G: 'static>(
     ctx: Rc<WorkerCtx>,
-    client: C,
+    client: Counted<C>,
     info: ClientInfo,
-    guard: G,
-) {
-    let gauge = ConnGauge::new(&ctx.observe);
-    let mut client = Counted::new(client);
-    let mut rec = Record::new(ctx.observe.logging());
-    // Bytes of the next request(s) already received (pipelining). Between requests it is empty
-    // and has no capacity: an idle connection waits for readability holding no buffer, and takes
-    // one from the worker's pool when bytes arrive.
-    let mut pending: Vec<u8> = Vec::new();
-    // Before the first request the client gets header_timeout; later, the route's idle timeout.
-    let mut idle = ctx.plan.server.header_timeout;
-    // While draining, every connection gets its next request answered, with `Connection:
-    // close`; only connections still idle near the end of shutdown_timeout are closed.
-    let mut drain = None;
-    loop {
-        if pending.is_empty() {
-            ctx.requests.put(std::mem::take(&mut pending));
-            if !wait_idle(&client, idle, drain).await {
-                return;
+    guards: (G, ConnGauge),
+) -> impl Future<Output = ()> {
+    let mut client = client;
+    async move {
+        // Bytes of the next request(s) already received (pipelining). Between requests it is empty
+        // and has no capacity: an idle connection waits for readability holding no buffer, and takes
+        // one from the worker's pool when bytes arrive.
+        let mut pending: Vec<u8> = Vec::new();
+        // Before the first request the client gets header_timeout; later, the route's idle timeout.
+        let mut idle = ctx.plan.server.header_timeout;
+        // While draining, every connection gets its next request answered, with `Connection:
+        // close`; only connections still idle near the end of shutdown_timeout are closed (the
+        // first request's wait is not idle in that sense).
+        let mut served = false;
+        loop {
+            if pending.is_empty() {
+                ctx.requests.put(std::mem::take(&mut pending));
+                if !wait_idle(&ctx, &client, info.slot, idle, served).await {
+                    return;
+                }
+                pending = ctx.requests.get();
             }
-            pending = ctx.requests.get();
-        }
-        // Boxed: the per-request state (head read, decision, replies, the exchange) exists only
-        // while a request is in hand, not in the connection's future between requests.
-        let one = serve_one(&ctx, &mut client, &info, pending, (idle, drain), &mut rec);
-        let (step, buf) = Box::pin(one).await;
-        drain = Some((&ctx.drain, info.slot));
-        pending = buf;
-        match step {
-            Step::Next(timeout) => idle = timeout.unwrap_or(idle),
-            Step::Close => {
-                ctx.requests.put(pending);
-                return;
-            }
-            Step::Tunnel(upstream, route) => {
-                ctx.requests.put(pending);
-                ctx.observe.finish(&ctx.plan, &mut rec, &info, client.totals());
-                // The connection is no longer HTTP: from here on, bytes only, in a task of
-                // their own; this one ends and frees the HTTP state (buffers, strings).
-                // The request's record goes along only when the tunnel gets a log line.
-                let line = ctx.observe.logging().then(|| Box::new((rec, info)));
-                let watch = ctx.observe.tunnel_opened(gauge, line);
-                client
-                    .into_inner()
-                    .spawn_tunnel(upstream, ctx.clone(), route, (guard, watch));
-                return;
+            let drain = served.then_some((&ctx.drain, info.slot));
+            // Boxed: the per-request state (head read, decision, replies, the exchange, the record)
+            // exists only while a request is in hand, not in the connection's future between requests.
+            let one = serve_one(&ctx, &mut client, &info, pending, (idle, drain));
+            let (step, buf) = Box::pin(one).await;
+            served = true;
+            pending = buf;
+            match step {
+                Step::Next(timeout) => idle = timeout.unwrap_or(idle),
+                Step::Close => {
+                    ctx.requests.put(pending);
+                    return;
+                }
+                Step::Tunnel(upstream, route, mut rec) => {
+                    ctx.requests.put(pending);
+                    ctx.observe.finish(&ctx.plan, &mut rec, &info, client.totals());
+                    // The connection is no longer HTTP: from here on, bytes only, in a task of
+                    // their own; this one ends and frees the HTTP state (buffers, strings).
+                    // The request's record goes along only when the tunnel gets a log line.
+                    let line = ctx.observe.logging().then(|| Box::new((*rec, info)));
+                    let (guard, gauge) = guards;
+                    let watch = ctx.observe.tunnel_opened(gauge, line);
+                    client
+                        .into_inner()
+                        .spawn_tunnel(upstream, ctx.clone(), route, (guard, watch));
+                    return;
+                }
             }
         }
     }
 }
 
-/// Waits, holding no buffer, until the client sends something (or closes). `false`: the idle
-/// timeout passed, the socket failed, or a drain is closing idle connections.
-async fn wait_idle<C: ClientStream>(client: &Counted<C>, idle: Duration, drain: Option<(&Drain, usize)>) -> bool {
-    let ready = async { timeout(idle, pin!(client.get_ref().wait_readable())).await };
-    let res = match drain {
-        None => ready.await,
-        Some((d, _)) if d.is_closing_idle() => return false,
-        Some((d, slot)) => {
-            d.set_idle(slot, true);
-            let r = ready.await;
-            d.set_idle(slot, false);
-            r
-        }
-    };
-    matches!(res, Ok(Ok(())))
+/// Waits, holding no buffer and no timer, until the client sends something (or closes). The
+/// deadline is kept in the worker's drain registry, whose sweep shuts the socket down when it
+/// passes; the wait then ends like a close. `false`: the socket failed, or a drain is closing
+/// idle connections.
+async fn wait_idle<C: ClientStream>(
+    ctx: &WorkerCtx,
+    client: &Counted<C>,
+    slot: usize,
+    idle: Duration,
+    served: bool,
+) -> bool {
+    let d = &ctx.drain;
+    if served && d.is_closing_idle() {
+        return false;
+    }
+    crate::io::deadline::release_current();
+    d.set_wait_until(slot, Some(crate::io::clock::now() + idle));
+    d.set_idle(slot, served);
+    let ready = client.get_ref().wait_readable().await;
+    d.set_idle(slot, false);
+    d.set_wait_until(slot, None);
+    ready.is_ok()
 }
 
 /// What the connection does after one request.
@@ -122,23 +137,25 @@ enum Step {
     /// ringway answered itself, the connection keeps its current one).
     Next(Option<Duration>),
     Close,
-    /// The upstream answered 101 on this route: become a tunnel.
-    Tunnel(UpstreamConn, usize),
+    /// The upstream answered 101 on this route: become a tunnel (its record finished by the
+    /// tunnel's end).
+    Tunnel(UpstreamConn, usize, Box<Record>),
 }
 
 /// Serves one request whose first bytes are in `cbuf`: reads the rest of its head, runs the
 /// exchange's steps, writes the response. Hands back the buffer with any bytes received after
-/// this request (pipelined ones). The record is finished here unless the connection becomes a
-/// tunnel (the tunnel's end finishes it).
+/// this request (pipelined ones). The request's record is made and finished here, unless the
+/// connection becomes a tunnel.
 async fn serve_one<C: ClientStream>(
     ctx: &WorkerCtx,
     client: &mut Counted<C>,
     info: &ClientInfo,
     cbuf: Vec<u8>,
     (idle, drain): (Duration, Option<(&Drain, usize)>),
-    rec: &mut Record,
 ) -> (Step, Vec<u8>) {
     let plan = &ctx.plan;
+    let mut rec = Record::new(ctx.observe.logging());
+    rec.mark(client.totals());
     let limits = &plan.server;
     let (head, mut cbuf) = read_head(
         client,
@@ -158,7 +175,7 @@ async fn serve_one<C: ClientStream>(
             let r = Reply::refused(e);
             rec.status = r.status;
             let _ = reply(client, r, limits.header_timeout).await;
-            ctx.observe.finish(plan, rec, info, client.totals());
+            ctx.observe.finish(plan, &mut rec, info, client.totals());
             return (Step::Close, cbuf);
         }
         HeadRead::TimedOut => {
@@ -172,13 +189,13 @@ async fn serve_one<C: ClientStream>(
             rec.begin(&cbuf);
             rec.status = 408;
             let _ = reply(client, r, limits.header_timeout).await;
-            ctx.observe.finish(plan, rec, info, client.totals());
+            ctx.observe.finish(plan, &mut rec, info, client.totals());
             return (Step::Close, cbuf);
         }
     };
     rec.begin(&cbuf[..head_len]);
     let mut out = ctx.heads.get();
-    let decision = decide_head(plan, &ctx.access, info, &cbuf[..head_len], &mut out, rec);
+    let decision = decide_head(plan, &ctx.access, info, &cbuf[..head_len], &mut out, &mut rec);
     // Access step with I/O: forward auth asks its service before anything goes upstream.
     let decision = match decision {
         Decision::Authorize(outgoing, sub) => match Box::pin(access::authorize(plan, &sub, &mut out)).await {
@@ -222,17 +239,17 @@ async fn serve_one<C: ClientStream>(
             next = Step::Next(Some(plan.routes[route].idle_timeout));
             // Boxed: a connection that becomes a long-lived tunnel should not carry the
             // exchange's (large) state machine in its task for the tunnel's whole life.
-            let exchange = exchange::forward::exchange(ctx, client, cbuf, head_len, out, outgoing, rec);
+            let exchange = exchange::forward::exchange(ctx, client, cbuf, head_len, out, outgoing, &mut rec);
             let (upshot, buf) = Box::pin(exchange).await;
             cbuf = buf;
             match upshot {
                 Next::KeepAlive => true,
                 Next::Close => false,
-                Next::Tunnel(upstream) => return (Step::Tunnel(upstream, route), cbuf),
+                Next::Tunnel(upstream) => return (Step::Tunnel(upstream, route, Box::new(rec)), cbuf),
             }
         }
     };
-    ctx.observe.finish(plan, rec, info, client.totals());
+    ctx.observe.finish(plan, &mut rec, info, client.totals());
     if !keep {
         return (Step::Close, cbuf);
     }
