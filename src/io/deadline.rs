@@ -67,14 +67,18 @@ impl ConnTimer {
     }
 }
 
-/// Frees the current connection's timer (its `Sleep`, 640 bytes) until its next timed
-/// operation: an idle keep-alive connection's wait is timed by the worker's idle sweep
-/// (`drain`), not by a timer of its own.
-pub fn release_current() {
-    if let Some(timer) = current() {
-        timer.sleep.borrow_mut().take();
-        timer.armed.set(None);
+impl ConnTimer {
+    /// Frees the timer's `Sleep` (640 bytes) until the connection's next timed operation: an
+    /// idle keep-alive connection's wait is timed by the worker's idle sweep (`drain`).
+    pub fn release(&self) {
+        self.sleep.borrow_mut().take();
+        self.armed.set(None);
     }
+}
+
+/// The timer of the connection being polled, if any.
+pub fn current_timer() -> Option<Rc<ConnTimer>> {
+    current()
 }
 
 thread_local! {

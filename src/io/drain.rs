@@ -9,6 +9,9 @@
 
 use std::cell::{Cell, RefCell};
 use std::os::fd::RawFd;
+use std::rc::Rc;
+
+use super::deadline::ConnTimer;
 use std::time::Instant;
 
 /// A worker's drain state and its connections, owned by its `WorkerCtx`.
@@ -25,12 +28,15 @@ struct Conns {
     free: Vec<usize>,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Conn {
     fd: RawFd,
     idle: bool,
     /// While the connection waits for a request: when the wait ends (see [`Drain::sweep`]).
     until: Option<Instant>,
+    /// While it waits: its timer, released by the sweep once the wait has lasted a while (a
+    /// busy connection keeps it from one request to the next).
+    timer: Option<(Instant, Rc<ConnTimer>)>,
 }
 
 /// A connection without a slot (`ringway route`, benches): never shut down from here.
@@ -54,6 +60,7 @@ impl Drain {
             fd,
             idle: false,
             until: None,
+            timer: None,
         };
         match c.free.pop() {
             Some(i) => {
@@ -74,6 +81,7 @@ impl Drain {
                 fd: -1,
                 idle: false,
                 until: None,
+                timer: None,
             };
             c.free.push(slot);
         }
@@ -92,15 +100,31 @@ impl Drain {
     pub fn set_wait_until(&self, slot: usize, until: Option<Instant>) {
         if let Some(conn) = self.conns.borrow_mut().slots.get_mut(slot) {
             conn.until = until;
+            if until.is_none() {
+                conn.timer = None;
+            }
+        }
+    }
+
+    /// Hands the sweep a waiting connection's timer, to release at `at` if it still waits then.
+    pub fn release_timer_at(&self, slot: usize, at: Instant, timer: Rc<ConnTimer>) {
+        if let Some(conn) = self.conns.borrow_mut().slots.get_mut(slot) {
+            conn.timer = Some((at, timer));
         }
     }
 
     /// Shuts down the sockets of connections whose wait for a request passed its deadline (their
     /// reads then see end-of-stream). The worker calls this a few times a second.
     pub fn sweep(&self, now: Instant) {
-        let expired: Vec<RawFd> = self
-            .conns
-            .borrow_mut()
+        let mut conns = self.conns.borrow_mut();
+        for c in conns.slots.iter_mut() {
+            if c.timer.as_ref().is_some_and(|(at, _)| *at <= now) {
+                if let Some((_, timer)) = c.timer.take() {
+                    timer.release();
+                }
+            }
+        }
+        let expired: Vec<RawFd> = conns
             .slots
             .iter_mut()
             .filter(|c| c.fd >= 0 && c.until.is_some_and(|t| t <= now))
@@ -109,6 +133,7 @@ impl Drain {
                 c.fd
             })
             .collect();
+        drop(conns);
         for fd in expired {
             shutdown_both(fd);
         }

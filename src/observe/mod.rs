@@ -324,7 +324,7 @@ pub struct Record {
 impl Record {
     pub fn new(capture: bool) -> Self {
         Record {
-            start: Instant::now(),
+            start: crate::io::clock::now(),
             route: None,
             server: None,
             status: 0,

@@ -74,6 +74,18 @@ fn serve_requests<C: ClientStream + 'static, G: 'static>(
                     return;
                 }
                 pending = ctx.requests.get();
+                match client.try_fill(&mut pending) {
+                    Ok(0) => {
+                        ctx.requests.put(pending);
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => {
+                        ctx.requests.put(pending);
+                        return;
+                    }
+                }
             }
             let drain = served.then_some((&ctx.drain, info.slot));
             // Boxed: the per-request state (head read, decision, replies, the exchange, the record)
@@ -122,14 +134,21 @@ async fn wait_idle<C: ClientStream>(
     if served && d.is_closing_idle() {
         return false;
     }
-    crate::io::deadline::release_current();
-    d.set_wait_until(slot, Some(crate::io::clock::now() + idle));
+    let now = crate::io::clock::now();
+    d.set_wait_until(slot, Some(now + idle));
+    if let Some(timer) = crate::io::deadline::current_timer() {
+        // Kept through a short pause (the next request of a busy client), freed after.
+        d.release_timer_at(slot, now + TIMER_KEPT, timer);
+    }
     d.set_idle(slot, served);
     let ready = client.get_ref().wait_readable().await;
     d.set_idle(slot, false);
     d.set_wait_until(slot, None);
     ready.is_ok()
 }
+
+/// How long an idle connection keeps its timer before the sweep frees it.
+const TIMER_KEPT: Duration = Duration::from_secs(1);
 
 /// What the connection does after one request.
 enum Step {

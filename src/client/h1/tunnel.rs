@@ -20,10 +20,17 @@ use std::rc::Rc;
 /// HTTP state machine allocated for hours. That task is what an idle tunnel costs, so it owns
 /// each piece exactly once: the sockets, the connection guard, the worker context; the limits
 /// are read through the context (`route` indexes the plan's routes).
-pub trait ClientStream: AsyncReadRent + AsyncWriteRent + SpliceClient + Sized {
+pub trait ClientStream: AsyncReadRent + AsyncWriteRent + SpliceClient + RelayEnd + Sized {
     /// Waits until a read would find bytes (or the end of the stream) without lending the
     /// stream a buffer: how an idle keep-alive connection waits.
     fn wait_readable(&self) -> impl Future<Output = std::io::Result<()>>;
+
+    /// Appends what can be read now, without waiting, within `buf`'s capacity: right after
+    /// [`ClientStream::wait_readable`] this takes the request without one more operation
+    /// through the runtime. `Ok(0)` is end of stream, `WouldBlock` nothing yet.
+    fn try_fill(&self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        RelayEnd::try_read(self, buf)
+    }
 
     fn spawn_tunnel<G: 'static>(
         self,
