@@ -74,6 +74,12 @@ fn serve_requests<C: ClientStream + 'static, G: 'static>(
                     return;
                 }
                 pending = ctx.requests.get();
+                // The read below fills the buffer's capacity: never more than a head may be.
+                let max_head = ctx.plan.server.max_head_size;
+                if pending.capacity() > max_head {
+                    ctx.requests
+                        .put(std::mem::replace(&mut pending, Vec::with_capacity(max_head)));
+                }
                 match client.try_fill(&mut pending) {
                     Ok(0) => {
                         ctx.requests.put(pending);
