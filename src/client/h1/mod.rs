@@ -67,6 +67,9 @@ fn serve_requests<C: ClientStream + 'static, G: 'static>(
         // close`; only connections still idle near the end of shutdown_timeout are closed (the
         // first request's wait is not idle in that sense).
         let mut served = false;
+        // The connection's byte counts when the previous request was finished: where the next
+        // request's own counts start (bytes taken while it was idle are its bytes).
+        let mut marks = (0, 0);
         loop {
             if pending.is_empty() {
                 ctx.requests.put(std::mem::take(&mut pending));
@@ -96,9 +99,10 @@ fn serve_requests<C: ClientStream + 'static, G: 'static>(
             let drain = served.then_some((&ctx.drain, info.slot));
             // Boxed: the per-request state (head read, decision, replies, the exchange, the record)
             // exists only while a request is in hand, not in the connection's future between requests.
-            let one = serve_one(&ctx, &mut client, &info, pending, (idle, drain));
+            let one = serve_one(&ctx, &mut client, &info, pending, (idle, drain), marks);
             let (step, buf) = Box::pin(one).await;
             served = true;
+            marks = client.totals();
             pending = buf;
             match step {
                 Step::Next(timeout) => idle = timeout.unwrap_or(idle),
@@ -177,10 +181,11 @@ async fn serve_one<C: ClientStream>(
     info: &ClientInfo,
     cbuf: Vec<u8>,
     (idle, drain): (Duration, Option<(&Drain, usize)>),
+    marks: (u64, u64),
 ) -> (Step, Vec<u8>) {
     let plan = &ctx.plan;
     let mut rec = Record::new(ctx.observe.logging());
-    rec.mark(client.totals());
+    rec.mark(marks);
     let limits = &plan.server;
     let (head, mut cbuf) = read_head(
         client,
