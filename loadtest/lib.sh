@@ -284,11 +284,11 @@ lt_start_proxy_nginx() {
     }
     upstream backend {
         server 127.0.0.1:$backend;
-        keepalive 256;
+        keepalive ${LT_NGINX_KEEPALIVE:-256};
         keepalive_requests 10000000;
     }
     server {
-        listen 127.0.0.1:$port backlog=4096$ssl;
+        listen 127.0.0.1:$port backlog=4096$ssl${LT_NGINX_LISTEN:-};
         $tls
         location / {
             proxy_pass http://backend;
@@ -377,6 +377,7 @@ $tls
 
 [upstream.backend]
 servers = ["127.0.0.1:$backend"]
+${LT_RINGWAY_UPSTREAM:-}
 
 [[route]]
 prefix = "/"

@@ -281,14 +281,10 @@ pub fn explain(
     // would reach it.
     let listener = match listener {
         Some(name) => plan.listener_named(name).ok_or_else(|| {
-            let known: Vec<&str> = plan.listeners.iter().filter_map(|l| l.name.as_deref()).collect();
+            let known = crate::config::listener_names(&plan.listeners);
             format!(
                 "no listener is named `{name}` (named listeners: {})",
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
+                known.as_deref().unwrap_or("none")
             )
         })?,
         None => plan.listeners.iter().position(|l| l.tls.is_some() == tls).unwrap_or(0),

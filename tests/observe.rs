@@ -621,42 +621,6 @@ upstream = "app"
     assert_eq!(admin_get(admin, "/nope").0, 404);
 }
 
-fn chromium() -> Option<PathBuf> {
-    ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .find_map(|name| {
-            std::env::var_os("PATH").and_then(|paths| {
-                std::env::split_paths(&paths)
-                    .map(|d| d.join(name))
-                    .find(|p| p.is_file())
-            })
-        })
-}
-
-/// Runs headless Chromium on `url` with `extra` arguments; returns stdout.
-fn run_chromium(bin: &Path, profile: &Path, url: &str, extra: &[&str]) -> String {
-    let mut cmd = std::process::Command::new(bin);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--virtual-time-budget=5000",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()))
-    .args(extra)
-    .arg(url)
-    .stdin(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null());
-    let out = cmd.output().expect("run chromium");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The status page, loaded in a real browser: its script fetched /status.json and filled in the
 /// listeners, the routes in match order, the upstream servers with health, and the counts.
 #[test]

@@ -2,6 +2,7 @@
 //! every route and request shape. What ringway writes must be one complete, well-formed head.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
+use ringway::client::h1::response_head::H1Head;
 use ringway::exchange::response_head::{build_response_head, HeadParse};
 use ringway::http::has_bare_cr_or_lf;
 use ringway_fuzz::*;
@@ -13,9 +14,10 @@ fuzz_target!(|data: &[u8]| {
     let plan = plan();
     let o = outgoing((flags >> 4) as usize, flags);
     let route = &plan.routes[o.route];
-    let mut out = Vec::new();
-    match build_response_head(rbuf, &mut out, plan, route, &o) {
+    let mut head = H1Head::new(Vec::new(), o.client_http10);
+    match build_response_head(rbuf, &mut head, plan, route, &o) {
         Ok(HeadParse::Final(r)) => {
+            let out = head.out;
             assert!(r.head_len <= rbuf.len());
             assert!(!has_bare_cr_or_lf(&out), "client head with a bare CR or LF: {out:?}");
             let mut headers = [httparse::EMPTY_HEADER; 256];

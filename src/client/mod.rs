@@ -2,3 +2,4 @@
 
 pub mod counted;
 pub mod h1;
+pub mod h2;

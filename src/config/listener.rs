@@ -20,6 +20,18 @@ impl Compiler<'_> {
                 return None;
             }
         };
+        let http2 = match &l.http2 {
+            Some(on) if *on.get_ref() && l.tls.is_empty() => {
+                self.error(
+                    on,
+                    "listener.http2",
+                    "is for TLS listeners (offered through ALPN); plaintext HTTP/2 is h2c = true",
+                );
+                false
+            }
+            Some(on) => *on.get_ref(),
+            None => true,
+        };
         let tls = if l.tls.is_empty() {
             None
         } else {
@@ -33,6 +45,7 @@ impl Compiler<'_> {
                 .collect();
             match crate::tls::ServerTls::load(&pairs) {
                 Ok((tls, warnings)) => {
+                    let tls = if http2 { tls.offering_h2() } else { tls };
                     for w in warnings {
                         self.warn(&l.tls[0].get_ref().cert, "listener.tls.cert", w);
                     }
@@ -134,6 +147,18 @@ impl Compiler<'_> {
             Some(n) => Some(n.get_ref().clone()),
             None => None,
         };
+        let h2c = match &l.h2c {
+            Some(on) if *on.get_ref() && !l.tls.is_empty() => {
+                self.error(
+                    on,
+                    "listener.h2c",
+                    "is for plaintext listeners; a TLS listener offers HTTP/2 through ALPN (http2)",
+                );
+                false
+            }
+            Some(on) => *on.get_ref(),
+            None => false,
+        };
         Some(ListenerPlan {
             bind,
             name,
@@ -141,6 +166,7 @@ impl Compiler<'_> {
             hsts,
             redirect_https,
             proxy_protocol,
+            h2c,
         })
     }
 
@@ -217,6 +243,7 @@ impl Compiler<'_> {
         };
         ServerSettings {
             drop_underscore_headers,
+            h2: self.h2_limits(raw),
             workers,
             max_head_size: max_head_size.max(256),
             max_uri_size,
@@ -225,6 +252,34 @@ impl Compiler<'_> {
             shutdown_timeout,
             control_socket,
             io_driver,
+        }
+    }
+
+    /// `[server] h2_*`: stream count and flow-control windows, checked against what HTTP/2
+    /// allows (a window is at least 64 KiB - 1 and at most 2^31 - 1).
+    fn h2_limits(&mut self, raw: &RawServer) -> H2Limits {
+        let max_concurrent_streams = self.count(
+            &raw.h2_max_concurrent_streams,
+            "server.h2_max_concurrent_streams",
+            1..=10_000,
+            128,
+        );
+        let mut window = |v: &Option<S<SizeValue>>, key: &str, default: u32| match self.size(v, key) {
+            None => default,
+            Some(n) if (65_535..=(1 << 31) - 1).contains(&n) => n as u32,
+            Some(_) => {
+                if let Some(s) = v {
+                    self.error(s, key, "must be from 65535 bytes to 2 GiB - 1");
+                }
+                default
+            }
+        };
+        let stream_window = window(&raw.h2_stream_window, "server.h2_stream_window", 256 * 1024);
+        let connection_window = window(&raw.h2_connection_window, "server.h2_connection_window", 1024 * 1024);
+        H2Limits {
+            max_concurrent_streams,
+            stream_window,
+            connection_window,
         }
     }
 
@@ -276,5 +331,44 @@ mod tests {
             e[0].to_string(),
             "t.toml:4: server.io_driver: `uring`: must be \"auto\", \"io_uring\" or \"epoll\""
         );
+    }
+
+    #[test]
+    fn http2_limits_and_listener_keys() {
+        let load = |server: &str, listener: &str| {
+            let text = format!(
+                "[[listener]]\nbind = \"127.0.0.1:0\"\n{listener}\n[server]\n{server}\n[[route]]\nupstream = \"a\"\n\
+                 [upstream.a]\nservers = [\"127.0.0.1:1\"]\n"
+            );
+            load_str(&text, Path::new("t.toml"))
+        };
+        let plan = load("", "").ok().unwrap();
+        let h2 = plan.server.h2;
+        assert_eq!(
+            (h2.max_concurrent_streams, h2.stream_window, h2.connection_window),
+            (128, 256 * 1024, 1024 * 1024)
+        );
+        assert!(!plan.listeners[0].h2c);
+        let plan = load(
+            "h2_max_concurrent_streams = 16\nh2_stream_window = \"64k\"",
+            "h2c = true",
+        )
+        .ok()
+        .unwrap();
+        assert_eq!(
+            (plan.server.h2.max_concurrent_streams, plan.listeners[0].h2c),
+            (16, true)
+        );
+        assert_eq!(plan.server.h2.stream_window, 65536);
+        let e = load("h2_max_concurrent_streams = 0", "").err().unwrap();
+        assert!(
+            e[0].to_string().contains("server.h2_max_concurrent_streams"),
+            "{}",
+            e[0]
+        );
+        let e = load("h2_connection_window = 1000", "").err().unwrap();
+        assert!(e[0].to_string().contains("server.h2_connection_window"), "{}", e[0]);
+        let e = load("", "http2 = true").err().unwrap();
+        assert!(e[0].to_string().contains("listener.http2"), "{}", e[0]);
     }
 }

@@ -332,17 +332,13 @@ impl Compiler<'_> {
             match listeners.iter().position(|l| l.name.as_deref() == Some(name.as_str())) {
                 Some(i) => found.push(i),
                 None => {
-                    let known: Vec<&str> = listeners.iter().filter_map(|l| l.name.as_deref()).collect();
+                    let known = plan::listener_names(listeners);
+                    let known = known.unwrap_or_else(|| "none; give one a name = \"...\"".to_string());
                     self.error(
                         names,
                         "route.listeners",
                         format!(
-                            "route #{number} names listener `{name}`, which is not defined (named listeners: {})",
-                            if known.is_empty() {
-                                "none; give one a name = \"...\"".to_string()
-                            } else {
-                                known.join(", ")
-                            }
+                            "route #{number} names listener `{name}`, which is not defined (named listeners: {known})"
                         ),
                     );
                 }

@@ -39,6 +39,18 @@ impl Plan {
     }
 }
 
+/// The listeners' names for an error message, each once (a name may cover several addresses):
+/// `public, internal`, or `None` when no listener has a name.
+pub fn listener_names(listeners: &[ListenerPlan]) -> Option<String> {
+    let mut names: Vec<&str> = Vec::new();
+    for name in listeners.iter().filter_map(|l| l.name.as_deref()) {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    (!names.is_empty()).then(|| names.join(", "))
+}
+
 /// Where access log lines go.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AccessTarget {
@@ -86,6 +98,16 @@ pub struct ServerSettings {
     pub io_driver: IoDriver,
     /// `underscores_in_headers = "drop"`: request headers whose name has a `_` are not forwarded.
     pub drop_underscore_headers: bool,
+    pub h2: H2Limits,
+}
+
+/// HTTP/2 limits of every client connection (`[server] h2_*`); the header list size is
+/// `max_head_size`.
+#[derive(Clone, Copy, Debug)]
+pub struct H2Limits {
+    pub max_concurrent_streams: u32,
+    pub stream_window: u32,
+    pub connection_window: u32,
 }
 
 /// `[server] io_driver`: what the operator asked for; `server::driver` decides what runs.
@@ -111,6 +133,9 @@ pub struct ListenerPlan {
     pub redirect_https: Option<String>,
     /// `proxy_protocol = true`: the peers allowed to send the header (an empty list: any peer).
     pub proxy_protocol: Option<super::cidr::CidrList>,
+    /// `h2c = true`: a plaintext connection that opens with the HTTP/2 preface speaks HTTP/2.
+    /// (A TLS listener's `http2` is in its ALPN list, inside `tls`.)
+    pub h2c: bool,
 }
 
 pub struct UpstreamPlan {

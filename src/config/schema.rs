@@ -64,6 +64,11 @@ pub struct RawServer {
     pub io_driver: Option<S<String>>,
     /// "drop" (default) or "pass": request header names containing `_`.
     pub underscores_in_headers: Option<S<String>>,
+    /// HTTP/2: streams one client connection may have open at once.
+    pub h2_max_concurrent_streams: Option<S<i64>>,
+    /// HTTP/2: flow-control window of each stream and of the whole connection (request bodies).
+    pub h2_stream_window: Option<S<SizeValue>>,
+    pub h2_connection_window: Option<S<SizeValue>>,
 }
 
 #[derive(Deserialize)]
@@ -83,6 +88,10 @@ pub struct RawListener {
     pub proxy_protocol: Option<S<bool>>,
     /// The peers (CIDRs) allowed to send that header; default: any.
     pub proxy_protocol_from: Option<S<Vec<String>>>,
+    /// TLS listener: offer HTTP/2 through ALPN (default true).
+    pub http2: Option<S<bool>>,
+    /// Plaintext listener: accept HTTP/2 with prior knowledge (default false).
+    pub h2c: Option<S<bool>>,
 }
 
 #[derive(Deserialize)]

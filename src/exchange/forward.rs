@@ -8,21 +8,15 @@
 //! the upstream's `retries`, but only while the whole request is still in hand (never once a body
 //! was streamed from the client).
 
+use super::client_side::{BodyAbort, ClientSide, Cut};
 use super::outgoing::Outgoing;
-use super::reply::{reply, Reply};
-use super::request_body::{reframe_request, stream_request_body, BodyAbort};
-use super::response_body::{relay_response_body, Cut};
+use super::reply::Reply;
 use super::response_head::{last_response_head, read_response_head};
 use super::worker::WorkerCtx;
-use crate::body::chunked::ChunkedDecoder;
-use crate::body::splice::SpliceClient;
 use crate::config::RoutePlan;
-use crate::http::Framing;
-use crate::io::owned::{write_out, write_static};
+use crate::io::owned::write_out;
 use crate::observe::{event, Level, Record};
 use crate::upstream::{connect, FailureKind, Lease, Tried, UpstreamConn, UpstreamError};
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
-use std::time::Duration;
 
 /// What the client connection does after an exchange.
 pub enum Next {
@@ -42,85 +36,23 @@ pub enum Abort {
     Close,
 }
 
-/// Runs one exchange; returns whether the client connection may serve another request, and the
-/// client buffer holding any bytes already received after this request.
-pub async fn exchange<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
+/// Runs one exchange for a request that passed `decide` (`out` holds its upstream head, and
+/// the body bytes the client sent with it); returns what the client connection does next.
+pub async fn forward<S: ClientSide>(
     ctx: &WorkerCtx,
-    client: &mut C,
-    mut cbuf: Vec<u8>,
-    head_len: usize,
-    mut out: Vec<u8>,
+    side: &mut S,
     mut o: Outgoing,
+    mut out: Vec<u8>,
     rec: &mut Record,
-) -> (Next, Vec<u8>) {
+) -> Next {
     let plan = &*ctx.plan;
     let route = &plan.routes[o.route];
-
-    // Body bytes that arrived with the head go out in the same write as the head.
-    let mut pos = head_len;
-    let mut body_left = 0u64;
-    let mut decoder: Option<ChunkedDecoder> = None;
-    let mut decoded = 0u64;
-    match o.framing {
-        Framing::Length(n) => {
-            let avail = ((cbuf.len() - pos) as u64).min(n) as usize;
-            out.extend_from_slice(&cbuf[pos..pos + avail]);
-            pos += avail;
-            body_left = n - avail as u64;
-        }
-        Framing::Chunked => {
-            let mut d = ChunkedDecoder::new();
-            match reframe_request(&mut d, &cbuf[pos..], &mut out, &mut decoded) {
-                Ok(used) => pos += used,
-                Err(why) => return refuse_body(ctx, client, cbuf, out, rec, 400, why).await,
-            }
-            decoder = Some(d);
-        }
-        Framing::None | Framing::UntilClose => {}
-    }
-    if route.max_body.is_some_and(|max| decoded > max) {
-        return refuse_body(
-            ctx,
-            client,
-            cbuf,
-            out,
-            rec,
-            413,
-            "request body larger than this route allows",
-        )
-        .await;
-    }
-    let body_done = body_left == 0 && decoder.as_ref().is_none_or(|d| d.is_done());
-    // Everything not yet consumed from the client buffer belongs to the next request.
-    if body_done {
-        cbuf.drain(..pos);
-    } else {
-        cbuf.clear();
-    }
-
     let mut rbuf = ctx.bodies.get();
-    let mut resp_out = ctx.heads.get();
-    let result = run(
-        ctx,
-        client,
-        &mut o,
-        route,
-        &mut cbuf,
-        &mut out,
-        &mut rbuf,
-        &mut resp_out,
-        body_done,
-        body_left,
-        decoder,
-        decoded,
-        rec,
-    )
-    .await;
+    let result = run(ctx, side, &mut o, route, &mut out, &mut rbuf, rec).await;
     ctx.bodies.put(rbuf);
-    ctx.heads.put(resp_out);
     ctx.heads.put(out);
     match result {
-        Ok(Done::Tunnel(upstream)) => (Next::Tunnel(upstream), cbuf),
+        Ok(Done::Tunnel(upstream)) => Next::Tunnel(upstream),
         Ok(Done::Http {
             keep,
             upstream,
@@ -130,7 +62,11 @@ pub async fn exchange<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
             if reusable && !ctx.drain.is_draining() {
                 ctx.pool.put(plan, o.upstream, o.server, upstream);
             }
-            (if keep { Next::KeepAlive } else { Next::Close }, cbuf)
+            if keep {
+                Next::KeepAlive
+            } else {
+                Next::Close
+            }
         }
         Err((abort, request_whole)) => {
             rec.status = match &abort {
@@ -152,43 +88,25 @@ pub async fn exchange<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
                         body: e.to_string().into(),
                         close,
                     };
-                    reply(client, r, route.send_timeout).await.is_ok() && !close
+                    side.send_reply(r, route.send_timeout).await.is_ok() && !close
                 }
                 Abort::Client(Some(r)) => {
-                    let _ = reply(client, r, route.send_timeout).await;
+                    let _ = side.send_reply(r, route.send_timeout).await;
                     false
                 }
                 Abort::Client(None) | Abort::Close => false,
             };
-            (if keep { Next::KeepAlive } else { Next::Close }, cbuf)
+            if keep {
+                Next::KeepAlive
+            } else {
+                Next::Close
+            }
         }
     }
 }
 
 fn route_label(route: &RoutePlan) -> String {
     format!("route #{} ({})", route.number, route.prefix)
-}
-
-async fn refuse_body<C: AsyncWriteRent>(
-    ctx: &WorkerCtx,
-    client: &mut C,
-    cbuf: Vec<u8>,
-    out: Vec<u8>,
-    rec: &mut Record,
-    status: u16,
-    why: &'static str,
-) -> (Next, Vec<u8>) {
-    ctx.heads.put(out);
-    rec.status = status;
-    let r = Reply {
-        status,
-        route: None,
-        location: None,
-        body: why.into(),
-        close: true,
-    };
-    let _ = reply(client, r, Duration::from_secs(10)).await;
-    (Next::Close, cbuf)
 }
 
 type Failed = (Abort, bool);
@@ -202,26 +120,19 @@ enum Done {
     Tunnel(UpstreamConn),
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
+async fn run<S: ClientSide>(
     ctx: &WorkerCtx,
-    client: &mut C,
+    side: &mut S,
     o: &mut Outgoing,
     route: &RoutePlan,
-    cbuf: &mut Vec<u8>,
     out: &mut Vec<u8>,
     rbuf: &mut Vec<u8>,
-    resp_out: &mut Vec<u8>,
-    body_done: bool,
-    body_left: u64,
-    decoder: Option<ChunkedDecoder>,
-    decoded: u64,
     rec: &mut Record,
 ) -> Result<Done, Failed> {
     let started = crate::io::clock::now();
     let plan = &*ctx.plan;
     let up = &plan.upstreams[o.upstream];
-    let mut decoder = decoder;
+    let body_done = side.body_done();
     let mut request_whole = body_done;
 
     // Choose a server, send, read the response head. A stale pooled connection is retried once
@@ -298,29 +209,19 @@ async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
         }
         if !body_done {
             if o.expect_continue {
-                write_static(client, b"HTTP/1.1 100 Continue\r\n\r\n", route.send_timeout)
+                side.send_continue(route.send_timeout)
                     .await
                     .map_err(|_| (Abort::Close, false))?;
             }
-            Box::pin(stream_request_body(
-                ctx,
-                client,
-                &mut stream,
-                route,
-                cbuf,
-                out,
-                body_left,
-                decoder.take(),
-                decoded,
-            ))
-            .await
-            .map_err(|a| {
-                let a = match a {
-                    BodyAbort::Upstream(e) => Abort::Upstream(UpstreamError::new(up, o.server, FailureKind::Io(e))),
-                    BodyAbort::Client(r) => Abort::Client(r),
-                };
-                (a, false)
-            })?;
+            Box::pin(side.send_request_body(ctx, &mut stream, route))
+                .await
+                .map_err(|a| {
+                    let a = match a {
+                        BodyAbort::Upstream(e) => Abort::Upstream(UpstreamError::new(up, o.server, FailureKind::Io(e))),
+                        BodyAbort::Client(r) => Abort::Client(r),
+                    };
+                    (a, false)
+                })?;
             request_whole = true;
         }
         if rbuf.capacity() == 0 {
@@ -328,13 +229,12 @@ async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
             *rbuf = ctx.bodies.get();
         }
         rbuf.clear();
-        resp_out.clear();
         let mut any_byte = false;
-        match read_response_head(&mut stream, rbuf, resp_out, plan, route, o, &mut any_byte).await {
+        match read_response_head(&mut stream, rbuf, side.head(), plan, route, o, &mut any_byte).await {
             Ok(resp) => {
                 ctx.upstreams.answered(o.upstream, o.server);
                 let resp = match ctx.drain.is_draining() {
-                    true => last_response_head(rbuf, resp_out, plan, route, o, resp),
+                    true => last_response_head(rbuf, side.head(), plan, route, o, resp),
                     false => resp,
                 };
                 rec.status = resp.status;
@@ -360,20 +260,13 @@ async fn run<C: AsyncReadRent + AsyncWriteRent + SpliceClient>(
     };
 
     if resp.status == 101 {
-        // Switch only now that the upstream really agreed: bytes it sent after the 101 head go
-        // to the client with the head, bytes the client sent early go to the upstream.
-        resp_out.extend_from_slice(&rbuf[resp.head_len..]);
-        let res = write_out(client, resp_out, 0, route.send_timeout).await;
+        // Switch only now that the upstream really agreed.
+        let res = side.switch(&mut upstream, rbuf, &resp, route).await;
         res.map_err(|_| (Abort::Close, request_whole))?;
-        if !cbuf.is_empty() {
-            let res = write_out(&mut upstream, cbuf, 0, route.send_timeout).await;
-            res.map_err(|_| (Abort::Close, request_whole))?;
-            cbuf.clear();
-        }
         return Ok(Done::Tunnel(upstream));
     }
-    // The client's response head is in `resp_out`; relay it with the body.
-    let complete = relay_response_body(client, &mut upstream, rbuf, resp_out, &resp, route, &ctx.pipes)
+    let complete = side
+        .send_response(ctx, &mut upstream, rbuf, &resp, route)
         .await
         .map_err(|Cut| (Abort::Close, request_whole))?;
     let keep = o.client_keep_alive && !resp.close_client;

@@ -1,15 +1,15 @@
-//! The response step: read the upstream's head (skipping 1xx), check it, and write the client's
-//! version of it: hop-by-hop headers dropped, Location, Content-Location and Set-Cookie paths
-//! mapped back under the route's prefix, the route's header rules, CORS and HSTS, and the body
-//! framing the client will get. `101 Switching Protocols` is accepted only for a request that
-//! asked to upgrade.
+//! The response step: read the upstream's head (skipping 1xx), check it, and hand the client's
+//! version of it to the client protocol's `HeadSink`: hop-by-hop headers dropped, Location,
+//! Content-Location and Set-Cookie paths mapped back under the route's prefix, the route's
+//! header rules, CORS and HSTS, and what the client is told of the body's length. `101
+//! Switching Protocols` is accepted only for a request that asked to upgrade.
 
+use super::client_side::{BodyLength, HeadSink};
 use super::outgoing::Outgoing;
 use super::rewrite::{map_cookie_path, map_location};
 use crate::config::{Plan, RoutePlan};
 use crate::http::headers::{classify, Known};
 use crate::http::response::inspect as inspect_response;
-use crate::http::write::{header, header_u64, RawLines};
 use crate::http::Framing;
 use crate::io::owned::read_into;
 use crate::upstream::{FailureKind, UpstreamConn};
@@ -30,10 +30,10 @@ pub struct ResponsePlan {
     pub close_client: bool,
 }
 
-pub async fn read_response_head(
+pub async fn read_response_head<H: HeadSink>(
     upstream: &mut UpstreamConn,
     rbuf: &mut Vec<u8>,
-    out: &mut Vec<u8>,
+    out: &mut H,
     plan: &Plan,
     route: &RoutePlan,
     o: &Outgoing,
@@ -85,10 +85,10 @@ pub async fn read_response_head(
 
 /// The worker started draining while this response was on its way: the client's head says
 /// `Connection: close`, so the client sends its next request elsewhere instead of onto a
-/// connection about to close.
-pub fn last_response_head(
+/// connection about to close. The head is built again from the same upstream bytes.
+pub fn last_response_head<H: HeadSink>(
     rbuf: &[u8],
-    out: &mut Vec<u8>,
+    out: &mut H,
     plan: &Plan,
     route: &RoutePlan,
     o: &mut Outgoing,
@@ -98,14 +98,12 @@ pub fn last_response_head(
         return resp;
     }
     o.client_keep_alive = false;
-    let mut head = Vec::with_capacity(out.len() + 24);
-    match build_response_head(rbuf, &mut head, plan, route, o) {
-        Ok(HeadParse::Final(r)) => {
-            *out = head;
-            r
-        }
+    match build_response_head(rbuf, out, plan, route, o) {
+        Ok(HeadParse::Final(r)) => r,
+        // Unreachable in practice (the same bytes parsed a moment ago); keep the first head.
         _ => {
             o.client_keep_alive = true;
+            let _ = build_response_head(rbuf, out, plan, route, o);
             resp
         }
     }
@@ -117,10 +115,10 @@ pub enum HeadParse {
     Final(ResponsePlan),
 }
 
-/// Parses the upstream response head and writes the client's version of it into `out`.
-pub fn build_response_head(
+/// Parses the upstream response head and hands the client's version of it to `out`.
+pub fn build_response_head<H: HeadSink>(
     rbuf: &[u8],
-    out: &mut Vec<u8>,
+    out: &mut H,
     plan: &Plan,
     route: &RoutePlan,
     o: &Outgoing,
@@ -141,7 +139,7 @@ pub fn build_response_head(
                 "101 Switching Protocols to a request that did not ask to upgrade",
             ));
         }
-        return Ok(HeadParse::Final(switching_head(&res, head_len, route, out)));
+        return Ok(HeadParse::Final(switching_head(rbuf, &res, head_len, route, out)));
     }
     if (100..200).contains(&status) {
         return Ok(HeadParse::Interim(head_len));
@@ -163,15 +161,9 @@ pub fn build_response_head(
         close_client = true;
     }
 
-    out.extend_from_slice(b"HTTP/1.1 ");
-    let mut n = itoa::Buffer::new();
-    out.extend_from_slice(n.format(status).as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(res.reason.unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
+    out.start(status, res.reason.unwrap_or(""));
     let rules = &route.response_headers;
     let hsts = plan.listeners.get(o.listener).and_then(|l| l.hsts.as_deref());
-    let mut lines = RawLines::new(rbuf);
     for h in res.headers.iter() {
         let kind = classify(h.name);
         if kind.is_hop_by_hop()
@@ -193,36 +185,29 @@ pub fn build_response_head(
             _ => None,
         };
         match mapped {
-            Some(value) => lines.header(out, h.name.as_bytes(), value.as_bytes()),
-            None => lines.keep(out, h),
+            Some(value) => out.field(rbuf, h.name.as_bytes(), value.as_bytes()),
+            None => out.keep(rbuf, h),
         }
     }
-    lines.flush(out);
     for rule in rules.set.iter().chain(&rules.add) {
-        header(out, rule.name.as_bytes(), rule.value.as_bytes());
+        out.field(rbuf, rule.name.as_bytes(), rule.value.as_bytes());
     }
-    out.extend_from_slice(&o.response_headers);
+    if !o.response_headers.is_empty() {
+        out.lines(rbuf, &o.response_headers);
+    }
     if let Some(value) = hsts {
-        header(out, b"Strict-Transport-Security", value.as_bytes());
+        out.field(rbuf, b"Strict-Transport-Security", value.as_bytes());
     }
-    match facts.framing {
-        Framing::Length(len) => header_u64(out, b"Content-Length", len),
-        Framing::None => {
-            if let Some(len) = facts.content_length {
-                header_u64(out, b"Content-Length", len);
-            } else if status != 204 && status != 304 && !o.is_head {
-                header(out, b"Content-Length", b"0");
-            }
-        }
-        Framing::Chunked | Framing::UntilClose if !o.client_http10 => header(out, b"Transfer-Encoding", b"chunked"),
-        Framing::Chunked | Framing::UntilClose => {}
-    }
-    if close_client {
-        header(out, b"Connection", b"close");
-    } else if o.client_http10 {
-        header(out, b"Connection", b"keep-alive");
-    }
-    out.extend_from_slice(b"\r\n");
+    let length = match facts.framing {
+        Framing::Length(len) => BodyLength::Exactly(len),
+        Framing::None => match facts.content_length {
+            Some(len) => BodyLength::Exactly(len),
+            None if status != 204 && status != 304 && !o.is_head => BodyLength::Exactly(0),
+            None => BodyLength::Unstated,
+        },
+        Framing::Chunked | Framing::UntilClose => BodyLength::UntilEnd,
+    };
+    out.finish(rbuf, length, close_client);
     Ok(HeadParse::Final(ResponsePlan {
         status,
         framing: facts.framing,
@@ -234,16 +219,16 @@ pub fn build_response_head(
     }))
 }
 
-/// The client's copy of a `101 Switching Protocols` head: Upgrade kept, Connection: upgrade.
-fn switching_head(
+/// The client's copy of a `101 Switching Protocols` head: Upgrade kept (the client protocol
+/// adds `Connection: upgrade`).
+fn switching_head<H: HeadSink>(
+    rbuf: &[u8],
     res: &httparse::Response<'_, '_>,
     head_len: usize,
     route: &RoutePlan,
-    out: &mut Vec<u8>,
+    out: &mut H,
 ) -> ResponsePlan {
-    out.extend_from_slice(b"HTTP/1.1 101 ");
-    out.extend_from_slice(res.reason.unwrap_or("Switching Protocols").as_bytes());
-    out.extend_from_slice(b"\r\n");
+    out.start(101, res.reason.unwrap_or("Switching Protocols"));
     let rules = &route.response_headers;
     for h in res.headers.iter() {
         let kind = classify(h.name);
@@ -253,13 +238,12 @@ fn switching_head(
         {
             continue;
         }
-        header(out, h.name.as_bytes(), h.value);
+        out.field(rbuf, h.name.as_bytes(), h.value);
     }
     for rule in rules.set.iter().chain(&rules.add) {
-        header(out, rule.name.as_bytes(), rule.value.as_bytes());
+        out.field(rbuf, rule.name.as_bytes(), rule.value.as_bytes());
     }
-    header(out, b"Connection", b"upgrade");
-    out.extend_from_slice(b"\r\n");
+    out.finish(rbuf, BodyLength::Unstated, false);
     ResponsePlan {
         status: 101,
         framing: Framing::None,

@@ -12,51 +12,75 @@ pub fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 /// Anything else written between them goes through [`RawLines::header`], which keeps the order.
 pub struct RawLines<'b> {
     head: &'b [u8],
-    run: std::ops::Range<usize>,
+    run: LineRun,
 }
 
 impl<'b> RawLines<'b> {
     /// `head` is the buffer the headers were parsed from.
     pub fn new(head: &'b [u8]) -> Self {
-        RawLines { head, run: 0..0 }
+        RawLines {
+            head,
+            run: LineRun::default(),
+        }
     }
 
     /// Passes `h` on as received.
     pub fn keep(&mut self, out: &mut Vec<u8>, h: &httparse::Header<'_>) {
-        match self.line_of(h) {
-            Some(line) if !self.run.is_empty() && self.run.end == line.start => self.run.end = line.end,
-            Some(line) => {
-                self.flush(out);
-                self.run = line;
-            }
-            // Not a plain `name: value CRLF` line of this head (trailing blanks, a bare LF):
-            // written out afresh.
-            None => self.header(out, h.name.as_bytes(), h.value),
-        }
+        self.run.keep(self.head, out, h)
     }
 
     /// Writes a header of the proxy's own after the lines kept so far.
     pub fn header(&mut self, out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-        self.flush(out);
+        self.run.flush(self.head, out);
         header(out, name, value);
     }
 
     /// Writes out the lines kept so far; call before writing anything else to `out`.
     pub fn flush(&mut self, out: &mut Vec<u8>) {
-        if !self.run.is_empty() {
-            out.extend_from_slice(&self.head[self.run.clone()]);
-            self.run = 0..0;
+        self.run.flush(self.head, out)
+    }
+}
+
+/// The run of adjacent unchanged lines not yet copied, for a writer that is handed the head
+/// with each call instead of holding it (see [`RawLines`]).
+#[derive(Default)]
+pub struct LineRun {
+    run: std::ops::Range<usize>,
+}
+
+impl LineRun {
+    /// Passes `h` (parsed from `head`) on as received.
+    pub fn keep(&mut self, head: &[u8], out: &mut Vec<u8>, h: &httparse::Header<'_>) {
+        match line_of(head, h) {
+            Some(line) if !self.run.is_empty() && self.run.end == line.start => self.run.end = line.end,
+            Some(line) => {
+                self.flush(head, out);
+                self.run = line;
+            }
+            // Not a plain `name: value CRLF` line of this head (trailing blanks, a bare LF):
+            // written out afresh.
+            None => {
+                self.flush(head, out);
+                header(out, h.name.as_bytes(), h.value);
+            }
         }
     }
 
-    /// Where `h`'s whole line sits in the head, CRLF included, when its value ends the line.
-    fn line_of(&self, h: &httparse::Header<'_>) -> Option<std::ops::Range<usize>> {
-        let base = self.head.as_ptr() as usize;
-        let start = (h.name.as_ptr() as usize).checked_sub(base)?;
-        let value_end = (h.value.as_ptr() as usize).checked_sub(base)? + h.value.len();
-        (value_end > start + h.name.len() && self.head.get(value_end..value_end + 2)? == b"\r\n")
-            .then_some(start..value_end + 2)
+    /// Writes out the lines kept so far; call before writing anything else to `out`.
+    pub fn flush(&mut self, head: &[u8], out: &mut Vec<u8>) {
+        if !self.run.is_empty() {
+            out.extend_from_slice(&head[self.run.clone()]);
+            self.run = 0..0;
+        }
     }
+}
+
+/// Where `h`'s whole line sits in `head`, CRLF included, when its value ends the line.
+fn line_of(head: &[u8], h: &httparse::Header<'_>) -> Option<std::ops::Range<usize>> {
+    let base = head.as_ptr() as usize;
+    let start = (h.name.as_ptr() as usize).checked_sub(base)?;
+    let value_end = (h.value.as_ptr() as usize).checked_sub(base)? + h.value.len();
+    (value_end > start + h.name.len() && head.get(value_end..value_end + 2)? == b"\r\n").then_some(start..value_end + 2)
 }
 
 pub fn header_u64(out: &mut Vec<u8>, name: &[u8], value: u64) {

@@ -28,8 +28,10 @@ pub enum Global {
     SentBytes,
     IdlePipes,
     ProxyProtocolRefused,
+    OpenH2Connections,
+    H2Streams,
 }
-const GLOBALS: usize = 7;
+const GLOBALS: usize = 9;
 
 /// The exposition of each process-wide counter: name, type, help.
 const GLOBAL_FAMILIES: [(&str, &str, &str, Global); GLOBALS] = [
@@ -74,6 +76,18 @@ const GLOBAL_FAMILIES: [(&str, &str, &str, Global); GLOBALS] = [
         "counter",
         "Connections closed on a proxy_protocol listener: no valid PROXY header within header_timeout, or a peer not in proxy_protocol_from.",
         Global::ProxyProtocolRefused,
+    ),
+    (
+        "ringway_open_http2_connections",
+        "gauge",
+        "HTTP/2 client connections open now (also counted in ringway_open_connections).",
+        Global::OpenH2Connections,
+    ),
+    (
+        "ringway_http2_streams_total",
+        "counter",
+        "HTTP/2 streams (requests) received from clients.",
+        Global::H2Streams,
     ),
 ];
 

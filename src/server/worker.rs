@@ -10,6 +10,7 @@ use super::driver::Driver;
 use super::proxy_header;
 use super::shutdown::DrainSignal;
 use crate::client::h1::serve;
+use crate::client::h2;
 use crate::config::Plan;
 use crate::exchange::WorkerCtx;
 use crate::http::client_info::ClientInfo;
@@ -148,6 +149,7 @@ async fn accept_loop(
 ) {
     let tls = ctx.plan.listeners[index].tls.clone();
     let proxied = ctx.plan.listeners[index].proxy_protocol.is_some();
+    let h2c = ctx.plan.listeners[index].h2c;
     let mut last_warning: Option<std::time::Instant> = None;
     loop {
         let accepted = listener.cancelable_accept(cancel.clone()).await;
@@ -174,7 +176,7 @@ async fn accept_loop(
                 info.listener = index;
                 info.slot = slot;
                 let ctx = ctx.clone();
-                if tls.is_none() && !proxied {
+                if tls.is_none() && !proxied && !h2c {
                     monoio::spawn(Contained::new(serve(ctx, stream, info, guard), peer));
                     continue;
                 }
@@ -203,10 +205,17 @@ async fn accept_loop(
                     // The connection continues in a task of its own, so nothing of this one
                     // (the PROXY header's and the handshake's state) stays allocated with it.
                     match tls {
+                        None if h2c && h2::opens_with_preface(&stream, timeout).await => {
+                            monoio::spawn(Contained::new(Box::pin(h2::serve(ctx, stream, info, guard)), peer));
+                        }
                         None => {
                             monoio::spawn(Contained::new(serve(ctx, stream, info, guard), peer));
                         }
                         Some(tls) => match Box::pin(tls.accept(stream, timeout)).await {
+                            // ALPN chose the protocol (`h2` is offered unless `http2 = false`).
+                            Ok(stream) if stream.alpn_protocol().as_deref() == Some(crate::tls::ALPN_H2) => {
+                                monoio::spawn(Contained::new(Box::pin(h2::serve(ctx, stream, info, guard)), peer));
+                            }
                             Ok(stream) => {
                                 monoio::spawn(Contained::new(serve(ctx, stream, info, guard), peer));
                             }

@@ -54,8 +54,10 @@ pub type ClientStream = TlsStream<rustls::ClientConnection>;
 /// TLS 1.3 preferred, 1.2 for older clients and upstreams; nothing older.
 const VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
 
-/// The only application protocol ringway speaks, offered and accepted through ALPN.
+/// HTTP/1.1 through ALPN: always offered, and the only protocol offered with `http2 = false`.
 const ALPN_HTTP11: &[u8] = b"http/1.1";
+/// ALPN protocol id of HTTP/2 over TLS.
+pub const ALPN_H2: &[u8] = b"h2";
 
 /// The crypto provider, named explicitly rather than taken from the process default.
 fn provider() -> Arc<CryptoProvider> {

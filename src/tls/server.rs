@@ -12,7 +12,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{InconsistentKeys, ServerConfig};
 
 use super::sni::SniResolver;
-use super::{pem, provider, x509, CertPair, ServerStream, TlsError, ALPN_HTTP11, VERSIONS};
+use super::{pem, provider, x509, CertPair, ServerStream, TlsError, ALPN_H2, ALPN_HTTP11, VERSIONS};
 
 /// TLS settings of one listener. Cloning shares the configuration.
 #[derive(Clone)]
@@ -77,6 +77,12 @@ impl ServerTls {
             },
             warnings,
         ))
+    }
+
+    /// The same settings with ALPN offering `h2` before `http/1.1` (`[[listener]] http2`).
+    pub fn offering_h2(mut self) -> ServerTls {
+        Arc::make_mut(&mut self.config).alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
+        self
     }
 
     /// Server-side handshake. A client that has not completed it by `timeout` (including one that

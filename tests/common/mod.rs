@@ -125,6 +125,8 @@ pub struct Ringway {
     pub config_path: PathBuf,
     log: Arc<Mutex<String>>,
     _dir: TempDir,
+    /// The test stopped it on purpose (a signal) and saw it exit.
+    exit_expected: bool,
 }
 
 impl Ringway {
@@ -162,6 +164,7 @@ impl Ringway {
             config_path,
             log: stderr.log,
             _dir: dir,
+            exit_expected: false,
         }
     }
 
@@ -266,6 +269,20 @@ impl Ringway {
     }
 
     /// The proxy must still be alive and must not have reported a panic.
+    /// Whether ringway exited within `within` (after a signal the test sent): its exit is then
+    /// expected, not a failure.
+    pub fn exited_within(&mut self, within: Duration) -> bool {
+        let until = std::time::Instant::now() + within;
+        while std::time::Instant::now() < until {
+            if !self.is_running() {
+                self.exit_expected = true;
+                return true;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
     pub fn assert_healthy(&mut self) {
         let log = self.stderr();
         assert!(!log.contains("panicked"), "ringway panicked; stderr:\n{log}");
@@ -277,7 +294,7 @@ impl Drop for Ringway {
     fn drop(&mut self) {
         let healthy = (
             !self.stderr().contains("panicked"),
-            matches!(self.child.try_wait(), Ok(None)),
+            self.exit_expected || matches!(self.child.try_wait(), Ok(None)),
         );
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -1319,4 +1336,44 @@ pub fn ws_echo_server() -> SocketAddr {
         }
     });
     addr
+}
+
+// ---------------------------------------------------------------------------------------------
+// Headless Chromium, for what a browser sees.
+
+/// The Chromium binary on PATH, if any.
+pub fn chromium() -> Option<PathBuf> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|name| {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|d| d.join(name))
+                    .find(|p| p.is_file())
+            })
+        })
+}
+
+/// Runs headless Chromium on `url` with `extra` arguments; returns stdout.
+pub fn run_chromium(bin: &std::path::Path, profile: &std::path::Path, url: &str, extra: &[&str]) -> String {
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--virtual-time-budget=5000",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .args(extra)
+    .arg(url)
+    .stdin(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    let out = cmd.output().expect("run chromium");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -10,8 +10,13 @@
 //! kept. Between requests the connection's future holds only its identity, the record and the
 //! timeout; each request's state lives in a boxed future of its own (`serve_one`).
 
+mod exchange;
 mod head;
+mod reply;
 mod request;
+mod request_body;
+mod response_body;
+pub mod response_head;
 mod tunnel;
 
 pub use request::{decide_bytes, decide_head};
@@ -19,13 +24,14 @@ pub use tunnel::ClientStream;
 
 use super::counted::Counted;
 use crate::exchange::forward::Next;
-use crate::exchange::{self, access, reply, Decision, Reply, WorkerCtx};
+use crate::exchange::{access, Decision, Reply, WorkerCtx};
 use crate::http::client_info::ClientInfo;
 use crate::io::drain::Drain;
 use crate::io::owned::write_from;
 use crate::observe::{ConnGauge, Record};
 use crate::upstream::UpstreamConn;
 use head::{read_head, HeadRead};
+use reply::reply;
 use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
@@ -269,7 +275,7 @@ async fn serve_one<C: ClientStream>(
             next = Step::Next(Some(plan.routes[route].idle_timeout));
             // Boxed: a connection that becomes a long-lived tunnel should not carry the
             // exchange's (large) state machine in its task for the tunnel's whole life.
-            let exchange = exchange::forward::exchange(ctx, client, cbuf, head_len, out, outgoing, &mut rec);
+            let exchange = exchange::exchange(ctx, client, cbuf, head_len, out, outgoing, &mut rec);
             let (upshot, buf) = Box::pin(exchange).await;
             cbuf = buf;
             match upshot {

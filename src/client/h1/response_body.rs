@@ -3,18 +3,16 @@
 //! HTTP/1.0 clients), close-delimited bodies spliced or re-framed as chunked. A body cut short
 //! closes the client connection, so no client takes a truncated body for a complete one.
 
-use super::response_head::ResponsePlan;
 use crate::body::chunked::{write_chunk_header, ChunkedDecoder, Step, LAST_CHUNK};
 use crate::body::splice::{plain_pair, splice_body, BodyError, SpliceClient, SPLICE_MIN_BODY};
 use crate::config::RoutePlan;
+use crate::exchange::client_side::Cut;
+use crate::exchange::response_head::ResponsePlan;
 use crate::http::Framing;
 use crate::io::owned::{read_into, write_out, write_static};
 use crate::tunnel::PipePool;
 use crate::upstream::UpstreamConn;
 use monoio::io::AsyncWriteRent;
-
-/// The response body could not be relayed whole: the client connection must close.
-pub struct Cut;
 
 /// Relays the response body; Ok(true) when the upstream message ended cleanly (the connection is
 /// reusable as far as framing goes). A body cut short closes the client connection ([`Cut`]),

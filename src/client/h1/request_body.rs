@@ -2,15 +2,14 @@
 //! or copied in bounded buffers, chunked bodies decoded and re-framed (one chunk per piece, no
 //! extensions, no trailers), `max_body` enforced as bytes arrive.
 
-use super::reply::Reply;
-use super::worker::WorkerCtx;
 use crate::body::chunked::{write_chunk_header, ChunkedDecoder, Step, LAST_CHUNK};
 use crate::body::splice::{plain_pair, splice_body, BodyError, SpliceClient, SPLICE_MIN_BODY};
 use crate::config::RoutePlan;
+use crate::exchange::client_side::BodyAbort;
+use crate::exchange::{Reply, WorkerCtx};
 use crate::io::owned::{read_into, write_out};
 use crate::upstream::UpstreamConn;
 use monoio::io::AsyncReadRent;
-use std::io;
 
 /// Decodes chunked input and appends it re-framed (one chunk per piece, no extensions, no
 /// trailers). Returns the input bytes consumed; stops at the end of the body.
@@ -38,11 +37,6 @@ pub fn reframe_request(
         }
     }
     Ok(p)
-}
-
-pub enum BodyAbort {
-    Upstream(io::Error),
-    Client(Option<Reply>),
 }
 
 /// Streams the rest of the request body from the client to the upstream.
