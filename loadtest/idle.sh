@@ -4,28 +4,32 @@
 # request and then left idle. Reports the proxy's RSS growth per idle connection, then closes
 # them all at once and follows the proxy's RSS every 0.5 s for 15 s: the base before the burst,
 # the peak, the RSS 10 s after closing, and when it first came back within 25% of the base.
+# Mode h2: TLS with ALPN h2 (nginx `listen ... ssl http2`, HAProxy `alpn h2,http/1.1`, ringway's
+# default), one GET stream per connection, then the HTTP/2 connection is left idle.
 #
-#   loadtest/idle.sh                      # plain N=4000 and TLS 1.3 N=3000 (ECDSA P-256)
+#   loadtest/idle.sh                      # plain N=4000, TLS 1.3 N=3000 (ECDSA P-256), h2 N=3000
 #   MODES=plain PROXIES=ringway loadtest/idle.sh
 #
-# Env: MODES ("plain tls"), N_PLAIN (4000), N_TLS (3000), PROXIES ("nginx haproxy ringway";
+# Env: MODES ("plain tls h2"), N_PLAIN (4000), N_TLS (3000), N_H2 (3000), PROXIES ("nginx haproxy ringway";
 # also ringway_base: the build in RINGWAY_BASE_BIN), RINGWAY_BIN, KEEP_TMP.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-MODES=${MODES:-plain tls}
+MODES=${MODES:-plain tls h2}
 N_PLAIN=${N_PLAIN:-4000}
 N_TLS=${N_TLS:-3000}
+N_H2=${N_H2:-3000}
 PROXIES=${PROXIES:-nginx haproxy ringway}
 read -r -a proxies <<<"$PROXIES"
 read -r -a modes <<<"$MODES"
-for v in N_PLAIN N_TLS; do [[ ${!v} =~ ^[0-9]+$ ]] || lt_die "$v must be a whole number"; done
-for m in "${modes[@]}"; do [[ $m == plain || $m == tls ]] || lt_die "unknown mode '$m'"; done
+for v in N_PLAIN N_TLS N_H2; do [[ ${!v} =~ ^[0-9]+$ ]] || lt_die "$v must be a whole number"; done
+for m in "${modes[@]}"; do [[ $m == plain || $m == tls || $m == h2 ]] || lt_die "unknown mode '$m'"; done
 lt_check_proxies "$PROXIES"
 cmdline=""
-[[ $MODES != "plain tls" ]] && cmdline+="MODES=\"$MODES\" "
+[[ $MODES != "plain tls h2" ]] && cmdline+="MODES=\"$MODES\" "
 [[ $N_PLAIN != 4000 ]] && cmdline+="N_PLAIN=$N_PLAIN "
 [[ $N_TLS != 3000 ]] && cmdline+="N_TLS=$N_TLS "
+[[ $N_H2 != 3000 ]] && cmdline+="N_H2=$N_H2 "
 [[ $PROXIES != "nginx haproxy ringway" ]] && cmdline+="PROXIES=\"$PROXIES\" "
 [[ -n ${RINGWAY_BASE_BIN:-} ]] && cmdline+="RINGWAY_BASE_BIN=$RINGWAY_BASE_BIN "
 cmdline+="loadtest/idle.sh"
@@ -47,9 +51,16 @@ declare -A result
 for mode in "${modes[@]}"; do
     n=$N_PLAIN
     LT_TLS_DIR=""
+    LT_NGINX_LISTEN=""
+    LT_HAPROXY_BIND=""
     if [[ $mode == tls ]]; then
         n=$N_TLS
         LT_TLS_DIR="$LT_TMP/tls"
+    elif [[ $mode == h2 ]]; then
+        n=$N_H2
+        LT_TLS_DIR="$LT_TMP/tls"
+        LT_NGINX_LISTEN=" http2"
+        LT_HAPROXY_BIND="alpn h2,http/1.1"
     fi
     for p in "${proxies[@]}"; do
         lt_free_port port
