@@ -24,6 +24,20 @@ impl<C> Counted<C> {
         }
     }
 
+    pub fn get_ref(&self) -> &C {
+        &self.inner
+    }
+
+    /// A non-blocking read into `buf`'s spare capacity, counted like the others.
+    pub fn try_fill(&self, buf: &mut Vec<u8>) -> std::io::Result<usize>
+    where
+        C: crate::client::h1::ClientStream,
+    {
+        let n = self.inner.try_fill(buf)?;
+        self.read.set(self.read.get() + n as u64);
+        Ok(n)
+    }
+
     pub fn into_inner(self) -> C {
         self.inner
     }

@@ -22,6 +22,9 @@ pub struct WorkerCtx {
     /// Head-sized buffers: the upstream request head (with a small body) and the client's
     /// response head (with the start of the body).
     pub heads: BufPool,
+    /// Client request heads (and bytes that came with them), lent to a connection from its
+    /// first byte of a request until the head is consumed: an idle connection holds none.
+    pub requests: BufPool,
     /// Body-sized buffers for reading the upstream response and streaming request bodies.
     pub bodies: BufPool,
     /// Pipes lent to splice tunnels while bytes are in flight.
@@ -44,6 +47,7 @@ impl WorkerCtx {
             pool: ConnPool::new(&plan),
             upstreams: Upstreams::new(&plan, board),
             heads: BufPool::new(16 * 1024, 128 * 1024, 32),
+            requests: BufPool::new(4096, 16 * 1024, 64),
             bodies: BufPool::new(64 * 1024, 64 * 1024, 16),
             pipes: PipePool::new(DEFAULT_PIPE_SIZE, DEFAULT_MAX_IDLE_PIPES),
             access: WorkerAccess::new(&plan),

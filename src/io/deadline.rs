@@ -67,6 +67,20 @@ impl ConnTimer {
     }
 }
 
+impl ConnTimer {
+    /// Frees the timer's `Sleep` (640 bytes) until the connection's next timed operation: an
+    /// idle keep-alive connection's wait is timed by the worker's idle sweep (`drain`).
+    pub fn release(&self) {
+        self.sleep.borrow_mut().take();
+        self.armed.set(None);
+    }
+}
+
+/// The timer of the connection being polled, if any.
+pub fn current_timer() -> Option<Rc<ConnTimer>> {
+    current()
+}
+
 thread_local! {
     static CURRENT: Cell<Option<Rc<ConnTimer>>> = const { Cell::new(None) };
 }

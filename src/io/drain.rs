@@ -9,6 +9,10 @@
 
 use std::cell::{Cell, RefCell};
 use std::os::fd::RawFd;
+use std::rc::Rc;
+
+use super::deadline::ConnTimer;
+use std::time::Instant;
 
 /// A worker's drain state and its connections, owned by its `WorkerCtx`.
 #[derive(Default)]
@@ -24,10 +28,15 @@ struct Conns {
     free: Vec<usize>,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Conn {
     fd: RawFd,
     idle: bool,
+    /// While the connection waits for a request: when the wait ends (see [`Drain::sweep`]).
+    until: Option<Instant>,
+    /// While it waits: its timer, released by the sweep once the wait has lasted a while (a
+    /// busy connection keeps it from one request to the next).
+    timer: Option<(Instant, Rc<ConnTimer>)>,
 }
 
 /// A connection without a slot (`ringway route`, benches): never shut down from here.
@@ -47,7 +56,12 @@ impl Drain {
     /// before anything else runs on this worker (the fd number is only meaningful until then).
     pub fn join(&self, fd: RawFd) -> usize {
         let mut c = self.conns.borrow_mut();
-        let conn = Conn { fd, idle: false };
+        let conn = Conn {
+            fd,
+            idle: false,
+            until: None,
+            timer: None,
+        };
         match c.free.pop() {
             Some(i) => {
                 c.slots[i] = conn;
@@ -63,7 +77,12 @@ impl Drain {
     pub fn leave(&self, slot: usize) {
         let mut c = self.conns.borrow_mut();
         if let Some(conn) = c.slots.get_mut(slot) {
-            *conn = Conn { fd: -1, idle: false };
+            *conn = Conn {
+                fd: -1,
+                idle: false,
+                until: None,
+                timer: None,
+            };
             c.free.push(slot);
         }
     }
@@ -72,6 +91,51 @@ impl Drain {
     pub fn set_idle(&self, slot: usize, idle: bool) {
         if let Some(conn) = self.conns.borrow_mut().slots.get_mut(slot) {
             conn.idle = idle;
+        }
+    }
+
+    /// Times a connection's wait for a request (`Some(deadline)`), or ends the timing (`None`):
+    /// [`Drain::sweep`] shuts down a connection still waiting at its deadline, so the wait needs
+    /// no timer of its own.
+    pub fn set_wait_until(&self, slot: usize, until: Option<Instant>) {
+        if let Some(conn) = self.conns.borrow_mut().slots.get_mut(slot) {
+            conn.until = until;
+            if until.is_none() {
+                conn.timer = None;
+            }
+        }
+    }
+
+    /// Hands the sweep a waiting connection's timer, to release at `at` if it still waits then.
+    pub fn release_timer_at(&self, slot: usize, at: Instant, timer: Rc<ConnTimer>) {
+        if let Some(conn) = self.conns.borrow_mut().slots.get_mut(slot) {
+            conn.timer = Some((at, timer));
+        }
+    }
+
+    /// Shuts down the sockets of connections whose wait for a request passed its deadline (their
+    /// reads then see end-of-stream). The worker calls this a few times a second.
+    pub fn sweep(&self, now: Instant) {
+        let mut conns = self.conns.borrow_mut();
+        for c in conns.slots.iter_mut() {
+            if c.timer.as_ref().is_some_and(|(at, _)| *at <= now) {
+                if let Some((_, timer)) = c.timer.take() {
+                    timer.release();
+                }
+            }
+        }
+        let expired: Vec<RawFd> = conns
+            .slots
+            .iter_mut()
+            .filter(|c| c.fd >= 0 && c.until.is_some_and(|t| t <= now))
+            .map(|c| {
+                c.until = None;
+                c.fd
+            })
+            .collect();
+        drop(conns);
+        for fd in expired {
+            shutdown_both(fd);
         }
     }
 
@@ -142,5 +206,25 @@ mod tests {
         );
         d.leave(a);
         assert_eq!(d.join(busy_here.as_raw_fd()), a, "a freed slot is taken again");
+    }
+
+    #[test]
+    fn sweep_shuts_down_waits_past_their_deadline_only() {
+        let d = Drain::default();
+        let (late_here, mut late_peer) = StdUnixStream::pair().unwrap();
+        let (early_here, early_peer) = StdUnixStream::pair().unwrap();
+        let now = Instant::now();
+        let late = d.join(late_here.as_raw_fd());
+        let early = d.join(early_here.as_raw_fd());
+        d.set_wait_until(late, Some(now));
+        d.set_wait_until(early, Some(now + std::time::Duration::from_secs(60)));
+        d.sweep(now);
+        let mut buf = [0u8; 1];
+        assert_eq!(late_peer.read(&mut buf).unwrap(), 0, "the expired wait was shut down");
+        early_peer.set_nonblocking(true).unwrap();
+        assert!((&early_peer).read(&mut buf).is_err(), "the other still waits");
+        d.set_wait_until(early, None);
+        d.sweep(now + std::time::Duration::from_secs(120));
+        assert!((&early_peer).read(&mut buf).is_err(), "an ended wait is not timed");
     }
 }

@@ -324,7 +324,7 @@ pub struct Record {
 impl Record {
     pub fn new(capture: bool) -> Self {
         Record {
-            start: Instant::now(),
+            start: crate::io::clock::now(),
             route: None,
             server: None,
             status: 0,
@@ -336,6 +336,12 @@ impl Record {
             user_agent: Vec::new(),
             marks: (0, 0),
         }
+    }
+
+    /// Starts counting this request's bytes from the connection's `totals` so far (a record made
+    /// for each request of a keep-alive connection).
+    pub fn mark(&mut self, totals: (u64, u64)) {
+        self.marks = totals;
     }
 
     /// A new request whose head (complete or not) is `head`.

@@ -14,6 +14,7 @@ use crate::client::h2;
 use crate::config::Plan;
 use crate::exchange::WorkerCtx;
 use crate::http::client_info::ClientInfo;
+use crate::io::memory::{collect, Collector};
 use crate::observe::metrics::{Global, ServerStat};
 use crate::observe::{event, Level};
 use monoio::io::{CancelHandle, Canceller};
@@ -61,7 +62,9 @@ pub fn run(
     };
     rt.block_on(async move {
         let ctx = Rc::new(WorkerCtx::new(plan.clone(), board, observe, purges));
-        monoio::spawn(tick(ctx.clone()));
+        let open = Rc::new(Cell::new(0usize));
+        monoio::spawn(tick(ctx.clone(), open.clone()));
+        monoio::spawn(sweep_idle(ctx.clone()));
         let per_worker_cap = match plan.server.max_connections {
             0 => usize::MAX,
             n => n.div_ceil(plan.server.workers),
@@ -73,7 +76,6 @@ pub fn run(
                 return;
             }
         };
-        let open = Rc::new(Cell::new(0usize));
         let canceller = Canceller::new();
         let mut tasks = Vec::new();
         for (std_listener, index) in sockets {
@@ -185,7 +187,7 @@ async fn accept_loop(
                 let conn = async move {
                     let timeout = ctx.plan.server.header_timeout;
                     if let Some(from) = &ctx.plan.listeners[index].proxy_protocol {
-                        match proxy_header::accept(&stream, peer, from, timeout).await {
+                        match Box::pin(proxy_header::accept(&stream, peer, from, timeout)).await {
                             Ok(header) => {
                                 let (client, reached) = proxy_header::endpoints(&header, peer, local);
                                 info = ClientInfo {
@@ -201,17 +203,23 @@ async fn accept_loop(
                             }
                         }
                     }
+                    // The connection continues in a task of its own, so nothing of this one
+                    // (the PROXY header's and the handshake's state) stays allocated with it.
                     match tls {
                         None if h2c && h2::opens_with_preface(&stream, timeout).await => {
-                            h2::serve(ctx, stream, info, guard).await
+                            monoio::spawn(Contained::new(Box::pin(h2::serve(ctx, stream, info, guard)), peer));
                         }
-                        None => serve(ctx, stream, info, guard).await,
-                        Some(tls) => match tls.accept(stream, timeout).await {
+                        None => {
+                            monoio::spawn(Contained::new(serve(ctx, stream, info, guard), peer));
+                        }
+                        Some(tls) => match Box::pin(tls.accept(stream, timeout)).await {
                             // ALPN chose the protocol (`h2` is offered unless `http2 = false`).
                             Ok(stream) if stream.alpn_protocol().as_deref() == Some(crate::tls::ALPN_H2) => {
-                                h2::serve(ctx, stream, info, guard).await
+                                monoio::spawn(Contained::new(Box::pin(h2::serve(ctx, stream, info, guard)), peer));
                             }
-                            Ok(stream) => serve(ctx, stream, info, guard).await,
+                            Ok(stream) => {
+                                monoio::spawn(Contained::new(serve(ctx, stream, info, guard), peer));
+                            }
                             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                                 event(Level::Info, format_args!("TLS client {peer}: {e}; closed"))
                             }
@@ -244,12 +252,27 @@ async fn accept_loop(
     }
 }
 
+/// Ends the waits of keep-alive connections idle past their timeout: one timer for the whole
+/// worker instead of one per connection, so a timeout ends up to `SWEEP` late.
+async fn sweep_idle(ctx: Rc<WorkerCtx>) {
+    const SWEEP: Duration = Duration::from_millis(100);
+    loop {
+        monoio::time::sleep(SWEEP).await;
+        ctx.drain.sweep(std::time::Instant::now());
+    }
+}
+
 /// The worker's once-a-second chores: sample the gauges only the worker can see (in-flight
-/// requests, pooled connections, idle pipes), reopen the log after SIGUSR1, and flush it.
-async fn tick(ctx: Rc<WorkerCtx>) {
+/// requests, pooled connections, idle pipes), reopen the log after SIGUSR1, flush it, and hand
+/// memory back to the system once a burst of connections has closed.
+async fn tick(ctx: Rc<WorkerCtx>, open: Rc<Cell<usize>>) {
     let o = &ctx.observe;
+    let mut collector = Collector::default();
     loop {
         monoio::time::sleep(Duration::from_secs(1)).await;
+        if collector.should_collect(open.get()) {
+            collect();
+        }
         let plan = &ctx.plan;
         for (u, up) in plan.upstreams.iter().enumerate() {
             for s in 0..up.servers.len() {

@@ -196,6 +196,20 @@ impl<C: Session> TlsStream<C> {
         matches!(reader.fill_buf(), Ok(d) if !d.is_empty())
     }
 
+    /// Waits until a read would find something, holding no buffer: decrypted bytes rustls
+    /// already has (they would never make the socket readable again), else ciphertext on the
+    /// socket. Readability may still decrypt to nothing (a partial record, a key update); the
+    /// read that follows then waits as usual.
+    pub async fn wait_readable(&self) -> io::Result<()> {
+        if self.has_plaintext() {
+            return Ok(());
+        }
+        self.tcp.readable(false).await?;
+        // The socket has bytes: the next read receives at once.
+        self.drained.set(false);
+        Ok(())
+    }
+
     /// Encrypts as much of `data` as rustls' send queue takes, then sends what the socket takes.
     /// `WouldBlock` only when nothing could be accepted.
     pub(crate) fn try_write(&self, data: &[u8]) -> io::Result<usize> {

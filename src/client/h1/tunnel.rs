@@ -9,6 +9,7 @@ use crate::tunnel::{ready_relay, splice_tunnel, RelayEnd, TunnelStats};
 use crate::upstream::UpstreamConn;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
+use std::future::Future;
 use std::rc::Rc;
 
 /// A client connection that can become a tunnel: plain TCP to plain TCP splices; anything with
@@ -19,7 +20,18 @@ use std::rc::Rc;
 /// HTTP state machine allocated for hours. That task is what an idle tunnel costs, so it owns
 /// each piece exactly once: the sockets, the connection guard, the worker context; the limits
 /// are read through the context (`route` indexes the plan's routes).
-pub trait ClientStream: AsyncReadRent + AsyncWriteRent + SpliceClient + Sized {
+pub trait ClientStream: AsyncReadRent + AsyncWriteRent + SpliceClient + RelayEnd + Sized {
+    /// Waits until a read would find bytes (or the end of the stream) without lending the
+    /// stream a buffer: how an idle keep-alive connection waits.
+    fn wait_readable(&self) -> impl Future<Output = std::io::Result<()>>;
+
+    /// Appends what can be read now, without waiting, within `buf`'s capacity: right after
+    /// [`ClientStream::wait_readable`] this takes the request without one more operation
+    /// through the runtime. `Ok(0)` is end of stream, `WouldBlock` nothing yet.
+    fn try_fill(&self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        RelayEnd::try_read(self, buf)
+    }
+
     fn spawn_tunnel<G: 'static>(
         self,
         upstream: UpstreamConn,
@@ -30,6 +42,10 @@ pub trait ClientStream: AsyncReadRent + AsyncWriteRent + SpliceClient + Sized {
 }
 
 impl ClientStream for TcpStream {
+    fn wait_readable(&self) -> impl Future<Output = std::io::Result<()>> {
+        self.readable(false)
+    }
+
     fn spawn_tunnel<G: 'static>(
         self,
         upstream: UpstreamConn,
@@ -68,6 +84,10 @@ fn spawn_copy_tunnel<C: RelayEnd + 'static, U: RelayEnd + 'static, G: 'static>(
 }
 
 impl<S: Session + 'static> ClientStream for TlsStream<S> {
+    fn wait_readable(&self) -> impl Future<Output = std::io::Result<()>> {
+        TlsStream::wait_readable(self)
+    }
+
     fn spawn_tunnel<G: 'static>(
         self,
         upstream: UpstreamConn,

@@ -22,8 +22,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// A client stream that can be read and written without blocking.
 pub trait NonBlocking: 'static {
     fn tcp(&self) -> &TcpStream;
-    /// `WouldBlock`: wait for readability. `Ok(0)`: end of stream.
-    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Fills part of `buf`'s unfilled space. `WouldBlock`: wait for readability. `Ok(0)`: end
+    /// of stream.
+    fn try_read(&self, buf: &mut ReadBuf<'_>) -> io::Result<usize>;
     /// `WouldBlock` only when nothing was taken.
     fn try_write(&self, data: &[u8]) -> io::Result<usize>;
     /// Sends what is queued inside the stream (TLS records); `WouldBlock` when the socket is full.
@@ -36,8 +37,10 @@ impl NonBlocking for TcpStream {
         self
     }
 
-    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        sys::recv(socket_fd(self), buf)
+    fn try_read(&self, buf: &mut ReadBuf<'_>) -> io::Result<usize> {
+        let n = sys::recv(socket_fd(self), buf.initialize_unfilled())?;
+        buf.advance(n);
+        Ok(n)
     }
 
     fn try_write(&self, data: &[u8]) -> io::Result<usize> {
@@ -58,10 +61,12 @@ impl NonBlocking for ServerStream {
         ServerStream::tcp(self)
     }
 
-    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Copied into the uninitialised space as is: zeroing h2's whole read buffer first would
+    /// touch (and keep resident) pages an idle connection never uses.
+    fn try_read(&self, buf: &mut ReadBuf<'_>) -> io::Result<usize> {
         self.try_read_with(|data| {
-            let n = data.len().min(buf.len());
-            buf[..n].copy_from_slice(&data[..n]);
+            let n = data.len().min(buf.remaining());
+            buf.put_slice(&data[..n]);
             n
         })
     }
@@ -133,8 +138,7 @@ impl<S: NonBlocking> PollIo<S> {
 
 impl<S: NonBlocking> AsyncRead for PollIo<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let n = ready!(self.poll_op(cx, false, |s| s.try_read(buf.initialize_unfilled())))?;
-        buf.advance(n);
+        ready!(self.poll_op(cx, false, |s| s.try_read(buf)))?;
         Poll::Ready(Ok(()))
     }
 }
