@@ -7,7 +7,7 @@
 # sends; writes the table to loadtest/out/compress-<date>.md and its rows to
 # loadtest/out/gzip-cpu-per-mb-<date>.csv.
 #
-#   flock /work/notes/loadtest.lock loadtest/compress.sh     # levels 1 and 6, 3 rounds x 10 s
+#   loadtest/compress.sh     # levels 1 and 6, 3 rounds x 10 s
 #   LEVELS="1" DURATION=5 ROUNDS=1 loadtest/compress.sh      # quick look
 #
 # Env: LEVELS ("1 6"), DURATION (s, 10), ROUNDS (3), CONNS (4), SIZE (bytes, 1048576),

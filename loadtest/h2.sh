@@ -11,7 +11,7 @@
 # `keepalive = 512`); with smaller pools the surplus connections are opened and closed per
 # request and that cost dominates.
 #
-#   flock /work/notes/loadtest.lock loadtest/h2.sh
+#   loadtest/h2.sh
 #   DURATION=5 ROUNDS=1 loadtest/h2.sh      # smoke run
 #
 # Env: DURATION (s, 10), ROUNDS (3), CONNS (16), STREAMS (32), WARMUP (s, 2), PROXIES

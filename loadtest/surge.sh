@@ -12,7 +12,7 @@
 # CPU per response (whole process, schedstat), bytes the clients read. Compression is off on
 # both sides: this measures the cache alone.
 #
-#   flock /work/notes/loadtest.lock loadtest/surge.sh
+#   loadtest/surge.sh
 #   DURATION=5 CLIENTS=200 loadtest/surge.sh     # smoke run
 #
 # nginx_stale is the same nginx with `proxy_cache_use_stale updating` and
