@@ -2,7 +2,7 @@
 //! decoders equals the original, for every upstream framing and for a multi-megabyte body that
 //! arrives in slices (decoded by the client before the upstream has sent the rest); the choice
 //! by q-values; every never-compress case; Vary, ETag and Content-Length; a cut upstream body
-//! never passed on as complete; the per-encoding metrics.
+//! never passed on as complete; the per-encoding metrics and their ratio.
 
 mod common;
 mod compress_origin;
@@ -80,6 +80,43 @@ fn each_encoding_and_framing_decodes_to_the_original() {
             bytes_out > 0 && bytes_out < bytes_in / 3,
             "{encoding}: {bytes_out} of {bytes_in}"
         );
+    }
+    p.assert_healthy();
+}
+
+/// The ratio gauge is the compressed bytes the client read over the bytes the origin sent, and
+/// is absent for an encoding that has compressed nothing.
+#[test]
+fn compress_ratio_is_bytes_out_over_bytes_in() {
+    let body = script(50_000);
+    let served = body.clone();
+    let addr = origin(move |head| answer("application/javascript", &served, frame_of(head)));
+    let mut p = Ringway::start(&config(addr, ""));
+    let mut sent = 0;
+    for path in ["/r/length", "/r/chunked"] {
+        let r = fetch(&p, path, &["Accept-Encoding: gzip"]);
+        assert_eq!(r.header("content-encoding"), Some("gzip"), "{path}");
+        assert!(decode("gzip", &r.body) == body, "{path}: decoded body differs");
+        sent += r.body.len();
+    }
+    let (_, metrics) = admin_metrics(&p);
+    let gzip = |name: &str| format!("{name}{{encoding=\"gzip\"}}");
+    let bytes_in = metric(&metrics, &gzip("ringway_compress_in_bytes_total"));
+    let bytes_out = metric(&metrics, &gzip("ringway_compress_out_bytes_total"));
+    assert_eq!((bytes_in, bytes_out), (2 * body.len() as u64, sent as u64));
+    let ratio: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&gzip("ringway_compress_ratio")))
+        .unwrap_or_else(|| panic!("no gzip ratio in {metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    let want = sent as f64 / (2 * body.len()) as f64;
+    assert!((ratio - want).abs() < 1e-9 && ratio < 0.5, "ratio {ratio}, bytes {sent} / {}", 2 * body.len());
+    assert!(metrics.contains("# TYPE ringway_compress_ratio gauge"), "{metrics}");
+    for idle in ["br", "zstd"] {
+        let line = format!("ringway_compress_ratio{{encoding=\"{idle}\"}}");
+        assert!(!metrics.contains(&line), "{idle} compressed nothing: {metrics}");
     }
     p.assert_healthy();
 }

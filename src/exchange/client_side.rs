@@ -55,6 +55,15 @@ pub struct Cut;
 /// timeout (which bounds a stall, not a whole body).
 pub const STORED_SLICE: usize = 256 * 1024;
 
+/// A stored body cut into `STORED_SLICE` pieces (sharing its memory), each with whether it is
+/// the last; nothing for an empty body. The framing of each piece is the client protocol's.
+pub fn stored_slices(body: &bytes::Bytes) -> impl Iterator<Item = (bytes::Bytes, bool)> + '_ {
+    (0..body.len()).step_by(STORED_SLICE).map(move |at| {
+        let end = body.len().min(at + STORED_SLICE);
+        (body.slice(at..end), end == body.len())
+    })
+}
+
 /// The client connection as one exchange sees it.
 #[allow(async_fn_in_trait)] // the futures run on their worker's thread only: no Send bound
 pub trait ClientSide {
@@ -108,4 +117,24 @@ pub trait ClientSide {
 
     /// Sends a response ringway writes itself (refusals, upstream failures).
     async fn send_reply(&mut self, r: Reply, t: Duration) -> io::Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_slices_cover_the_body_once() {
+        let body = bytes::Bytes::from((0..STORED_SLICE * 5 / 2).map(|i| i as u8).collect::<Vec<u8>>());
+        let slices: Vec<_> = stored_slices(&body).collect();
+        let sizes: Vec<usize> = slices.iter().map(|(s, _)| s.len()).collect();
+        assert_eq!(sizes, [STORED_SLICE, STORED_SLICE, STORED_SLICE / 2]);
+        let lasts: Vec<bool> = slices.iter().map(|(_, l)| *l).collect();
+        assert_eq!(lasts, [false, false, true]);
+        let joined: Vec<u8> = slices.iter().flat_map(|(s, _)| s.iter().copied()).collect();
+        assert_eq!(joined, body);
+        assert_eq!(stored_slices(&bytes::Bytes::new()).count(), 0);
+        let exact = bytes::Bytes::from(vec![1u8; STORED_SLICE]);
+        assert_eq!(stored_slices(&exact).map(|(s, l)| (s.len(), l)).collect::<Vec<_>>(), [(STORED_SLICE, true)]);
+    }
 }

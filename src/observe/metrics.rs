@@ -416,27 +416,10 @@ impl Registry {
             family(&mut out, name, kind, help);
             let _ = writeln!(out, "{name} {}", self.global(which));
         }
-        let compress_families = [
-            (
-                "ringway_compressed_responses_total",
-                "Responses compressed, by encoding (cut ones included).",
-            ),
-            (
-                "ringway_compress_in_bytes_total",
-                "Response body bytes read from upstreams for compression, by encoding.",
-            ),
-            (
-                "ringway_compress_out_bytes_total",
-                "Compressed body bytes sent to clients (chunk framing excluded), by encoding.",
-            ),
-        ];
-        for (i, (name, help)) in compress_families.into_iter().enumerate() {
-            family(&mut out, name, "counter", help);
-            for e in Encoding::ALL {
-                let n = self.sum(COMPRESS_AT + 3 * e as usize + i);
-                let _ = writeln!(out, "{name}{{encoding=\"{}\"}} {n}", e.token());
-            }
-        }
+        super::compress_metrics::render(&mut out, |e| {
+            let at = COMPRESS_AT + 3 * e as usize;
+            [self.sum(at), self.sum(at + 1), self.sum(at + 2)]
+        });
         out
     }
 }

@@ -5,6 +5,7 @@
 //! (`crate::admin`) reads the shared parts when someone asks.
 
 pub mod access_log;
+mod compress_metrics;
 mod driver;
 pub mod metrics;
 pub mod request_id;

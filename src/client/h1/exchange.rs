@@ -11,7 +11,7 @@ use crate::body::chunked::ChunkedDecoder;
 use crate::body::splice::SpliceClient;
 use crate::cache::Fill;
 use crate::config::RoutePlan;
-use crate::exchange::client_side::{BodyAbort, ClientSide, Cut, STORED_SLICE};
+use crate::exchange::client_side::{stored_slices, BodyAbort, ClientSide, Cut};
 use crate::exchange::compressed::relay_compressed;
 use crate::exchange::forward::{forward, Next};
 use crate::exchange::outgoing::Outgoing;
@@ -195,8 +195,7 @@ impl<C: AsyncReadRent + AsyncWriteRent + SpliceClient> ClientSide for H1Side<'_,
         write_out(self.client, out, 0, t).await?;
         if with_body && body.len() > STORED_INLINE {
             // The send timeout bounds each stall, not the whole body: a slice at a time.
-            for at in (0..body.len()).step_by(STORED_SLICE) {
-                let slice = body.slice(at..body.len().min(at + STORED_SLICE));
+            for (slice, _) in stored_slices(body) {
                 write_bytes(self.client, slice, t).await?;
             }
         }

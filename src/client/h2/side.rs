@@ -10,7 +10,7 @@ use super::body::{Framing, StreamIo};
 use crate::body::chunked::ChunkedDecoder;
 use crate::cache::Fill;
 use crate::config::RoutePlan;
-use crate::exchange::client_side::{BodyAbort, BodyLength, ClientSide, Cut, HeadSink, STORED_SLICE};
+use crate::exchange::client_side::{stored_slices, BodyAbort, BodyLength, ClientSide, Cut, HeadSink};
 use crate::exchange::compressed::relay_compressed;
 use crate::exchange::response_head::ResponsePlan;
 use crate::exchange::{Reply, WorkerCtx};
@@ -210,9 +210,8 @@ impl ClientSide for H2Side<'_> {
         self.io.respond(head, framing)?;
         if with_body && !body.is_empty() {
             // The send timeout bounds each stall (a reader that stops), not the whole body.
-            for at in (0..body.len()).step_by(STORED_SLICE) {
-                let end = body.len().min(at + STORED_SLICE);
-                let res = timeout(t, Box::pin(self.io.stored_body(body.slice(at..end), end == body.len()))).await;
+            for (slice, last) in stored_slices(body) {
+                let res = timeout(t, Box::pin(self.io.stored_body(slice, last))).await;
                 res.map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
             }
         }
