@@ -112,7 +112,11 @@ fn compress_ratio_is_bytes_out_over_bytes_in() {
         .parse()
         .unwrap();
     let want = sent as f64 / (2 * body.len()) as f64;
-    assert!((ratio - want).abs() < 1e-9 && ratio < 0.5, "ratio {ratio}, bytes {sent} / {}", 2 * body.len());
+    assert!(
+        (ratio - want).abs() < 1e-9 && ratio < 0.5,
+        "ratio {ratio}, bytes {sent} / {}",
+        2 * body.len()
+    );
     assert!(metrics.contains("# TYPE ringway_compress_ratio gauge"), "{metrics}");
     for idle in ["br", "zstd"] {
         let line = format!("ringway_compress_ratio{{encoding=\"{idle}\"}}");

@@ -77,6 +77,14 @@ pub fn first<'b>(headers: &[httparse::Header<'b>], name: &str) -> Option<&'b [u8
     values(headers, name).next()
 }
 
+/// Whether the request carries a cookie named in `names` (exact names, in any `Cookie` field).
+pub fn carries_cookie(headers: &[httparse::Header<'_>], names: &[String]) -> bool {
+    !names.is_empty()
+        && values(headers, "cookie")
+            .flat_map(crate::http::cookie_pairs)
+            .any(|(name, _)| names.iter().any(|n| n.as_bytes() == name))
+}
+
 /// What a request asks of the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ask {
@@ -121,7 +129,8 @@ const STORABLE: [u16; 11] = [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 5
 /// What the request looked like, as far as storing its response goes.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestFacts {
-    /// The request carried Authorization, or passed the route's authentication.
+    /// The request carried Authorization or a cookie the route names (`cache_bypass_cookies`),
+    /// or passed the route's authentication.
     pub authenticated: bool,
 }
 
@@ -284,6 +293,22 @@ mod tests {
         assert!(store(404, &[], false, Some(1)).is_none());
         assert!(store(200, &[("Cache-Control", "max-age=0")], false, Some(1)).is_none());
         assert!(store(200, &[], true, Some(1)).is_none());
+    }
+
+    #[test]
+    fn named_cookies() {
+        let names = vec!["grafana_session".to_string()];
+        let carries = |list: &[(&str, &str)]| carries_cookie(&h(list), &names);
+        assert!(carries(&[("Cookie", "grafana_session=abc")]));
+        assert!(carries(&[("Cookie", "theme=dark; grafana_session=abc; x=1")]));
+        assert!(carries(&[("Cookie", "theme=dark"), ("cookie", "grafana_session=abc")]));
+        assert!(!carries(&[(
+            "Cookie",
+            "grafana_session_expiry=5; my_grafana_session=1"
+        )]));
+        assert!(!carries(&[("Cookie", "Grafana_Session=abc")]));
+        assert!(!carries(&[("X-Cookie", "grafana_session=abc")]));
+        assert!(!carries_cookie(&h(&[("Cookie", "grafana_session=abc")]), &[]));
     }
 
     #[test]

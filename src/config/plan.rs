@@ -309,6 +309,9 @@ pub struct RoutePlan {
     pub cache: bool,
     /// `cache_ttl`: freshness given to 200 responses that carry no caching headers.
     pub cache_ttl: Option<Duration>,
+    /// `cache_bypass_cookies`: names of cookies that make a request one person's, as for
+    /// Authorization (exact, case-sensitive names, as cookies are compared).
+    pub cache_bypass_cookies: Vec<String>,
 }
 
 impl RoutePlan {

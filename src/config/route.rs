@@ -134,6 +134,8 @@ impl Compiler<'_> {
             );
             ok = false;
         }
+        let cache_bypass_cookies = self.bypass_cookies(number, r, cache);
+        ok &= cache_bypass_cookies.is_some();
         ok.then(|| RoutePlan {
             number,
             listeners: None,
@@ -158,7 +160,33 @@ impl Compiler<'_> {
             compress: r.compress.unwrap_or(false),
             cache,
             cache_ttl: cache_ttl.filter(|d| !d.is_zero()),
+            cache_bypass_cookies: cache_bypass_cookies.unwrap_or_default(),
         })
+    }
+
+    /// `cache_bypass_cookies`: cookie names (RFC 6265 tokens), each once, on a caching route.
+    fn bypass_cookies(&mut self, number: usize, r: &RawRoute, cache: bool) -> Option<Vec<String>> {
+        let Some(list) = &r.cache_bypass_cookies else {
+            return Some(Vec::new());
+        };
+        let key = "route.cache_bypass_cookies";
+        if !cache {
+            let msg = format!("route #{number}: cache_bypass_cookies needs cache = true on the same route");
+            self.error(list, key, msg);
+            return None;
+        }
+        let mut names: Vec<String> = Vec::new();
+        for name in list.get_ref() {
+            if !is_token(name) {
+                let msg = format!("`{name}` is not a cookie name (letters, digits and !#$%&'*+-.^_`|~, not empty)");
+                self.error(list, key, msg);
+                return None;
+            }
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        Some(names)
     }
 
     pub(super) fn header_rules(&mut self, raw: Option<&RawHeaderRules>, key: &str) -> HeaderRules {

@@ -230,6 +230,9 @@ pub struct RawRoute {
     pub cache: Option<S<bool>>,
     /// Freshness for 200 responses to GET/HEAD that carry no caching headers (micro-caching).
     pub cache_ttl: Option<S<String>>,
+    /// Cookies that make a request one person's: not answered from or stored in the cache
+    /// unless the response says it may be shared.
+    pub cache_bypass_cookies: Option<S<Vec<String>>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -110,8 +110,12 @@ pub async fn before<'c, S: ClientSide>(
     if ask == Ask::Bypass {
         return Before::Forward(None);
     }
+    // A cookie the route names identifies a person as Authorization does: the request gets a
+    // key of its own and its response is shared only where it says so.
     let facts = RequestFacts {
-        authenticated: route.access.auth.is_some() || policy::first(headers, "authorization").is_some(),
+        authenticated: route.access.auth.is_some()
+            || policy::first(headers, "authorization").is_some()
+            || policy::carries_cookie(headers, &route.cache_bypass_cookies),
     };
     let identity = &plan.access.identity_headers;
     let Some(mut primary) = key::primary(&req.host, target, headers, facts.authenticated, identity) else {

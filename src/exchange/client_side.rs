@@ -135,6 +135,9 @@ mod tests {
         assert_eq!(joined, body);
         assert_eq!(stored_slices(&bytes::Bytes::new()).count(), 0);
         let exact = bytes::Bytes::from(vec![1u8; STORED_SLICE]);
-        assert_eq!(stored_slices(&exact).map(|(s, l)| (s.len(), l)).collect::<Vec<_>>(), [(STORED_SLICE, true)]);
+        assert_eq!(
+            stored_slices(&exact).map(|(s, l)| (s.len(), l)).collect::<Vec<_>>(),
+            [(STORED_SLICE, true)]
+        );
     }
 }

@@ -123,9 +123,26 @@ pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value.split(|&b| b == b',').map(trim).filter(|t| !t.is_empty())
 }
 
+/// The `name=value` pairs of one `Cookie:` field (`a=1; b=2`), trimmed; a piece without `=`
+/// is no pair and is skipped.
+pub fn cookie_pairs(value: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    value.split(|&b| b == b';').filter_map(|pair| {
+        let eq = memchr::memchr(b'=', pair)?;
+        Some((trim(&pair[..eq]), trim(&pair[eq + 1..])))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cookie_pairs_split_on_semicolons() {
+        let pairs: Vec<_> = cookie_pairs(b"a=1; grafana_session=x=y ;flag; b=").collect();
+        let want: [(&[u8], &[u8]); 3] = [(b"a", b"1"), (b"grafana_session", b"x=y"), (b"b", b"")];
+        assert_eq!(pairs, want);
+        assert_eq!(cookie_pairs(b"").count(), 0);
+    }
 
     #[test]
     fn head_end_is_the_first_blank_line() {

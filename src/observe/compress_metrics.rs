@@ -60,9 +60,15 @@ mod tests {
             Encoding::Gzip => [2, 4000, 1000],
             _ => [0, 0, 0],
         });
-        assert!(out.contains("ringway_compress_ratio{encoding=\"gzip\"} 0.25\n"), "{out}");
+        assert!(
+            out.contains("ringway_compress_ratio{encoding=\"gzip\"} 0.25\n"),
+            "{out}"
+        );
         assert!(!out.contains("ringway_compress_ratio{encoding=\"br\"}"), "{out}");
         assert!(out.contains("# TYPE ringway_compress_ratio gauge\n"), "{out}");
-        assert!(out.contains("ringway_compress_out_bytes_total{encoding=\"gzip\"} 1000\n"), "{out}");
+        assert!(
+            out.contains("ringway_compress_out_bytes_total{encoding=\"gzip\"} 1000\n"),
+            "{out}"
+        );
     }
 }

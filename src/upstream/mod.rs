@@ -167,11 +167,7 @@ pub fn affinity(up: &UpstreamPlan, client_ip: IpAddr, headers: &[httparse::Heade
 
 /// The value of cookie `name` in one `Cookie:` header (`a=1; b=2`).
 fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    header.split(|&b| b == b';').find_map(|pair| {
-        let pair = crate::http::trim(pair);
-        let eq = pair.iter().position(|&b| b == b'=')?;
-        (crate::http::trim(&pair[..eq]) == name).then(|| crate::http::trim(&pair[eq + 1..]))
-    })
+    crate::http::cookie_pairs(header).find_map(|(n, v)| (n == name).then_some(v))
 }
 
 #[cfg(test)]
