@@ -59,8 +59,13 @@ fn each_encoding_and_framing_decodes_to_the_original() {
             assert!(decoded == body, "curl {what}: decoded body differs");
         }
     }
-    let (status, metrics) = admin_metrics(&p);
+    let (status, _) = admin_metrics(&p);
     assert_eq!(status, 200);
+    let metrics = settled_metrics(&p, |m| {
+        ["gzip", "br", "zstd"]
+            .iter()
+            .all(|e| metric(m, &format!("ringway_compressed_responses_total{{encoding=\"{e}\"}}")) == 6)
+    });
     for encoding in ["gzip", "br", "zstd"] {
         let n = metric(
             &metrics,
@@ -99,8 +104,8 @@ fn compress_ratio_is_bytes_out_over_bytes_in() {
         assert!(decode("gzip", &r.body) == body, "{path}: decoded body differs");
         sent += r.body.len();
     }
-    let (_, metrics) = admin_metrics(&p);
     let gzip = |name: &str| format!("{name}{{encoding=\"gzip\"}}");
+    let metrics = settled_metrics(&p, |m| metric(m, &gzip("ringway_compressed_responses_total")) == 2);
     let bytes_in = metric(&metrics, &gzip("ringway_compress_in_bytes_total"));
     let bytes_out = metric(&metrics, &gzip("ringway_compress_out_bytes_total"));
     assert_eq!((bytes_in, bytes_out), (2 * body.len() as u64, sent as u64));
@@ -133,6 +138,17 @@ fn admin_metrics(p: &Ringway) -> (u16, String) {
     c.read_to_string(&mut s).unwrap();
     let status = s.get(9..12).and_then(|v| v.parse().ok()).unwrap_or(0);
     (status, s)
+}
+
+/// The metrics once `done` holds of them (or after 5 s): a worker counts a compressed response
+/// when it has finished with it, which may be just after the client read its last byte.
+fn settled_metrics(p: &Ringway, done: impl Fn(&str) -> bool) -> String {
+    let mut text = String::new();
+    wait_until(Duration::from_secs(5), || {
+        text = admin_metrics(p).1;
+        done(&text)
+    });
+    text
 }
 
 fn metric(text: &str, name: &str) -> u64 {

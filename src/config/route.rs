@@ -1,5 +1,6 @@
 //! Compiling `[[route]]`: host pattern and prefix, the upstream it names, path rewriting,
-//! header rules, timeouts, body limits and upgrades; the access keys are in `access`.
+//! header rules, timeouts, body limits, upgrades, compression and the cache keys; the access keys
+//! are in `access`.
 
 use super::schema::*;
 use super::*;
