@@ -236,7 +236,11 @@ fn a_peer_not_in_proxy_protocol_from_is_closed_before_its_header_is_read() {
     let _ = c.try_send(&v1("203.0.113.7", "192.0.2.1", 1, 2));
     assert!(closed_without_response(&mut c));
     assert!(wait_until(Duration::from_secs(3), || refused_count(&p) == 1));
-    assert!(p.stderr().contains("not in proxy_protocol_from"), "{}", p.stderr());
+    // The line is written after the count: wait for it as for the count.
+    let logged = wait_until(Duration::from_secs(3), || {
+        p.stderr().contains("not in proxy_protocol_from")
+    });
+    assert!(logged, "{}", p.stderr());
     assert_eq!(backend.hits(), 0);
 
     let q = Ringway::start(&config(
