@@ -3,6 +3,7 @@
 
 pub mod client_info;
 pub mod headers;
+pub mod reply;
 mod host;
 pub mod request;
 pub mod response;

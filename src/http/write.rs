@@ -92,6 +92,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         200 => "OK",
+        204 => "No Content",
         301 => "Moved Permanently",
         308 => "Permanent Redirect",
         400 => "Bad Request",
