@@ -33,7 +33,10 @@ impl CorsPlan {
             f("Access-Control-Allow-Headers", self.allow_headers.as_bytes());
         }
         if let Some(age) = self.max_age {
-            f("Access-Control-Max-Age", itoa::Buffer::new().format(age.as_secs()).as_bytes());
+            f(
+                "Access-Control-Max-Age",
+                itoa::Buffer::new().format(age.as_secs()).as_bytes(),
+            );
         }
     }
 

@@ -184,13 +184,7 @@ async fn ask(fa: &ForwardAuth, head: &[u8], deadline: Instant) -> Result<Vec<u8>
 }
 
 /// The client's copy of a 401/403/3xx: same status and headers, re-framed with Content-Length.
-fn relay(
-    status: u16,
-    reason: &str,
-    headers: &[httparse::Header<'_>],
-    body: &[u8],
-    sub: &Subrequest,
-) -> Option<Reply> {
+fn relay(status: u16, reason: &str, headers: &[httparse::Header<'_>], body: &[u8], sub: &Subrequest) -> Option<Reply> {
     let chunked = headers.iter().any(|h| classify(h.name) == Known::TransferEncoding);
     let length = headers
         .iter()

@@ -2,8 +2,8 @@
 //! (`auth::check`); for forward auth, the subrequest to the auth service before anything goes
 //! upstream.
 
-use super::request::RequestHead;
 use super::reply::Reply;
+use super::request::RequestHead;
 use crate::auth::{self, WorkerAccess};
 use crate::config::Plan;
 use crate::http::client_info::ClientInfo;

@@ -3,8 +3,8 @@
 //! exactly as it frames proxied responses (HTTP/1.1 text, HTTP/2 HEADERS).
 
 use super::client_side::{BodyLength, HeadSink};
-use crate::http::write::reason_phrase;
 pub use crate::http::reply::{Reply, ReplyBody};
+use crate::http::write::reason_phrase;
 
 /// Hands `r`'s head to `out`: status, its own fields, the content type of a text body, and
 /// the length the body states; the body follows as [`Reply::body_parts`].

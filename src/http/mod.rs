@@ -3,8 +3,8 @@
 
 pub mod client_info;
 pub mod headers;
-pub mod reply;
 mod host;
+pub mod reply;
 pub mod request;
 pub mod response;
 pub mod write;

@@ -93,11 +93,14 @@ pub async fn stream_request_body<C: AsyncReadRent + SpliceClient>(
                         Ok(_) => {}
                     }
                     out.clear();
-                    let used = reframe_request(&mut d, &bbuf, out, &mut decoded).map_err(|why| {
-                        BodyAbort::Client(Some(Reply::text(400, why, true)))
-                    })?;
+                    let used = reframe_request(&mut d, &bbuf, out, &mut decoded)
+                        .map_err(|why| BodyAbort::Client(Some(Reply::text(400, why, true))))?;
                     if route.max_body.is_some_and(|max| decoded > max) {
-                        return Err(BodyAbort::Client(Some(Reply::text(413, "request body larger than this route allows", true))));
+                        return Err(BodyAbort::Client(Some(Reply::text(
+                            413,
+                            "request body larger than this route allows",
+                            true,
+                        ))));
                     }
                     if d.is_done() {
                         // Pipelined bytes after the body start the next request.

@@ -12,8 +12,8 @@ use crate::cache::Fill;
 use crate::config::RoutePlan;
 use crate::exchange::client_side::{BodyAbort, BodyLength, ClientSide, Cut, HeadSink, STORED_SLICE};
 use crate::exchange::compressed::relay_compressed;
-use crate::exchange::response_head::ResponsePlan;
 use crate::exchange::reply::{hand_head, Reply, ReplyBody};
+use crate::exchange::response_head::ResponsePlan;
 use crate::exchange::WorkerCtx;
 use crate::http::Framing as Wire;
 use crate::io::deadline::timeout;
@@ -143,7 +143,11 @@ impl<'s> H2Side<'s> {
 }
 
 fn reply_413() -> BodyAbort {
-    BodyAbort::Client(Some(Reply::text(413, "request body larger than this route allows", true)))
+    BodyAbort::Client(Some(Reply::text(
+        413,
+        "request body larger than this route allows",
+        true,
+    )))
 }
 
 impl ClientSide for H2Side<'_> {
