@@ -31,6 +31,16 @@ fn denying_auth_service() -> Scripted {
     })
 }
 
+/// The proxy, then what it needs (dropped in that order): a backend, the auth service, a
+/// directory for the password file.
+fn start() -> (Ringway, TempDir, Scripted, Backend) {
+    let b = Backend::echo();
+    let auth = denying_auth_service();
+    let dir = TempDir::new();
+    let p = proxy(&dir, b.addr, auth.addr);
+    (p, dir, auth, b)
+}
+
 fn proxy(dir: &TempDir, backend: SocketAddr, auth: SocketAddr) -> Ringway {
     let htpasswd = dir.write(
         "staff.htpasswd",
@@ -102,10 +112,7 @@ async fn ask(client: &h2::client::SendRequest<Bytes>, method: &str, path: &str, 
 
 #[test]
 fn access_answers_arrive_over_http2_with_their_fields_and_body() {
-    let b = Backend::echo();
-    let auth = denying_auth_service();
-    let dir = TempDir::new();
-    let p = proxy(&dir, b.addr, auth.addr);
+    let (p, _dir, _auth, b) = start();
     let addr = p.addr();
     runtime().block_on(async move {
         let c = h2c(addr).await;
@@ -176,10 +183,7 @@ fn access_answers_arrive_over_http2_with_their_fields_and_body() {
 
 #[test]
 fn access_answers_over_http11_keep_their_bytes() {
-    let b = Backend::echo();
-    let auth = denying_auth_service();
-    let dir = TempDir::new();
-    let p = proxy(&dir, b.addr, auth.addr);
+    let (p, _dir, _auth, _b) = start();
     let text = |path: &str, extra: &[&str]| {
         let r = raw_roundtrip(p.addr(), &get_req(path, "app.test", extra));
         String::from_utf8_lossy(&[&r.raw_head[..], &r.body[..]].concat()).into_owned()
