@@ -123,7 +123,7 @@ Content-Length: 29\r\n\r\n";
         affinity: None,
         idempotent: true,
         host_at: None,
-        response_headers: Vec::new(),
+        cors_origin: None,
         listener: 0,
         proxy_header: None,
         compress: None,

@@ -17,18 +17,13 @@ DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-16}
 SIZE_KB=${SIZE_KB:-1024}
-PROXIES=${PROXIES:-nginx haproxy ringway}
+LT_DEFAULT_PROXIES="nginx haproxy ringway"
+PROXIES=${PROXIES:-$LT_DEFAULT_PROXIES}
 read -r -a proxies <<<"$PROXIES"
-for v in DURATION ROUNDS CONNS SIZE_KB; do
-    [[ ${!v} =~ ^[0-9]+$ ]] && ((${!v} > 0)) || lt_die "$v must be a whole number > 0, got '${!v}'"
-done
+lt_counts --positive DURATION ROUNDS CONNS SIZE_KB
 lt_check_proxies "$PROXIES"
 
-cmdline="DURATION=$DURATION ROUNDS=$ROUNDS CONNS=$CONNS SIZE_KB=$SIZE_KB"
-[[ $PROXIES != "nginx haproxy ringway" ]] && cmdline+=" PROXIES=\"$PROXIES\""
-[[ -n ${RINGWAY_BIN:-} ]] && cmdline+=" RINGWAY_BIN=$RINGWAY_BIN"
-[[ -n ${MONOIO_FORCE_LEGACY_DRIVER:-} ]] && cmdline+=" MONOIO_FORCE_LEGACY_DRIVER=$MONOIO_FORCE_LEGACY_DRIVER"
-cmdline+=" loadtest/body.sh"
+cmdline="DURATION=$DURATION ROUNDS=$ROUNDS CONNS=$CONNS SIZE_KB=$SIZE_KB $(lt_cmdline_env)loadtest/body.sh"
 
 lt_require_tools nginx haproxy wrk curl
 [[ " $PROXIES " == *" ringway "* ]] && LT_RINGWAY=$(lt_ringway_bin)
@@ -63,34 +58,33 @@ wrk_cmd() { # PORT SECONDS
 
 declare -A cpu=() sum=() gbps=() errs=()
 runs_md=""
-n=${#proxies[@]}
-for ((r = 0; r < ROUNDS; r++)); do
-    for ((i = 0; i < n; i++)); do
-        p=${proxies[$(((i + r) % n))]}
-        pid=${LT_PROXY_PID[$p]}
-        if lt_proxy_gone "$p" "is gone"; then lt_die "$p stopped the run"; fi
-        out="$LT_TMP/wrk-$p-$r.txt"
-        c0=$(lt_cpu_ns "$pid"); b0=$(lt_cpu_ns "$LT_BACKEND_PID")
-        # shellcheck disable=SC2046
-        lt_run_bg $(wrk_cmd "${port[$p]}" "$DURATION") >"$out"
-        sleep 0.2
-        c1=$(lt_cpu_ns "$pid"); b1=$(lt_cpu_ns "$LT_BACKEND_PID")
-        read -r req _ _ _ e < <(lt_wrk_parse "$out")
-        ((req > 0)) || lt_die "$p completed no requests (see $out)"
-        # Bodies only: heads are a rounding error at 1 MiB. GB = 10^9 bytes.
-        gb=$(awk -v n="$req" -v k="$SIZE_KB" 'BEGIN { printf "%.6f", n * k * 1024 / 1e9 }')
-        s=$(awk -v a="$c0" -v b="$c1" -v g="$gb" 'BEGIN { printf "%.3f", (b - a) / 1e9 / g }')
-        t=$(awk -v a="$c0" -v b="$c1" -v x="$b0" -v y="$b1" -v g="$gb" 'BEGIN { printf "%.3f", ((b - a) + (y - x)) / 1e9 / g }')
-        rate=$(awk -v g="$gb" -v d="$DURATION" 'BEGIN { printf "%.2f", g / d }')
-        cpu[$p]+=" $s"; sum[$p]+=" $t"; gbps[$p]+=" $rate"
-        errs[$p]=$((${errs[$p]:-0} + e))
-        lt_log "round $((r + 1))/$ROUNDS $p: $rate GB/s, proxy $s CPU-s/GB, proxy+backend $t, errors $e"
-        for kv in "proxy_cpu_s_per_gb $s" "proxy_and_backend_cpu_s_per_gb $t" "gb_per_second $rate"; do
-            lt_csv_row $((r + 1)) "$p" $kv
-        done
-        runs_md+="| $((r + 1)) | $p | $req | $rate | $s | $t | $e |"$'\n'
+# one_run ROUND PROXY
+one_run() {
+    local r=$1 p=$2 pid out c0 c1 b0 b1 req e gb s t rate kv
+    pid=${LT_PROXY_PID[$p]}
+    if lt_proxy_gone "$p" "is gone"; then lt_die "$p stopped the run"; fi
+    out="$LT_TMP/wrk-$p-$r.txt"
+    c0=$(lt_cpu_ns "$pid"); b0=$(lt_cpu_ns "$LT_BACKEND_PID")
+    # shellcheck disable=SC2046
+    lt_run_bg $(wrk_cmd "${port[$p]}" "$DURATION") >"$out"
+    sleep 0.2
+    c1=$(lt_cpu_ns "$pid"); b1=$(lt_cpu_ns "$LT_BACKEND_PID")
+    read -r req _ _ _ e < <(lt_wrk_parse "$out")
+    ((req > 0)) || lt_die "$p completed no requests (see $out)"
+    # Bodies only: heads are a rounding error at 1 MiB. GB = 10^9 bytes.
+    gb=$(awk -v n="$req" -v k="$SIZE_KB" 'BEGIN { printf "%.6f", n * k * 1024 / 1e9 }')
+    s=$(awk -v a="$c0" -v b="$c1" -v g="$gb" 'BEGIN { printf "%.3f", (b - a) / 1e9 / g }')
+    t=$(awk -v a="$c0" -v b="$c1" -v x="$b0" -v y="$b1" -v g="$gb" 'BEGIN { printf "%.3f", ((b - a) + (y - x)) / 1e9 / g }')
+    rate=$(awk -v g="$gb" -v d="$DURATION" 'BEGIN { printf "%.2f", g / d }')
+    cpu[$p]+=" $s"; sum[$p]+=" $t"; gbps[$p]+=" $rate"
+    errs[$p]=$((${errs[$p]:-0} + e))
+    lt_log "round $r/$ROUNDS $p: $rate GB/s, proxy $s CPU-s/GB, proxy+backend $t, errors $e"
+    for kv in "proxy_cpu_s_per_gb $s" "proxy_and_backend_cpu_s_per_gb $t" "gb_per_second $rate"; do
+        lt_csv_row "$r" "$p" $kv
     done
-done
+    runs_md+="| $r | $p | $req | $rate | $s | $t | $e |"$'\n'
+}
+lt_rounds one_run
 
 nginx_cpu="" nginx_sum=""
 if [[ -n ${cpu[nginx]:-} ]]; then

@@ -24,10 +24,10 @@ ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-16}
 STREAMS=${STREAMS:-32}
 WARMUP=${WARMUP:-2}
-PROXIES=${PROXIES:-nginx haproxy ringway caddy}
-for v in DURATION ROUNDS CONNS STREAMS WARMUP; do
-    [[ ${!v} =~ ^[0-9]+$ ]] || lt_die "$v must be a whole number, got '${!v}'"
-done
+LT_DEFAULT_PROXIES="nginx haproxy ringway caddy"
+PROXIES=${PROXIES:-$LT_DEFAULT_PROXIES}
+lt_counts --positive DURATION ROUNDS CONNS STREAMS
+lt_counts WARMUP
 read -r -a wanted <<<"$PROXIES"
 proxies=()
 for p in "${wanted[@]}"; do
@@ -41,7 +41,7 @@ done
 cmdline="DURATION=$DURATION ROUNDS=$ROUNDS"
 [[ $CONNS != 16 ]] && cmdline+=" CONNS=$CONNS"
 [[ $STREAMS != 32 ]] && cmdline+=" STREAMS=$STREAMS"
-cmdline+=" loadtest/h2.sh"
+cmdline+=" $(lt_cmdline_env)loadtest/h2.sh"
 
 lt_require_tools nginx haproxy h2load curl openssl
 [[ " ${proxies[*]} " == *" ringway "* ]] && LT_RINGWAY=$(lt_ringway_bin)
@@ -110,29 +110,28 @@ fi
 
 declare -A cpu=() rps=() fails=()
 runs_md=""
-n=${#proxies[@]}
-for ((r = 0; r < ROUNDS; r++)); do
-    for ((i = 0; i < n; i++)); do
-        p=${proxies[$(((i + r) % n))]}
-        pid=${LT_PROXY_PID[$p]}
-        out="$LT_TMP/h2load-$p-$r.txt"
-        c0=$(lt_cpu_ns "$pid")
-        $(h2load_cmd "${port[$p]}" "$DURATION") >"$out" 2>&1 || true
-        sleep 0.2
-        c1=$(lt_cpu_ns "$pid")
-        ok=$(awk '/^requests:/ { for (i = 1; i < NF; i++) if ($(i + 1) ~ /^succeeded/) print $i }' "$out" | tr -d ,)
-        bad=$(awk '/^requests:/ { for (i = 1; i < NF; i++) if ($(i + 1) ~ /^failed/) print $i }' "$out" | tr -d ,)
-        rs=$(awk '/^finished in/ { print $4 }' "$out")
-        ((${ok:-0} > 0)) || lt_die "$p completed no requests (see $out)"
-        us=$(awk -v a="$c0" -v b="$c1" -v n="$ok" 'BEGIN { printf "%.2f", (b - a) / 1000 / n }')
-        cpu[$p]+=" $us"
-        rps[$p]+=" $rs"
-        fails[$p]=$((${fails[$p]:-0} + ${bad:-0}))
-        lt_csv_row $((r + 1)) "$p" cpu_us_per_request "$us"
-        lt_log "round $((r + 1))/$ROUNDS $p: $ok requests, $rs req/s, $us µs CPU/req, failed ${bad:-0}"
-        runs_md+="| $((r + 1)) | $p | $ok | $rs | $us | ${bad:-0} |"$'\n'
-    done
-done
+# one_run ROUND PROXY
+one_run() {
+    local r=$1 p=$2 pid out c0 c1 ok bad rs us
+    pid=${LT_PROXY_PID[$p]}
+    out="$LT_TMP/h2load-$p-$r.txt"
+    c0=$(lt_cpu_ns "$pid")
+    $(h2load_cmd "${port[$p]}" "$DURATION") >"$out" 2>&1 || true
+    sleep 0.2
+    c1=$(lt_cpu_ns "$pid")
+    ok=$(awk '/^requests:/ { for (i = 1; i < NF; i++) if ($(i + 1) ~ /^succeeded/) print $i }' "$out" | tr -d ,)
+    bad=$(awk '/^requests:/ { for (i = 1; i < NF; i++) if ($(i + 1) ~ /^failed/) print $i }' "$out" | tr -d ,)
+    rs=$(awk '/^finished in/ { print $4 }' "$out")
+    ((${ok:-0} > 0)) || lt_die "$p completed no requests (see $out)"
+    us=$(awk -v a="$c0" -v b="$c1" -v n="$ok" 'BEGIN { printf "%.2f", (b - a) / 1000 / n }')
+    cpu[$p]+=" $us"
+    rps[$p]+=" $rs"
+    fails[$p]=$((${fails[$p]:-0} + ${bad:-0}))
+    lt_csv_row "$r" "$p" cpu_us_per_request "$us"
+    lt_log "round $r/$ROUNDS $p: $ok requests, $rs req/s, $us µs CPU/req, failed ${bad:-0}"
+    runs_md+="| $r | $p | $ok | $rs | $us | ${bad:-0} |"$'\n'
+}
+lt_rounds one_run
 
 report() {
     echo "### HTTP/2 over TLS 1.3, $CONNS connections x $STREAMS streams, 100-byte responses (medians of $ROUNDS x ${DURATION}s)"

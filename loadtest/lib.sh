@@ -560,6 +560,41 @@ lt_ws_proxy() {
     esac
 }
 
+# lt_counts [--positive] VAR...: dies unless each named variable holds a whole number (> 0 with
+# --positive).
+lt_counts() {
+    local min=0 v
+    [[ $1 == --positive ]] && { min=1; shift; }
+    for v in "$@"; do
+        [[ ${!v} =~ ^[0-9]+$ ]] && ((${!v} >= min)) ||
+            lt_die "$v must be a whole number$( ((min)) && echo " > 0"), got '${!v}'"
+    done
+}
+
+# lt_cmdline_env: the settings besides the counts that change what runs (another binary, the
+# epoll driver), as `NAME=value ` words to put before a script's name in its report.
+lt_cmdline_env() {
+    local v
+    for v in PROXIES RINGWAY_BIN MONOIO_FORCE_LEGACY_DRIVER; do
+        [[ -n ${!v:-} ]] || continue
+        [[ $v == PROXIES && ${!v} == "${LT_DEFAULT_PROXIES:-}" ]] && continue
+        if [[ ${!v} == *" "* ]]; then printf '%s="%s" ' "$v" "${!v}"; else printf '%s=%s ' "$v" "${!v}"; fi
+    done
+    return 0
+}
+
+# lt_rounds FUNCTION: ROUNDS rounds over the array `proxies`, each round starting one proxy later
+# than the one before, so the host's drifting noise lands on every proxy alike and ratios can be
+# paired by round. Calls FUNCTION ROUND PROXY, ROUND counted from 1.
+lt_rounds() {
+    local r i n=${#proxies[@]}
+    for ((r = 0; r < ROUNDS; r++)); do
+        for ((i = 0; i < n; i++)); do
+            "$1" $((r + 1)) "${proxies[$(((i + r) % n))]}"
+        done
+    done
+}
+
 # lt_check_proxies LIST: dies unless every name in LIST is nginx, haproxy, ringway or one of
 # ringway's variants (ringway_seccomp, ringway_epoll, ringway_base).
 lt_check_proxies() {

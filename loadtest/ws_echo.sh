@@ -19,18 +19,13 @@ CONNS=${CONNS:-64}
 SIZE=${SIZE:-32}
 WINDOW=${WINDOW:-4}
 THREADS=${THREADS:-2}
-PROXIES=${PROXIES:-nginx haproxy ringway}
+LT_DEFAULT_PROXIES="nginx haproxy ringway"
+PROXIES=${PROXIES:-$LT_DEFAULT_PROXIES}
 read -r -a proxies <<<"$PROXIES"
-for v in DURATION ROUNDS CONNS SIZE WINDOW THREADS; do
-    [[ ${!v} =~ ^[0-9]+$ ]] && ((${!v} > 0)) || lt_die "$v must be a whole number > 0, got '${!v}'"
-done
+lt_counts --positive DURATION ROUNDS CONNS SIZE WINDOW THREADS
 lt_check_proxies "$PROXIES"
 
-cmdline="DURATION=$DURATION ROUNDS=$ROUNDS CONNS=$CONNS SIZE=$SIZE WINDOW=$WINDOW THREADS=$THREADS"
-[[ $PROXIES != "nginx haproxy ringway" ]] && cmdline+=" PROXIES=\"$PROXIES\""
-[[ -n ${RINGWAY_BIN:-} ]] && cmdline+=" RINGWAY_BIN=$RINGWAY_BIN"
-[[ -n ${MONOIO_FORCE_LEGACY_DRIVER:-} ]] && cmdline+=" MONOIO_FORCE_LEGACY_DRIVER=$MONOIO_FORCE_LEGACY_DRIVER"
-cmdline+=" loadtest/ws_echo.sh"
+cmdline="DURATION=$DURATION ROUNDS=$ROUNDS CONNS=$CONNS SIZE=$SIZE WINDOW=$WINDOW THREADS=$THREADS $(lt_cmdline_env)loadtest/ws_echo.sh"
 
 lt_require_tools nginx haproxy
 [[ " $PROXIES " == *" ringway "* ]] && LT_RINGWAY=$(lt_ringway_bin)
@@ -57,33 +52,32 @@ done
 
 declare -A cpu=() bcpu=() rate=()
 runs_md=""
-n=${#proxies[@]}
-for ((r = 0; r < ROUNDS; r++)); do
-    for ((i = 0; i < n; i++)); do
-        p=${proxies[$(((i + r) % n))]}
-        pid=${LT_PROXY_PID[$p]}
-        if lt_proxy_gone "$p" "is gone"; then lt_die "$p stopped the run"; fi
-        out="$LT_TMP/echo-$p-$r.txt"
-        c0=$(lt_cpu_ns "$pid"); b0=$(lt_cpu_ns_total "$backend_pid")
-        lt_run_bg taskset -c "$LT_LOAD_CPU" "$bench" client "${port[$p]}" "$CONNS" "$DURATION" "$SIZE" "$WINDOW" "$THREADS" >"$out" ||
-            lt_die "$p: echo client failed (see $out)"
-        # The client closed its connections: let the proxy finish tearing the tunnels down.
-        sleep 0.2
-        c1=$(lt_cpu_ns "$pid"); b1=$(lt_cpu_ns_total "$backend_pid")
-        msgs=$(sed -n 's/.*messages=\([0-9]*\).*/\1/p' "$out")
-        secs=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' "$out")
-        [[ -n $msgs ]] && ((msgs > 0)) || lt_die "$p relayed no messages (see $out)"
-        ns=$(awk -v a="$c0" -v b="$c1" -v m="$msgs" 'BEGIN { printf "%.0f", (b - a) / m }')
-        bns=$(awk -v a="$b0" -v b="$b1" -v m="$msgs" 'BEGIN { printf "%.0f", (b - a) / m }')
-        mps=$(awk -v m="$msgs" -v s="$secs" 'BEGIN { printf "%.0f", m / s }')
-        cpu[$p]+=" $ns"; bcpu[$p]+=" $bns"; rate[$p]+=" $mps"
-        lt_log "round $((r + 1))/$ROUNDS $p: $mps messages/s, $ns ns proxy CPU/message, backend $bns ns"
-        for kv in "proxy_cpu_ns_per_message $ns" "backend_cpu_ns_per_message $bns" "messages_per_second $mps"; do
-            lt_csv_row $((r + 1)) "$p" $kv
-        done
-        runs_md+="| $((r + 1)) | $p | $msgs | $mps | $ns | $bns |"$'\n'
+# one_run ROUND PROXY
+one_run() {
+    local r=$1 p=$2 pid out c0 c1 b0 b1 msgs secs ns bns mps kv
+    pid=${LT_PROXY_PID[$p]}
+    if lt_proxy_gone "$p" "is gone"; then lt_die "$p stopped the run"; fi
+    out="$LT_TMP/echo-$p-$r.txt"
+    c0=$(lt_cpu_ns "$pid"); b0=$(lt_cpu_ns_total "$backend_pid")
+    lt_run_bg taskset -c "$LT_LOAD_CPU" "$bench" client "${port[$p]}" "$CONNS" "$DURATION" "$SIZE" "$WINDOW" "$THREADS" >"$out" ||
+        lt_die "$p: echo client failed (see $out)"
+    # The client closed its connections: let the proxy finish tearing the tunnels down.
+    sleep 0.2
+    c1=$(lt_cpu_ns "$pid"); b1=$(lt_cpu_ns_total "$backend_pid")
+    msgs=$(sed -n 's/.*messages=\([0-9]*\).*/\1/p' "$out")
+    secs=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' "$out")
+    [[ -n $msgs ]] && ((msgs > 0)) || lt_die "$p relayed no messages (see $out)"
+    ns=$(awk -v a="$c0" -v b="$c1" -v m="$msgs" 'BEGIN { printf "%.0f", (b - a) / m }')
+    bns=$(awk -v a="$b0" -v b="$b1" -v m="$msgs" 'BEGIN { printf "%.0f", (b - a) / m }')
+    mps=$(awk -v m="$msgs" -v s="$secs" 'BEGIN { printf "%.0f", m / s }')
+    cpu[$p]+=" $ns"; bcpu[$p]+=" $bns"; rate[$p]+=" $mps"
+    lt_log "round $r/$ROUNDS $p: $mps messages/s, $ns ns proxy CPU/message, backend $bns ns"
+    for kv in "proxy_cpu_ns_per_message $ns" "backend_cpu_ns_per_message $bns" "messages_per_second $mps"; do
+        lt_csv_row "$r" "$p" $kv
     done
-done
+    runs_md+="| $r | $p | $msgs | $mps | $ns | $bns |"$'\n'
+}
+lt_rounds one_run
 
 nginx_cpu="" nginx_sum=""
 if [[ -n ${cpu[nginx]:-} ]]; then

@@ -317,14 +317,12 @@ pub fn explain(
     };
     match decision {
         Decision::Answer(a) => {
-            let body = memchr::memmem::find(&a.bytes, b"\r\n\r\n")
-                .map(|i| &a.bytes[i + 4..])
-                .unwrap_or(b"");
+            let (body, _) = a.body_parts();
             let _ = writeln!(
                 s,
                 "response: {} {} (access step)",
                 a.status,
-                String::from_utf8_lossy(body).trim_end()
+                String::from_utf8_lossy(body)
             );
         }
         Decision::Authorize(..) => unreachable!("resolved above"),
@@ -338,12 +336,13 @@ pub fn explain(
                 }
                 None => {}
             }
-            match r.location {
+            match r.field("Location") {
                 Some(loc) => {
-                    let _ = writeln!(s, "redirect: {} {}", r.status, String::from_utf8_lossy(&loc));
+                    let _ = writeln!(s, "redirect: {} {}", r.status, String::from_utf8_lossy(loc));
                 }
                 None => {
-                    let _ = writeln!(s, "response: {} {}", r.status, r.body);
+                    let (body, _) = r.body_parts();
+                    let _ = writeln!(s, "response: {} {}", r.status, String::from_utf8_lossy(body));
                 }
             }
         }

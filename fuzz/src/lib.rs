@@ -84,7 +84,7 @@ pub fn outgoing(route: usize, flags: u8) -> Outgoing {
         client_keep_alive: flags & 8 != 0,
         client_http10: flags & 2 != 0,
         request_host: Some("h.example.com".into()),
-        response_headers: Vec::new(),
+        cors_origin: None,
         upgrade: flags & 4 != 0,
         listener: 0,
         proxy_header: None,

@@ -4,7 +4,6 @@
 //! disagree in one response.
 
 use crate::config::CorsPlan;
-use crate::http::write::header;
 
 impl CorsPlan {
     /// The value for Access-Control-Allow-Origin, when `origin` may read responses.
@@ -16,36 +15,39 @@ impl CorsPlan {
         }
     }
 
-    /// Headers for an actual (non-preflight) response to an allowed origin.
-    pub fn write_response_headers(&self, out: &mut Vec<u8>, origin: &[u8]) {
-        self.write_common(out, origin);
+    /// Fields for an actual (non-preflight) response to an allowed origin, in order.
+    pub fn response_fields(&self, origin: &[u8], mut f: impl FnMut(&'static str, &[u8])) {
+        self.common_fields(origin, &mut f);
         if !self.expose_headers.is_empty() {
-            header(out, b"Access-Control-Expose-Headers", self.expose_headers.as_bytes());
+            f("Access-Control-Expose-Headers", self.expose_headers.as_bytes());
         }
     }
 
-    /// Headers for the proxy's answer to a preflight from an allowed origin.
-    pub fn write_preflight_headers(&self, out: &mut Vec<u8>, origin: &[u8]) {
-        self.write_common(out, origin);
+    /// Fields for the proxy's answer to a preflight from an allowed origin, in order.
+    pub fn preflight_fields(&self, origin: &[u8], mut f: impl FnMut(&'static str, &[u8])) {
+        self.common_fields(origin, &mut f);
         if !self.allow_methods.is_empty() {
-            header(out, b"Access-Control-Allow-Methods", self.allow_methods.as_bytes());
+            f("Access-Control-Allow-Methods", self.allow_methods.as_bytes());
         }
         if !self.allow_headers.is_empty() {
-            header(out, b"Access-Control-Allow-Headers", self.allow_headers.as_bytes());
+            f("Access-Control-Allow-Headers", self.allow_headers.as_bytes());
         }
         if let Some(age) = self.max_age {
-            crate::http::write::header_u64(out, b"Access-Control-Max-Age", age.as_secs());
+            f(
+                "Access-Control-Max-Age",
+                itoa::Buffer::new().format(age.as_secs()).as_bytes(),
+            );
         }
     }
 
-    fn write_common(&self, out: &mut Vec<u8>, origin: &[u8]) {
+    fn common_fields(&self, origin: &[u8], f: &mut impl FnMut(&'static str, &[u8])) {
         // With credentials the origin must be echoed, never `*`; echoing always is simplest and
         // correct as long as caches are told the answer depends on Origin.
-        header(out, b"Access-Control-Allow-Origin", origin);
+        f("Access-Control-Allow-Origin", origin);
         if self.allow_credentials {
-            header(out, b"Access-Control-Allow-Credentials", b"true");
+            f("Access-Control-Allow-Credentials", b"true");
         }
-        header(out, b"Vary", b"Origin");
+        f("Vary", b"Origin");
     }
 }
 
@@ -71,12 +73,18 @@ mod tests {
         };
         assert!(c.allowed(b"https://evil.example.com").is_none());
         let o = c.allowed(b"https://app.example.com").unwrap();
-        let mut out = Vec::new();
-        c.write_preflight_headers(&mut out, o);
-        let s = String::from_utf8(out).unwrap();
-        assert!(s.contains("Access-Control-Allow-Origin: https://app.example.com\r\n"));
-        assert!(s.contains("Access-Control-Allow-Methods: GET, POST\r\n"));
-        assert!(s.contains("Access-Control-Max-Age: 600\r\n"));
+        let mut fields = Vec::new();
+        c.preflight_fields(o, |n, v| fields.push(format!("{n}: {}", String::from_utf8_lossy(v))));
+        assert_eq!(
+            fields,
+            [
+                "Access-Control-Allow-Origin: https://app.example.com",
+                "Vary: Origin",
+                "Access-Control-Allow-Methods: GET, POST",
+                "Access-Control-Allow-Headers: Authorization",
+                "Access-Control-Max-Age: 600",
+            ]
+        );
         assert!(is_cors_header(b"ACCESS-CONTROL-ALLOW-ORIGIN"));
         assert!(!is_cors_header(b"Access-Control"));
     }

@@ -5,11 +5,12 @@
 //! 401, 403, 3xx: the auth service's answer goes to the client unchanged (login redirects work).
 //! Anything else, no answer, or no answer in time: 503. A request is never let through unasked.
 
-use super::{Answer, Request};
+use super::Request;
 use crate::body::chunked::{ChunkedDecoder, Step};
 use crate::config::{AccessPlan, ForwardAuth};
 use crate::http::headers::{classify, Known};
-use crate::http::write::{header, header_u64, reason_phrase};
+use crate::http::reply::{Reply, ReplyBody};
+use crate::http::write::header;
 use crate::io::owned::{read_append, write_from};
 use crate::observe::{event, Level};
 use monoio::net::TcpStream;
@@ -83,7 +84,7 @@ impl Subrequest {
 
 /// Runs the subrequest. On 2xx the copied headers are appended to the upstream head in `out`
 /// and the request goes on (None); otherwise the client gets the returned answer.
-pub async fn authorize(access: &AccessPlan, sub: &Subrequest, out: &mut Vec<u8>) -> Option<Answer> {
+pub async fn authorize(access: &AccessPlan, sub: &Subrequest, out: &mut Vec<u8>) -> Option<Reply> {
     let crate::config::AuthMethod::Forward(fa) = &access.auths[sub.auth].method else {
         unreachable!("a subrequest is only built for forward auth");
     };
@@ -127,11 +128,10 @@ pub async fn authorize(access: &AccessPlan, sub: &Subrequest, out: &mut Vec<u8>)
     }
 }
 
-fn unavailable(fa: &ForwardAuth, why: &str, close: bool) -> Option<Answer> {
-    Some(Answer::new(
+fn unavailable(fa: &ForwardAuth, why: &str, close: bool) -> Option<Reply> {
+    Some(Reply::text(
         503,
-        &[],
-        &format!("authentication service {} unavailable: {why}", fa.url),
+        format!("authentication service {} unavailable: {why}", fa.url),
         close,
     ))
 }
@@ -184,13 +184,7 @@ async fn ask(fa: &ForwardAuth, head: &[u8], deadline: Instant) -> Result<Vec<u8>
 }
 
 /// The client's copy of a 401/403/3xx: same status and headers, re-framed with Content-Length.
-fn relay(
-    status: u16,
-    reason: &str,
-    headers: &[httparse::Header<'_>],
-    body: &[u8],
-    sub: &Subrequest,
-) -> Option<super::Answer> {
+fn relay(status: u16, reason: &str, headers: &[httparse::Header<'_>], body: &[u8], sub: &Subrequest) -> Option<Reply> {
     let chunked = headers.iter().any(|h| classify(h.name) == Known::TransferEncoding);
     let length = headers
         .iter()
@@ -216,40 +210,28 @@ fn relay(
     } else {
         &body[..length.unwrap_or(body.len()).min(body.len())]
     };
-    let mut out = Vec::with_capacity(256 + body.len());
-    let mut n = itoa::Buffer::new();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(n.format(status).as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(
-        if reason.is_empty() {
-            reason_phrase(status)
-        } else {
-            reason
+    let fields = headers
+        .iter()
+        .filter(|h| {
+            let kind = classify(h.name);
+            !kind.is_hop_by_hop() && kind != Known::ContentLength
+        })
+        .map(|h| (h.name.to_owned().into(), h.value.to_vec()))
+        .collect();
+    let body = if status == 304 {
+        ReplyBody::None
+    } else {
+        ReplyBody::Bytes {
+            data: body.to_vec(),
+            send: !sub.is_head,
         }
-        .as_bytes(),
-    );
-    out.extend_from_slice(b"\r\n");
-    for h in headers {
-        let kind = classify(h.name);
-        if kind.is_hop_by_hop() || kind == Known::ContentLength {
-            continue;
-        }
-        header(&mut out, h.name.as_bytes(), h.value);
-    }
-    if status != 304 {
-        header_u64(&mut out, b"Content-Length", body.len() as u64);
-    }
-    if sub.close {
-        header(&mut out, b"Connection", b"close");
-    }
-    out.extend_from_slice(b"\r\n");
-    if !sub.is_head && status != 304 {
-        out.extend_from_slice(body);
-    }
-    Some(super::Answer {
+    };
+    Some(Reply {
         status,
-        bytes: out,
+        reason: (!reason.is_empty()).then(|| reason.to_owned()),
+        route: None,
+        fields,
+        body,
         close: sub.close,
     })
 }

@@ -14,7 +14,8 @@ pub mod forward;
 pub mod rate;
 
 use crate::config::{AuthMethod, Plan};
-use crate::http::write::{header, simple_response};
+use crate::http::reply::{Reply, ReplyBody};
+use crate::http::write::header;
 use rate::RateLimiter;
 use std::net::IpAddr;
 use std::time::Instant;
@@ -53,7 +54,7 @@ pub struct Request<'a> {
 pub enum Verdict<'a> {
     Allow(Granted<'a>),
     /// Answer the client with this and forward nothing.
-    Reply(Answer),
+    Reply(Reply),
     /// Ask the auth service first (see `forward::authorize`).
     Authorize(Granted<'a>, forward::Subrequest),
 }
@@ -67,44 +68,18 @@ pub struct Granted<'a> {
     pub cors_origin: Option<&'a [u8]>,
 }
 
-/// A complete response rendered by the access step.
-pub struct Answer {
-    pub status: u16,
-    pub bytes: Vec<u8>,
-    pub close: bool,
-}
-
-impl Answer {
-    pub fn new(status: u16, extra: &[(&str, &[u8])], body: &str, close: bool) -> Self {
-        let mut bytes = Vec::with_capacity(160 + body.len());
-        simple_response(&mut bytes, status, extra, body, close);
-        Answer { status, bytes, close }
-    }
-}
-
 /// The access step: address rules, rate limit, CORS preflight, then authentication.
 pub fn check<'a>(plan: &'a Plan, route: usize, w: &WorkerAccess, req: &Request<'a>) -> Verdict<'a> {
     let access = &plan.routes[route].access;
     if access.deny.as_ref().is_some_and(|d| d.contains(req.client))
         || access.allow.as_ref().is_some_and(|a| !a.contains(req.client))
     {
-        return Verdict::Reply(Answer::new(
-            403,
-            &[],
-            "access from this address is not allowed",
-            req.close,
-        ));
+        return Verdict::Reply(Reply::text(403, "access from this address is not allowed", req.close));
     }
     if access.rate.is_some() {
         if let Err(secs) = w.rate.take(route, req.client, Instant::now()) {
-            let mut b = itoa::Buffer::new();
-            let retry = b.format(secs).as_bytes();
-            return Verdict::Reply(Answer::new(
-                429,
-                &[("Retry-After", retry)],
-                "too many requests",
-                req.close,
-            ));
+            let retry = itoa::Buffer::new().format(secs).as_bytes().to_vec();
+            return Verdict::Reply(Reply::text(429, "too many requests", req.close).with("Retry-After", retry));
         }
     }
     let mut granted = Granted::default();
@@ -113,23 +88,14 @@ pub fn check<'a>(plan: &'a Plan, route: usize, w: &WorkerAccess, req: &Request<'
         let preflight = req.method == "OPTIONS" && find(req.headers, "access-control-request-method").is_some();
         match (origin.and_then(|o| cors.allowed(o)), preflight) {
             (Some(o), true) => {
-                let mut bytes = Vec::with_capacity(256);
-                bytes.extend_from_slice(b"HTTP/1.1 204 No Content\r\n");
-                cors.write_preflight_headers(&mut bytes, o);
-                if req.close {
-                    header(&mut bytes, b"Connection", b"close");
-                }
-                bytes.extend_from_slice(b"\r\n");
-                return Verdict::Reply(Answer {
-                    status: 204,
-                    bytes,
-                    close: req.close,
-                });
+                let mut reply = Reply::text(204, "", req.close);
+                reply.body = ReplyBody::None;
+                cors.preflight_fields(o, |name, value| reply.fields.push((name.into(), value.to_vec())));
+                return Verdict::Reply(reply);
             }
             (None, true) => {
-                return Verdict::Reply(Answer::new(
+                return Verdict::Reply(Reply::text(
                     403,
-                    &[],
                     "CORS preflight from an origin this route does not allow",
                     req.close,
                 ))
@@ -153,12 +119,10 @@ pub fn check<'a>(plan: &'a Plan, route: usize, w: &WorkerAccess, req: &Request<'
                     granted.user = Some(basic.users.get(id).name.as_str());
                     Verdict::Allow(granted)
                 }
-                None => Verdict::Reply(Answer::new(
-                    401,
-                    &[("WWW-Authenticate", basic.challenge.as_bytes())],
-                    "authentication required",
-                    req.close,
-                )),
+                None => Verdict::Reply(
+                    Reply::text(401, "authentication required", req.close)
+                        .with("WWW-Authenticate", basic.challenge.as_bytes()),
+                ),
             }
         }
         AuthMethod::Forward(fa) => Verdict::Authorize(granted, forward::Subrequest::build(auth_id, fa, req)),
@@ -175,18 +139,6 @@ pub fn write_identity(out: &mut Vec<u8>, plan: &Plan, route: usize, granted: &Gr
         if let Some(name) = &plan.access.auths[auth].identity_header {
             header(out, name.as_bytes(), user.as_bytes());
         }
-    }
-}
-
-/// Extra response header lines for the client (CORS), empty when there are none.
-pub fn response_headers(plan: &Plan, route: usize, granted: &Granted<'_>) -> Vec<u8> {
-    match (&plan.routes[route].access.cors, granted.cors_origin) {
-        (Some(cors), Some(origin)) => {
-            let mut out = Vec::with_capacity(128);
-            cors.write_response_headers(&mut out, origin);
-            out
-        }
-        _ => Vec::new(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! (`auth::check`); for forward auth, the subrequest to the auth service before anything goes
 //! upstream.
 
+use super::reply::Reply;
 use super::request::RequestHead;
 use crate::auth::{self, WorkerAccess};
 use crate::config::Plan;
@@ -22,7 +23,7 @@ pub fn check<'a>(
     req: &RequestHead<'a>,
     facts: &RequestFacts<'a>,
     client: IpAddr,
-) -> Result<Allowed<'a>, auth::Answer> {
+) -> Result<Allowed<'a>, Reply> {
     let access_req = auth::Request {
         method: req.method,
         path: facts.target.path,
@@ -43,7 +44,7 @@ pub fn check<'a>(
 
 /// Forward auth: asks the auth service; on 2xx the headers it lends are appended to the
 /// upstream head in `out` and the request goes on, otherwise its answer goes to the client.
-pub async fn authorize(plan: &Plan, sub: &auth::forward::Subrequest, out: &mut Vec<u8>) -> Result<(), auth::Answer> {
+pub async fn authorize(plan: &Plan, sub: &auth::forward::Subrequest, out: &mut Vec<u8>) -> Result<(), Reply> {
     match auth::forward::authorize(&plan.access, sub, out).await {
         None => Ok(()),
         Some(answer) => Err(answer),

@@ -230,8 +230,8 @@ async fn serve<S: ClientSide>(
     let age = e.age(crate::io::clock::now()).as_secs();
     h.field(&[], b"Age", itoa::Buffer::new().format(age).as_bytes());
     h.field(&[], b"Cache-Status", status);
-    if !o.response_headers.is_empty() {
-        h.lines(&[], &o.response_headers);
+    if let (Some(cors), Some(origin)) = (&route.access.cors, o.cors_origin.as_deref()) {
+        cors.response_fields(origin, |name, value| h.per_request(&[], name.as_bytes(), value));
     }
     if let Some(hsts) = ctx.plan.listeners.get(o.listener).and_then(|l| l.hsts.as_deref()) {
         h.field(&[], b"Strict-Transport-Security", hsts.as_bytes());
@@ -297,9 +297,9 @@ impl<H: HeadSink> HeadSink for Tap<'_, H> {
         self.inner.field(raw, name, value)
     }
 
-    fn lines(&mut self, raw: &[u8], lines: &[u8]) {
-        // Per-request lines (CORS): not stored.
-        self.inner.lines(raw, lines)
+    fn per_request(&mut self, raw: &[u8], name: &[u8], value: &[u8]) {
+        // Not stored: the next request may come from another origin.
+        self.inner.per_request(raw, name, value)
     }
 
     fn finish(&mut self, raw: &[u8], length: BodyLength, close: bool) {

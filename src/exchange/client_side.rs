@@ -22,8 +22,11 @@ pub trait HeadSink {
     fn keep(&mut self, raw: &[u8], h: &httparse::Header<'_>);
     /// A field of ringway's own, or one rewritten (Location, Set-Cookie).
     fn field(&mut self, raw: &[u8], name: &[u8], value: &[u8]);
-    /// Fields rendered earlier by the access step, as `Name: value\r\n` lines (CORS).
-    fn lines(&mut self, raw: &[u8], lines: &[u8]);
+    /// A field for this request only, from the access step (CORS): never stored with a cached
+    /// response.
+    fn per_request(&mut self, raw: &[u8], name: &[u8], value: &[u8]) {
+        self.field(raw, name, value)
+    }
     /// Ends the head: what it says of the body's length, and whether the connection ends
     /// after this response.
     fn finish(&mut self, raw: &[u8], length: BodyLength, close: bool);

@@ -22,9 +22,11 @@ use std::borrow::Cow;
 /// What happens to a request after the steps without I/O.
 pub enum Decision {
     Forward(Outgoing),
+    /// A response ringway writes itself: a refusal or a redirect.
     Reply(Reply),
-    /// A complete response from the access step (401, 403, 429, CORS preflight, auth relay).
-    Answer(auth::Answer),
+    /// The access step's answer (401, 403, 429, CORS preflight, an auth service's own), framed
+    /// like a `Reply`.
+    Answer(Reply),
     /// Forward once the auth service agrees (see `access::authorize`).
     Authorize(Outgoing, auth::forward::Subrequest),
 }
@@ -45,7 +47,10 @@ impl Decision {
                 r.close = true;
                 Decision::Reply(r)
             }
-            d => d,
+            Decision::Answer(mut r) => {
+                r.close = true;
+                Decision::Answer(r)
+            }
         }
     }
 }
@@ -151,7 +156,7 @@ pub fn decide(
         client_http10: version == 0,
         request_host,
         upgrade: upgrade.is_some(),
-        response_headers: auth::response_headers(plan, hit.route, &granted),
+        cors_origin: granted.cors_origin.map(<[u8]>::to_vec),
         listener: info.listener,
         proxy_header: plan.upstreams[route.upstream].send_proxy.map(|_| {
             let unspecified = std::net::SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0);

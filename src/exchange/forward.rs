@@ -92,13 +92,7 @@ pub async fn forward<S: ClientSide>(
                 Abort::Upstream(e) => {
                     event(Level::Warn, format_args!("{} {}", route_label(route), e));
                     let close = !(request_whole && o.client_keep_alive);
-                    let r = Reply {
-                        status: e.status(),
-                        route: None,
-                        location: None,
-                        body: e.to_string().into(),
-                        close,
-                    };
+                    let r = Reply::text(e.status(), e.to_string(), close);
                     side.send_reply(r, route.send_timeout).await.is_ok() && !close
                 }
                 Abort::Client(Some(r)) => {

@@ -23,8 +23,9 @@ pub struct Outgoing {
     pub client_http10: bool,
     /// The client's Host, kept only when responses need their Location mapped back.
     pub request_host: Option<String>,
-    /// Header lines the access step adds to the client's response (CORS); usually empty.
-    pub response_headers: Vec<u8>,
+    /// The Origin the access step lets read the response: the route's CORS fields go on the
+    /// client's response head. None (no allocation) unless the route has CORS.
+    pub cors_origin: Option<Vec<u8>>,
     /// The request asked for an allowed protocol upgrade and carries Upgrade upstream.
     pub upgrade: bool,
     /// The listener that accepted the client (its `hsts` applies to the response).

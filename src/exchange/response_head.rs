@@ -211,8 +211,8 @@ pub fn build_response_head<H: HeadSink>(
     for rule in rules.set.iter().chain(&rules.add) {
         out.field(rbuf, rule.name.as_bytes(), rule.value.as_bytes());
     }
-    if !o.response_headers.is_empty() {
-        out.lines(rbuf, &o.response_headers);
+    if let (Some(cors), Some(origin)) = (&route.access.cors, o.cors_origin.as_deref()) {
+        cors.response_fields(origin, |name, value| out.per_request(rbuf, name.as_bytes(), value));
     }
     if let Some(value) = hsts {
         out.field(rbuf, b"Strict-Transport-Security", value.as_bytes());

@@ -9,7 +9,6 @@ use crate::config::Plan;
 use crate::http::headers::{classify, Known};
 use crate::http::request::RequestFacts;
 use crate::http::{normalize_host, Framing, RequestError};
-use std::borrow::Cow;
 
 /// The route for a request whose path was checked (`rewrite::check_path`), or the reply.
 pub fn route(plan: &Plan, listener: usize, facts: &RequestFacts<'_>, path: &[u8]) -> Result<RouteHit, Reply> {
@@ -17,26 +16,16 @@ pub fn route(plan: &Plan, listener: usize, facts: &RequestFacts<'_>, path: &[u8]
     let host = facts.host.and_then(|h| normalize_host(h, &mut host_buf));
     let close = facts.framing != Framing::None || !facts.keep_alive;
     let Some(hit) = plan.table(listener).lookup(&plan.routes, host, path) else {
-        return Err(Reply {
-            status: 404,
-            route: None,
-            location: None,
-            body: "no route matches this request".into(),
-            close,
-        });
+        return Err(Reply::text(404, "no route matches this request", close));
     };
     if hit.bare_prefix {
         let mut loc = Vec::with_capacity(path.len() + 1 + facts.target.query.len());
         loc.extend_from_slice(path);
         loc.push(b'/');
         loc.extend_from_slice(facts.target.query);
-        return Err(Reply {
-            status: 301,
-            route: Some(hit.route),
-            location: Some(loc),
-            body: Cow::Borrowed(""),
-            close,
-        });
+        let mut r = Reply::text(301, "", close).with("Location", loc);
+        r.route = Some(hit.route);
+        return Err(r);
     }
     if let (Some(max), Framing::Length(n)) = (plan.routes[hit.route].max_body, facts.framing) {
         if n > max {
@@ -69,13 +58,7 @@ pub fn redirect_to_https(base: &str, target: &[u8], keep_alive: bool) -> Reply {
             None => loc.push(b'/'),
         }
     }
-    Reply {
-        status: 308,
-        route: None,
-        location: Some(loc),
-        body: Cow::Borrowed(""),
-        close: !keep_alive,
-    }
+    Reply::text(308, "", !keep_alive).with("Location", loc)
 }
 
 /// A bodiless HTTP/1.1 request without `Connection: close` (the redirect may keep the connection).

@@ -4,6 +4,7 @@
 pub mod client_info;
 pub mod headers;
 mod host;
+pub mod reply;
 pub mod request;
 pub mod response;
 pub mod write;

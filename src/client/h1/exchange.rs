@@ -97,13 +97,7 @@ async fn refuse_body<C: AsyncWriteRent>(
 ) -> (Next, Vec<u8>) {
     ctx.heads.put(out);
     rec.status = status;
-    let r = Reply {
-        status,
-        route: None,
-        location: None,
-        body: why.into(),
-        close: true,
-    };
+    let r = Reply::text(status, why, true);
     let _ = reply(client, r, Duration::from_secs(10)).await;
     (Next::Close, cbuf)
 }

@@ -27,7 +27,6 @@ use crate::exchange::forward::Next;
 use crate::exchange::{access, Decision, Reply, WorkerCtx};
 use crate::http::client_info::ClientInfo;
 use crate::io::drain::Drain;
-use crate::io::owned::write_from;
 use crate::observe::{ConnGauge, Record};
 use crate::upstream::UpstreamConn;
 use head::{read_head, HeadRead};
@@ -215,13 +214,7 @@ async fn serve_one<C: ClientStream>(
             return (Step::Close, cbuf);
         }
         HeadRead::TimedOut => {
-            let r = Reply {
-                status: 408,
-                route: None,
-                location: None,
-                body: "request head not received in time".into(),
-                close: true,
-            };
+            let r = Reply::text(408, "request head not received in time", true);
             rec.begin(&cbuf);
             rec.status = 408;
             let _ = reply(client, r, limits.header_timeout).await;
@@ -247,19 +240,8 @@ async fn serve_one<C: ClientStream>(
     };
     let mut next = Step::Next(None);
     let keep = match decision {
-        Decision::Answer(a) => {
-            ctx.heads.put(out);
-            rec.status = a.status;
-            let (res, _) = write_from(client, a.bytes, 0, limits.header_timeout).await;
-            if res.is_err() || a.close || ctx.drain.is_draining() {
-                false
-            } else {
-                cbuf.drain(..head_len);
-                true
-            }
-        }
         Decision::Authorize(..) => unreachable!("resolved above"),
-        Decision::Reply(r) => {
+        Decision::Reply(r) | Decision::Answer(r) => {
             ctx.heads.put(out);
             let close = r.close;
             rec.status = r.status;

@@ -93,23 +93,14 @@ pub async fn stream_request_body<C: AsyncReadRent + SpliceClient>(
                         Ok(_) => {}
                     }
                     out.clear();
-                    let used = reframe_request(&mut d, &bbuf, out, &mut decoded).map_err(|why| {
-                        BodyAbort::Client(Some(Reply {
-                            status: 400,
-                            route: None,
-                            location: None,
-                            body: why.into(),
-                            close: true,
-                        }))
-                    })?;
+                    let used = reframe_request(&mut d, &bbuf, out, &mut decoded)
+                        .map_err(|why| BodyAbort::Client(Some(Reply::text(400, why, true))))?;
                     if route.max_body.is_some_and(|max| decoded > max) {
-                        return Err(BodyAbort::Client(Some(Reply {
-                            status: 413,
-                            route: None,
-                            location: None,
-                            body: "request body larger than this route allows".into(),
-                            close: true,
-                        })));
+                        return Err(BodyAbort::Client(Some(Reply::text(
+                            413,
+                            "request body larger than this route allows",
+                            true,
+                        ))));
                     }
                     if d.is_done() {
                         // Pipelined bytes after the body start the next request.

@@ -48,11 +48,6 @@ impl HeadSink for H1Head {
         header(&mut self.out, name, value);
     }
 
-    fn lines(&mut self, raw: &[u8], lines: &[u8]) {
-        self.run.flush(raw, &mut self.out);
-        self.out.extend_from_slice(lines);
-    }
-
     fn finish(&mut self, raw: &[u8], length: BodyLength, close: bool) {
         self.run.flush(raw, &mut self.out);
         let out = &mut self.out;

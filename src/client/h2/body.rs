@@ -5,9 +5,7 @@
 //! flow-control window before it returns, so a reader that stops reading stalls the exchange,
 //! whose route's `send_timeout` ends it; at most `max_send_buffer_size` bytes per stream wait in
 //! h2's queue, nothing is buffered whole. A body cut short resets the stream. ringway's own
-//! replies are built as a head and a body directly (`reply`); the access step's answers
-//! (forward-auth, CORS preflight, deny, rate limit) exist only as HTTP/1.1 text and are taken
-//! apart into the same head and body (`feed`, through `AsyncWriteRent`).
+//! replies come through the same head and body calls (`side::reply`).
 //!
 //! Request: the body from DATA frames (window released as it is taken), chunked when the
 //! upstream head says so (`request::Derived::chunked`), the last chunk only after a clean
@@ -18,22 +16,11 @@
 //! (END_STREAM sent).
 
 use crate::body::chunked::{write_chunk_header, ChunkedDecoder, Step};
-use crate::exchange::Reply;
-use crate::io::deadline::timeout;
-use crate::io::socket as sys;
 use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream, SendStream};
-use monoio::buf::{IoBuf, IoVecBuf};
-use monoio::io::AsyncWriteRent;
-use monoio::BufResult;
 use std::future::poll_fn;
 use std::io;
-use std::time::Duration;
-
-/// Longest response head taken apart (ringway's own heads are far shorter).
-const MAX_HEAD: usize = 64 * 1024;
-const MAX_FIELDS: usize = 128;
 
 enum Out {
     Head,
@@ -57,7 +44,6 @@ pub struct StreamIo {
     pending_payload: usize,
     respond: SendResponse<Bytes>,
     send: Option<SendStream<Bytes>>,
-    head: Vec<u8>,
     out: Out,
     /// A HEAD request: the response has no body whatever its fields say.
     head_request: bool,
@@ -85,7 +71,6 @@ impl StreamIo {
             pending_payload: 0,
             respond,
             send: None,
-            head: Vec::new(),
             out: Out::Head,
             head_request,
             received: 0,
@@ -210,99 +195,6 @@ impl StreamIo {
         }
     }
 
-    /// Sends a response ringway writes itself: the fields and body it has on HTTP/1.1 (a text
-    /// body ends with a newline), less `Connection`, which HTTP/2 has not.
-    pub async fn reply(&mut self, r: Reply, t: Duration) -> io::Result<()> {
-        use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
-        let mut resp = http::Response::new(());
-        *resp.status_mut() = http::StatusCode::from_u16(r.status).map_err(|_| bad_head("status out of range"))?;
-        let fields = resp.headers_mut();
-        if let Some(l) = r.location.as_deref() {
-            let l = HeaderValue::from_bytes(l).map_err(|_| bad_head("Location not valid in HTTP/2"))?;
-            fields.insert(LOCATION, l);
-        }
-        let mut body = Vec::new();
-        if !r.body.is_empty() {
-            fields.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-            body.reserve_exact(r.body.len() + 1);
-            body.extend_from_slice(r.body.as_bytes());
-            body.push(b'\n');
-        }
-        fields.insert(CONTENT_LENGTH, body.len().into());
-        self.respond(resp, Framing::Length(body.len() as u64))?;
-        match timeout(t, Box::pin(self.body(&body))).await {
-            Ok(res) => res,
-            Err(_) => Err(io::ErrorKind::TimedOut.into()),
-        }
-    }
-
-    /// Takes in an HTTP/1.1 response written as text.
-    async fn feed(&mut self, data: &[u8]) -> io::Result<()> {
-        if !matches!(self.out, Out::Head) {
-            return self.body(data).await;
-        }
-        self.head.extend_from_slice(data);
-        while matches!(self.out, Out::Head) {
-            let Some(end) = memchr::memmem::find(&self.head, b"\r\n\r\n") else {
-                if self.head.len() > MAX_HEAD {
-                    return Err(bad_head("response head too large"));
-                }
-                return Ok(());
-            };
-            self.start_response(end + 4)?;
-            self.head.drain(..end + 4);
-        }
-        let rest = std::mem::take(&mut self.head);
-        let res = self.body(&rest).await;
-        self.head = rest;
-        self.head.clear();
-        res
-    }
-
-    /// Sends the head in `self.head[..len]` as HEADERS (or informational HEADERS for 1xx).
-    fn start_response(&mut self, len: usize) -> io::Result<()> {
-        let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-        let mut parsed = httparse::Response::new(&mut fields);
-        match parsed.parse(&self.head[..len]) {
-            Ok(httparse::Status::Complete(_)) => {}
-            _ => return Err(bad_head("response head cannot be parsed")),
-        }
-        let status = parsed.code.unwrap_or(502);
-        let mut framing = Framing::UntilEnd;
-        let mut resp = http::Response::builder().status(status);
-        for f in parsed.headers.iter() {
-            let name = f.name;
-            if name.eq_ignore_ascii_case("connection")
-                || name.eq_ignore_ascii_case("keep-alive")
-                || name.eq_ignore_ascii_case("proxy-connection")
-                || name.eq_ignore_ascii_case("upgrade")
-            {
-                continue;
-            }
-            if name.eq_ignore_ascii_case("transfer-encoding") {
-                framing = Framing::Chunked(ChunkedDecoder::new());
-                continue;
-            }
-            if name.eq_ignore_ascii_case("content-length") && !matches!(framing, Framing::Chunked(_)) {
-                let n = std::str::from_utf8(f.value).ok().and_then(|v| v.trim().parse().ok());
-                framing = Framing::Length(n.ok_or_else(|| bad_head("bad content-length"))?);
-            }
-            resp = resp.header(name, f.value);
-        }
-        let resp = resp
-            .body(())
-            .map_err(|_| bad_head("response field not valid in HTTP/2"))?;
-        if (100..200).contains(&status) {
-            if status == 101 {
-                return Err(bad_head("101 on an HTTP/2 stream"));
-            }
-            // 100 Continue, 103 Early Hints; the final head follows.
-            let _ = self.respond.send_informational(resp);
-            return Ok(());
-        }
-        self.respond(resp, framing)
-    }
-
     /// Part of a stored response's body (after [`Self::respond`] with its length); `end` with
     /// the last part.
     pub async fn stored_body(&mut self, data: Bytes, end: bool) -> io::Result<()> {
@@ -396,30 +288,5 @@ async fn push_bytes(send: &mut SendStream<Bytes>, mut data: Bytes, end: bool) ->
         if data.is_empty() {
             return Ok(());
         }
-    }
-}
-
-impl AsyncWriteRent for StreamIo {
-    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        let data = sys::init_bytes(&buf);
-        let n = data.len();
-        // The exchange's buffer is lent for this call only: what h2 queues is a copy.
-        let res = self.feed(data).await.map(|()| n);
-        (res, buf)
-    }
-
-    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        let data = sys::first_iovec(&buf);
-        let n = data.len();
-        let res = self.feed(data).await.map(|()| n);
-        (res, buf)
-    }
-
-    async fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-
-    async fn shutdown(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }

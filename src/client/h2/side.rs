@@ -12,8 +12,9 @@ use crate::cache::Fill;
 use crate::config::RoutePlan;
 use crate::exchange::client_side::{stored_slices, BodyAbort, BodyLength, ClientSide, Cut, HeadSink};
 use crate::exchange::compressed::relay_compressed;
+use crate::exchange::reply::{hand_head, Reply, ReplyBody};
 use crate::exchange::response_head::ResponsePlan;
-use crate::exchange::{Reply, WorkerCtx};
+use crate::exchange::WorkerCtx;
 use crate::http::Framing as Wire;
 use crate::io::deadline::timeout;
 use crate::io::owned::{read_into, write_out};
@@ -89,18 +90,37 @@ impl HeadSink for H2Head {
         self.add(name, value);
     }
 
-    fn lines(&mut self, _raw: &[u8], lines: &[u8]) {
-        for line in lines.split(|&b| b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if let Some(colon) = memchr::memchr(b':', line) {
-                let value = crate::http::trim(&line[colon + 1..]);
-                self.add(&line[..colon], value);
-            }
-        }
-    }
-
     fn finish(&mut self, _raw: &[u8], length: BodyLength, _close: bool) {
         self.length = Some(length);
+    }
+}
+
+/// Sends a response ringway writes itself: its head as one HEADERS frame, built by `H2Head`
+/// as for a proxied response (no connection fields), then its body as DATA.
+pub async fn reply(io: &mut StreamIo, r: Reply, t: Duration) -> io::Result<()> {
+    let mut head = H2Head::default();
+    hand_head(&r, &mut head);
+    let resp = head
+        .response()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "reply field not valid in HTTP/2"))?;
+    let (body, tail) = r.body_parts();
+    let len = (body.len() + tail.len()) as u64;
+    let length = match r.body {
+        ReplyBody::None => 0,
+        // A HEAD request's answer states the body's length but sends none (`respond` knows).
+        ReplyBody::Bytes { ref data, send: false } => data.len() as u64,
+        _ => len,
+    };
+    io.respond(resp, Framing::Length(length))?;
+    if len == 0 {
+        return Ok(());
+    }
+    let mut data = Vec::with_capacity(body.len() + tail.len());
+    data.extend_from_slice(body);
+    data.extend_from_slice(tail);
+    match timeout(t, Box::pin(io.stored_body(data.into(), true))).await {
+        Ok(res) => res,
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
     }
 }
 
@@ -123,13 +143,11 @@ impl<'s> H2Side<'s> {
 }
 
 fn reply_413() -> BodyAbort {
-    BodyAbort::Client(Some(Reply {
-        status: 413,
-        route: None,
-        location: None,
-        body: "request body larger than this route allows".into(),
-        close: true,
-    }))
+    BodyAbort::Client(Some(Reply::text(
+        413,
+        "request body larger than this route allows",
+        true,
+    )))
 }
 
 impl ClientSide for H2Side<'_> {
@@ -226,19 +244,13 @@ impl ClientSide for H2Side<'_> {
         route: &RoutePlan,
     ) -> io::Result<()> {
         // Nothing asked for it: no Upgrade goes upstream from an HTTP/2 request.
-        let r = Reply {
-            status: 502,
-            route: None,
-            location: None,
-            body: "the upstream switched protocols unasked".into(),
-            close: true,
-        };
+        let r = Reply::text(502, "the upstream switched protocols unasked", true);
         self.send_reply(r, route.send_timeout).await?;
         Err(io::Error::other("101 from the upstream on an HTTP/2 stream"))
     }
 
     async fn send_reply(&mut self, r: Reply, t: Duration) -> io::Result<()> {
-        self.io.reply(r, t).await
+        reply(self.io, r, t).await
     }
 }
 

@@ -5,12 +5,11 @@
 
 use super::body::StreamIo;
 use super::request;
-use super::side::H2Side;
+use super::side::{reply, H2Side};
 use super::ConnState;
 use crate::exchange::forward::forward;
 use crate::exchange::{access, decide, Decision, WorkerCtx};
 use crate::http::client_info::ClientInfo;
-use crate::io::owned::write_from;
 use crate::observe::metrics::Global;
 use crate::observe::{event, Level, Record};
 use bytes::Bytes;
@@ -99,16 +98,10 @@ async fn serve_stream(
     }
     let mut client = StreamIo::new(recv, derived.chunked, respond, parts.method == http::Method::HEAD);
     match decision {
-        // A forward-auth service's own answer, as HTTP/1.1 text.
-        Decision::Answer(a) => {
-            ctx.heads.put(out);
-            rec.status = a.status;
-            let _ = write_from(&mut client, a.bytes, 0, limits.header_timeout).await;
-        }
-        Decision::Reply(r) => {
+        Decision::Reply(r) | Decision::Answer(r) => {
             ctx.heads.put(out);
             rec.status = r.status;
-            let _ = client.reply(r, limits.header_timeout).await;
+            let _ = reply(&mut client, r, limits.header_timeout).await;
         }
         Decision::Authorize(..) => unreachable!("resolved above"),
         Decision::Forward(outgoing) => {
