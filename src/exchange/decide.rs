@@ -66,7 +66,7 @@ pub fn decide(
     }
     if let Some(base) = &plan
         .listeners
-        .get(info.listener)
+        .get(info.listener as usize)
         .and_then(|l| l.redirect_https.as_ref())
     {
         return Decision::Reply(redirect_to_https(
@@ -83,7 +83,7 @@ pub fn decide(
         Ok(p) => p,
         Err(e) => return Decision::Reply(Reply::refused(RequestError::Malformed(e.reason()))),
     };
-    let hit = match route(plan, info.listener, &facts, &path) {
+    let hit = match route(plan, info.listener as usize, &facts, &path) {
         Ok(hit) => hit,
         Err(reply) => {
             rec.route = reply.route;
@@ -152,7 +152,7 @@ pub fn decide(
         request_host,
         upgrade: upgrade.is_some(),
         response_headers: auth::response_headers(plan, hit.route, &granted),
-        listener: info.listener,
+        listener: info.listener as usize,
         proxy_header: plan.upstreams[route.upstream].send_proxy.map(|_| {
             let unspecified = std::net::SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0);
             (info.peer, info.local.unwrap_or(unspecified))
