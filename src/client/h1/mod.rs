@@ -295,9 +295,10 @@ async fn serve_one<C: ClientStream>(
         Decision::Forward(outgoing) => {
             let route = outgoing.route;
             next = Step::Next(Some(plan.routes[route].idle_timeout));
-            // Not boxed on its own: it lives in the active period's box, which a tunnel or an
-            // idle connection does not keep.
-            let (upshot, buf) = exchange::exchange(ctx, client, cbuf, head_len, out, outgoing, &mut rec).await;
+            // Boxed on its own: while a head is still arriving (slow clients, floods of partial
+            // heads), the active period's box holds no room for the exchange's state.
+            let exchange = exchange::exchange(ctx, client, cbuf, head_len, out, outgoing, &mut rec);
+            let (upshot, buf) = Box::pin(exchange).await;
             cbuf = buf;
             match upshot {
                 Next::KeepAlive => true,
