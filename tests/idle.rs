@@ -96,13 +96,18 @@ fn idle_between_requests<S: Read + Write>(s: &mut S) {
     assert!(carry.is_empty(), "no bytes beyond the responses");
 }
 
+fn plain_connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
 #[test]
 fn plain_connection_is_served_after_long_idles() {
     let backend = Backend::echo();
     let p = Ringway::start(&config(backend.addr, None));
-    let mut s = TcpStream::connect(p.addr()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.set_nodelay(true).unwrap();
+    let mut s = plain_connect(p.addr());
     idle_between_requests(&mut s);
 }
 
@@ -114,9 +119,7 @@ fn plain_connection_is_served_after_long_idles() {
 fn pipelined_requests_with_a_partial_tail_after_a_long_idle() {
     let backend = Backend::echo();
     let p = Ringway::start(&config(backend.addr, None));
-    let mut s = TcpStream::connect(p.addr()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.set_nodelay(true).unwrap();
+    let mut s = plain_connect(p.addr());
     let mut carry = Vec::new();
     s.write_all(&request("/first")).unwrap();
     assert_eq!(read_response(&mut s, &mut carry), (200, "/first".into()));
