@@ -51,8 +51,8 @@ pub fn serve<C: ClientStream + 'static, G: 'static>(
 }
 
 /// The connection between requests. Its future is what an idle connection costs, so it holds
-/// only what outlives a request: the arguments (identity, socket, guards), the idle timeout and
-/// whether a request was served. Everything a request needs, the read buffer included, lives in
+/// only what outlives a request: the arguments (identity, socket, guards) and the idle timeout
+/// (none before the first request). Everything a request needs, the read buffer included, lives in
 /// the boxed future of an active period (`serve_active`), made when bytes arrive and dropped
 /// when the connection has nothing left to read.
 /// A plain function returning an `async move` block, not an `async fn`: an async fn's future
