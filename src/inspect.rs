@@ -293,7 +293,7 @@ pub fn explain(
     let peer: SocketAddr = "192.0.2.10:50000".parse().unwrap();
     let local: SocketAddr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut info = ClientInfo::new(peer, Some(local), tls);
-    info.listener = listener;
+    info.listener = listener as u32;
     let access = crate::auth::WorkerAccess::new(plan);
     let mut out = Vec::new();
     let mut s = String::new();

@@ -96,14 +96,49 @@ fn idle_between_requests<S: Read + Write>(s: &mut S) {
     assert!(carry.is_empty(), "no bytes beyond the responses");
 }
 
+fn plain_connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
 #[test]
 fn plain_connection_is_served_after_long_idles() {
     let backend = Backend::echo();
     let p = Ringway::start(&config(backend.addr, None));
-    let mut s = TcpStream::connect(p.addr()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.set_nodelay(true).unwrap();
+    let mut s = plain_connect(p.addr());
     idle_between_requests(&mut s);
+}
+
+/// After a long idle, one write carries two whole requests and the start of a third: the
+/// connection serves the two, keeps the partial head while it waits for the rest (it is not idle
+/// then, and holds what it has), serves the third once it completes, and then idles again before
+/// a last request.
+#[test]
+fn pipelined_requests_with_a_partial_tail_after_a_long_idle() {
+    let backend = Backend::echo();
+    let p = Ringway::start(&config(backend.addr, None));
+    let mut s = plain_connect(p.addr());
+    let mut carry = Vec::new();
+    s.write_all(&request("/first")).unwrap();
+    assert_eq!(read_response(&mut s, &mut carry), (200, "/first".into()));
+    thread::sleep(LONG_IDLE);
+    let third = request("/third");
+    let (third_start, third_rest) = third.split_at(third.len() / 2);
+    let mut burst = request("/second-a");
+    burst.extend_from_slice(&request("/second-b"));
+    burst.extend_from_slice(third_start);
+    s.write_all(&burst).unwrap();
+    assert_eq!(read_response(&mut s, &mut carry), (200, "/second-a".into()));
+    assert_eq!(read_response(&mut s, &mut carry), (200, "/second-b".into()));
+    thread::sleep(Duration::from_millis(300));
+    s.write_all(third_rest).unwrap();
+    assert_eq!(read_response(&mut s, &mut carry), (200, "/third".into()));
+    thread::sleep(LONG_IDLE);
+    s.write_all(&request("/last")).unwrap();
+    assert_eq!(read_response(&mut s, &mut carry), (200, "/last".into()));
+    assert!(carry.is_empty(), "no bytes beyond the responses");
 }
 
 /// A self-signed certificate for `localhost` in `dir`, and a client configuration trusting it.

@@ -31,7 +31,7 @@ pub fn check<'a>(
         host: facts.host,
         headers: req.headers,
         client,
-        scheme: info.scheme,
+        scheme: info.scheme(),
         close: facts.framing != Framing::None || !facts.keep_alive,
         is_head: facts.is_head,
     };

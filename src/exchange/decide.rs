@@ -71,7 +71,7 @@ pub fn decide(
     }
     if let Some(base) = &plan
         .listeners
-        .get(info.listener)
+        .get(info.listener as usize)
         .and_then(|l| l.redirect_https.as_ref())
     {
         return Decision::Reply(redirect_to_https(
@@ -88,7 +88,7 @@ pub fn decide(
         Ok(p) => p,
         Err(e) => return Decision::Reply(Reply::refused(RequestError::Malformed(e.reason()))),
     };
-    let hit = match route(plan, info.listener, &facts, &path) {
+    let hit = match route(plan, info.listener as usize, &facts, &path) {
         Ok(hit) => hit,
         Err(reply) => {
             rec.route = reply.route;
@@ -157,7 +157,7 @@ pub fn decide(
         request_host,
         upgrade: upgrade.is_some(),
         cors_origin: granted.cors_origin.map(<[u8]>::to_vec),
-        listener: info.listener,
+        listener: info.listener as usize,
         proxy_header: plan.upstreams[route.upstream].send_proxy.map(|_| {
             let unspecified = std::net::SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0);
             (info.peer, info.local.unwrap_or(unspecified))

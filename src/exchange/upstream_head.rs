@@ -104,7 +104,7 @@ pub fn write_upstream_head(
         header(out, b"X-Real-IP", client_ip.as_bytes());
     }
     if fwd.x_forwarded_proto {
-        header(out, b"X-Forwarded-Proto", info.scheme.as_bytes());
+        header(out, b"X-Forwarded-Proto", info.scheme().as_bytes());
     }
     if fwd.x_forwarded_host {
         if let Some(h) = facts.host {

@@ -15,11 +15,24 @@ use super::deadline::ConnTimer;
 use std::time::Instant;
 
 /// A worker's drain state and its connections, owned by its `WorkerCtx`.
-#[derive(Default)]
 pub struct Drain {
     draining: Cell<bool>,
     closing_idle: Cell<bool>,
     conns: RefCell<Conns>,
+    /// The origin of the slots' times: milliseconds since it take half the room of an
+    /// `Instant` in every slot.
+    epoch: Instant,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Drain {
+            draining: Cell::default(),
+            closing_idle: Cell::default(),
+            conns: RefCell::default(),
+            epoch: Instant::now(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -28,15 +41,28 @@ struct Conns {
     free: Vec<usize>,
 }
 
+/// One connection's slot, kept for its whole life (idle ones included): 32 bytes.
 #[derive(Clone)]
 struct Conn {
     fd: RawFd,
     idle: bool,
-    /// While the connection waits for a request: when the wait ends (see [`Drain::sweep`]).
-    until: Option<Instant>,
-    /// While it waits: its timer, released by the sweep once the wait has lasted a while (a
-    /// busy connection keeps it from one request to the next).
-    timer: Option<(Instant, Rc<ConnTimer>)>,
+    /// While the connection waits for a request: when the wait ends (see [`Drain::sweep`]), in
+    /// [`Drain::millis`]; 0 when it does not wait.
+    until: u64,
+    /// While it waits: its timer, released by the sweep at `release` (in [`Drain::millis`]) if
+    /// the wait still lasts (a busy connection keeps it from one request to the next).
+    release: u64,
+    timer: Option<Rc<ConnTimer>>,
+}
+
+impl Conn {
+    const FREE: Conn = Conn {
+        fd: -1,
+        idle: false,
+        until: 0,
+        release: 0,
+        timer: None,
+    };
 }
 
 /// A connection without a slot (`ringway route`, benches): never shut down from here.
@@ -56,12 +82,7 @@ impl Drain {
     /// before anything else runs on this worker (the fd number is only meaningful until then).
     pub fn join(&self, fd: RawFd) -> usize {
         let mut c = self.conns.borrow_mut();
-        let conn = Conn {
-            fd,
-            idle: false,
-            until: None,
-            timer: None,
-        };
+        let conn = Conn { fd, ..Conn::FREE };
         match c.free.pop() {
             Some(i) => {
                 c.slots[i] = conn;
@@ -77,12 +98,7 @@ impl Drain {
     pub fn leave(&self, slot: usize) {
         let mut c = self.conns.borrow_mut();
         if let Some(conn) = c.slots.get_mut(slot) {
-            *conn = Conn {
-                fd: -1,
-                idle: false,
-                until: None,
-                timer: None,
-            };
+            *conn = Conn::FREE;
             c.free.push(slot);
         }
     }
@@ -98,9 +114,10 @@ impl Drain {
     /// [`Drain::sweep`] shuts down a connection still waiting at its deadline, so the wait needs
     /// no timer of its own.
     pub fn set_wait_until(&self, slot: usize, until: Option<Instant>) {
+        let until = until.map_or(0, |t| self.millis(t));
         if let Some(conn) = self.conns.borrow_mut().slots.get_mut(slot) {
             conn.until = until;
-            if until.is_none() {
+            if until == 0 {
                 conn.timer = None;
             }
         }
@@ -108,18 +125,27 @@ impl Drain {
 
     /// Hands the sweep a waiting connection's timer, to release at `at` if it still waits then.
     pub fn release_timer_at(&self, slot: usize, at: Instant, timer: Rc<ConnTimer>) {
+        let at = self.millis(at);
         if let Some(conn) = self.conns.borrow_mut().slots.get_mut(slot) {
-            conn.timer = Some((at, timer));
+            conn.release = at;
+            conn.timer = Some(timer);
         }
+    }
+
+    /// `t` as milliseconds since the epoch, at least 1 (0 means no time in a slot). Rounded
+    /// down: a deadline may pass up to a millisecond early, well inside the sweep's period.
+    fn millis(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_millis() as u64 + 1
     }
 
     /// Shuts down the sockets of connections whose wait for a request passed its deadline (their
     /// reads then see end-of-stream). The worker calls this a few times a second.
     pub fn sweep(&self, now: Instant) {
+        let now = self.millis(now);
         let mut conns = self.conns.borrow_mut();
         for c in conns.slots.iter_mut() {
-            if c.timer.as_ref().is_some_and(|(at, _)| *at <= now) {
-                if let Some((_, timer)) = c.timer.take() {
+            if c.timer.is_some() && c.release <= now {
+                if let Some(timer) = c.timer.take() {
                     timer.release();
                 }
             }
@@ -127,9 +153,9 @@ impl Drain {
         let expired: Vec<RawFd> = conns
             .slots
             .iter_mut()
-            .filter(|c| c.fd >= 0 && c.until.is_some_and(|t| t <= now))
+            .filter(|c| c.fd >= 0 && c.until != 0 && c.until <= now)
             .map(|c| {
-                c.until = None;
+                c.until = 0;
                 c.fd
             })
             .collect();
@@ -206,6 +232,12 @@ mod tests {
         );
         d.leave(a);
         assert_eq!(d.join(busy_here.as_raw_fd()), a, "a freed slot is taken again");
+    }
+
+    #[test]
+    fn a_slot_stays_small() {
+        // Every open connection keeps one, idle or not.
+        assert!(std::mem::size_of::<Conn>() <= 32, "{}", std::mem::size_of::<Conn>());
     }
 
     #[test]

@@ -174,7 +174,7 @@ async fn accept_loop(
                 let _ = stream.set_nodelay(true);
                 let local = stream.local_addr().ok();
                 let mut info = ClientInfo::new(peer, local, tls.is_some());
-                info.listener = index;
+                info.listener = index as u32;
                 info.slot = slot;
                 let ctx = ctx.clone();
                 if tls.is_none() && !proxied && !h2c {
@@ -191,7 +191,7 @@ async fn accept_loop(
                             Ok(header) => {
                                 let (client, reached) = proxy_header::endpoints(&header, peer, local);
                                 info = ClientInfo {
-                                    listener: index,
+                                    listener: index as u32,
                                     slot: info.slot,
                                     ..ClientInfo::new(client, reached, tls.is_some())
                                 };

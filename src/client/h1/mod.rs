@@ -7,8 +7,9 @@
 //! `Head` (a buffer from the worker's pool; collecting a head under `header_timeout`) →
 //! `Exchange` (request and response streaming) → back to `Idle` when both sides allow
 //! keep-alive, otherwise closed. Bytes of a pipelined next request skip `Idle`: its buffer is
-//! kept. Between requests the connection's future holds only its identity, the record and the
-//! timeout; each request's state lives in a boxed future of its own (`serve_one`).
+//! kept. While idle the connection's future holds only its identity and the timeout; the
+//! requests of an active period, and their buffer, live in a boxed future of their own
+//! (`serve_active`), one allocation however many requests it serves.
 
 mod exchange;
 mod head;
@@ -49,8 +50,10 @@ pub fn serve<C: ClientStream + 'static, G: 'static>(
 }
 
 /// The connection between requests. Its future is what an idle connection costs, so it holds
-/// only what outlives a request: the arguments (identity, socket, guards), the bytes of a
-/// pipelined next request and the idle timeout.
+/// only what outlives a request: the arguments (identity, socket, guards) and the idle timeout
+/// (none before the first request). Everything a request needs, the read buffer included, lives in
+/// the boxed future of an active period (`serve_active`), made when bytes arrive and dropped
+/// when the connection has nothing left to read.
 /// A plain function returning an `async move` block, not an `async fn`: an async fn's future
 /// keeps its arguments twice (as passed, and moved into the body's bindings), the block only
 /// once.
@@ -62,61 +65,29 @@ fn serve_requests<C: ClientStream + 'static, G: 'static>(
 ) -> impl Future<Output = ()> {
     let mut client = client;
     async move {
-        // Bytes of the next request(s) already received (pipelining). Between requests it is empty
-        // and has no capacity: an idle connection waits for readability holding no buffer, and takes
-        // one from the worker's pool when bytes arrive.
-        let mut pending: Vec<u8> = Vec::new();
-        // Before the first request the client gets header_timeout; later, the route's idle timeout.
-        let mut idle = ctx.plan.server.header_timeout;
-        // While draining, every connection gets its next request answered, with `Connection:
-        // close`; only connections still idle near the end of shutdown_timeout are closed (the
-        // first request's wait is not idle in that sense).
-        let mut served = false;
-        // The connection's byte counts when the previous request was finished: where the next
-        // request's own counts start (bytes taken while it was idle are its bytes).
-        let mut marks = (0, 0);
+        // The wait for the next request: `None` before the first one (header_timeout), then the
+        // route's idle timeout. While draining, every connection gets its next request answered,
+        // with `Connection: close`; only connections still idle near the end of shutdown_timeout
+        // are closed (the first request's wait is not idle in that sense).
+        let mut idle: Option<Duration> = None;
         loop {
-            if pending.is_empty() {
-                ctx.requests.put(std::mem::take(&mut pending));
-                if !wait_idle(&ctx, &client, info.slot, idle, served).await {
-                    return;
-                }
-                pending = ctx.requests.get();
-                // The read below fills the buffer's capacity: never more than a head may be.
-                let max_head = ctx.plan.server.max_head_size;
-                if pending.capacity() > max_head {
-                    ctx.requests
-                        .put(std::mem::replace(&mut pending, Vec::with_capacity(max_head)));
-                }
-                match client.try_fill(&mut pending) {
-                    Ok(0) => {
-                        ctx.requests.put(pending);
-                        return;
-                    }
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => {
-                        ctx.requests.put(pending);
-                        return;
-                    }
-                }
+            if !begin_idle(&ctx, info.slot, idle) {
+                return;
             }
-            let drain = served.then_some((&ctx.drain, info.slot));
-            // Boxed: the per-request state (head read, decision, replies, the exchange, the record)
-            // exists only while a request is in hand, not in the connection's future between requests.
-            let one = serve_one(&ctx, &mut client, &info, pending, (idle, drain), marks);
-            let (step, buf) = Box::pin(one).await;
-            served = true;
-            marks = client.totals();
-            pending = buf;
-            match step {
-                Step::Next(timeout) => idle = timeout.unwrap_or(idle),
-                Step::Close => {
-                    ctx.requests.put(pending);
-                    return;
-                }
+            // Waits holding no buffer and no timer: the drain registry's sweep shuts the socket
+            // down at the deadline, which ends this wait like a close.
+            let ready = client.get_ref().wait_readable().await;
+            end_idle(&ctx.drain, info.slot);
+            if ready.is_err() {
+                return;
+            }
+            // Boxed: the per-request state (buffer, head read, decision, the exchange, the
+            // record) exists only while the connection is active, not while it waits.
+            let active = serve_active(&ctx, &mut client, &info, idle);
+            match Box::pin(active).await {
+                Step::Next(timeout) => idle = timeout,
+                Step::Close => return,
                 Step::Tunnel(upstream, route, mut rec) => {
-                    ctx.requests.put(pending);
                     ctx.observe.finish(&ctx.plan, &mut rec, &info, client.totals());
                     // The connection is no longer HTTP: from here on, bytes only, in a task of
                     // their own; this one ends and frees the HTTP state (buffers, strings).
@@ -134,21 +105,17 @@ fn serve_requests<C: ClientStream + 'static, G: 'static>(
     }
 }
 
-/// Waits, holding no buffer and no timer, until the client sends something (or closes). The
-/// deadline is kept in the worker's drain registry, whose sweep shuts the socket down when it
-/// passes; the wait then ends like a close. `false`: the socket failed, or a drain is closing
-/// idle connections.
-async fn wait_idle<C: ClientStream>(
-    ctx: &WorkerCtx,
-    client: &Counted<C>,
-    slot: usize,
-    idle: Duration,
-    served: bool,
-) -> bool {
+/// Marks the connection as waiting for a request until `idle` from now (`None`: the first
+/// request, under header_timeout), in the worker's drain registry, whose sweep ends the wait at
+/// that deadline and frees the connection's timer if the wait lasts. `false`: a drain is closing
+/// idle connections, so this one closes instead.
+fn begin_idle(ctx: &WorkerCtx, slot: usize, idle: Option<Duration>) -> bool {
     let d = &ctx.drain;
+    let served = idle.is_some();
     if served && d.is_closing_idle() {
         return false;
     }
+    let idle = idle.unwrap_or(ctx.plan.server.header_timeout);
     let now = crate::io::clock::now();
     d.set_wait_until(slot, Some(now + idle));
     if let Some(timer) = crate::io::deadline::current_timer() {
@@ -156,14 +123,69 @@ async fn wait_idle<C: ClientStream>(
         d.release_timer_at(slot, now + TIMER_KEPT, timer);
     }
     d.set_idle(slot, served);
-    let ready = client.get_ref().wait_readable().await;
+    true
+}
+
+fn end_idle(d: &Drain, slot: usize) {
     d.set_idle(slot, false);
     d.set_wait_until(slot, None);
-    ready.is_ok()
 }
 
 /// How long an idle connection keeps its timer before the sweep frees it.
 const TIMER_KEPT: Duration = Duration::from_secs(1);
+
+/// One active period of a connection that became readable: takes a buffer from the worker's
+/// pool, serves requests while their bytes are already buffered (pipelining), and gives the
+/// buffer back once it is empty (`Step::Next`: the connection goes idle) or the connection ends.
+async fn serve_active<C: ClientStream>(
+    ctx: &WorkerCtx,
+    client: &mut Counted<C>,
+    info: &ClientInfo,
+    idle: Option<Duration>,
+) -> Step {
+    let mut served = idle.is_some();
+    let mut idle = idle.unwrap_or(ctx.plan.server.header_timeout);
+    let mut pending = ctx.requests.get();
+    // The read below fills the buffer's capacity: never more than a head may be.
+    let max_head = ctx.plan.server.max_head_size;
+    if pending.capacity() > max_head {
+        ctx.requests
+            .put(std::mem::replace(&mut pending, Vec::with_capacity(max_head)));
+    }
+    // The request's own byte counts start here (bytes taken after the wait are its bytes).
+    let mut marks = client.totals();
+    match client.try_fill(&mut pending) {
+        Ok(0) => {
+            ctx.requests.put(pending);
+            return Step::Close;
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        Err(_) => {
+            ctx.requests.put(pending);
+            return Step::Close;
+        }
+    }
+    loop {
+        let drain = served.then_some((&ctx.drain, info.slot));
+        let (step, buf) = serve_one(ctx, client, info, pending, (idle, drain), marks).await;
+        served = true;
+        marks = client.totals();
+        pending = buf;
+        match step {
+            Step::Next(timeout) if !pending.is_empty() => idle = timeout.unwrap_or(idle),
+            // Nothing buffered: the connection goes idle, holding no buffer.
+            Step::Next(timeout) => {
+                ctx.requests.put(pending);
+                return Step::Next(Some(timeout.unwrap_or(idle)));
+            }
+            step => {
+                ctx.requests.put(pending);
+                return step;
+            }
+        }
+    }
+}
 
 /// What the connection does after one request.
 enum Step {
@@ -255,8 +277,8 @@ async fn serve_one<C: ClientStream>(
         Decision::Forward(outgoing) => {
             let route = outgoing.route;
             next = Step::Next(Some(plan.routes[route].idle_timeout));
-            // Boxed: a connection that becomes a long-lived tunnel should not carry the
-            // exchange's (large) state machine in its task for the tunnel's whole life.
+            // Boxed on its own: while a head is still arriving (slow clients, floods of partial
+            // heads), the active period's box holds no room for the exchange's state.
             let exchange = exchange::exchange(ctx, client, cbuf, head_len, out, outgoing, &mut rec);
             let (upshot, buf) = Box::pin(exchange).await;
             cbuf = buf;
