@@ -9,3 +9,11 @@ pub mod fd;
 pub mod memory;
 pub mod owned;
 pub mod socket;
+
+/// Boxes the future `make` returns, built in the box's memory: `Box::pin(make())` builds it on
+/// the stack first and then copies all of its state (kilobytes for a request's exchange) into
+/// the box, although a future not yet polled holds only its arguments.
+#[inline(always)]
+pub fn box_future<F: std::future::Future>(make: impl FnOnce() -> F) -> std::pin::Pin<Box<F>> {
+    Box::into_pin(Box::write(Box::new_uninit(), make()))
+}

@@ -26,6 +26,7 @@ use super::counted::Counted;
 use crate::exchange::forward::Next;
 use crate::exchange::{access, Decision, Reply, WorkerCtx};
 use crate::http::client_info::ClientInfo;
+use crate::io::box_future;
 use crate::io::drain::Drain;
 use crate::io::owned::write_from;
 use crate::observe::{ConnGauge, Record};
@@ -105,8 +106,8 @@ fn serve_requests<C: ClientStream + 'static, G: 'static>(
             let drain = served.then_some((&ctx.drain, info.slot));
             // Boxed: the per-request state (head read, decision, replies, the exchange, the record)
             // exists only while a request is in hand, not in the connection's future between requests.
-            let one = serve_one(&ctx, &mut client, &info, pending, (idle, drain), marks);
-            let (step, buf) = Box::pin(one).await;
+            let one = box_future(|| serve_one(&ctx, &mut client, &info, pending, (idle, drain), marks));
+            let (step, buf) = one.await;
             served = true;
             marks = client.totals();
             pending = buf;
@@ -275,8 +276,8 @@ async fn serve_one<C: ClientStream>(
             next = Step::Next(Some(plan.routes[route].idle_timeout));
             // Boxed: a connection that becomes a long-lived tunnel should not carry the
             // exchange's (large) state machine in its task for the tunnel's whole life.
-            let exchange = exchange::exchange(ctx, client, cbuf, head_len, out, outgoing, &mut rec);
-            let (upshot, buf) = Box::pin(exchange).await;
+            let exchange = box_future(|| exchange::exchange(ctx, client, cbuf, head_len, out, outgoing, &mut rec));
+            let (upshot, buf) = exchange.await;
             cbuf = buf;
             match upshot {
                 Next::KeepAlive => true,
