@@ -1,6 +1,7 @@
 //! The bottom of the data path: owned-buffer reads and writes with deadlines (`owned`), one
-//! lazily armed timer per connection (`deadline`), the time read once per poll (`clock`), and
-//! handing freed memory back to the system (`memory`).
+//! lazily armed timer per connection (`deadline`), the time read once per poll (`clock`),
+//! handing freed memory back to the system (`memory`), and boxing a future where it is built
+//! (`box_future`).
 
 pub mod clock;
 pub mod deadline;
