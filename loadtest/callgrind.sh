@@ -64,7 +64,9 @@ EOF
 
 stamp=$(date -u +%Y%m%d-%H%M%S)
 prof="$LT_OUT/callgrind-$MODE-$stamp.out"
-lt_spawn ringway "$LT_PROXY_CPU" valgrind --tool=callgrind \
+# Names uncompressed: each dump then carries its own function names, so callgrind_annotate can
+# read the kept dump alone (compressed, the names are defined once, in the dump that is removed).
+lt_spawn ringway "$LT_PROXY_CPU" valgrind --tool=callgrind --compress-strings=no \
     --callgrind-out-file="$prof" "$LT_RINGWAY" --config "$LT_TMP/ringway.toml"
 pid=$LT_LAST_PID
 # Valgrind start-up is slow: give it up to a minute.

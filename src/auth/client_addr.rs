@@ -47,13 +47,7 @@ pub fn forwards_client_list(trusted: &CidrList, peer: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn h<'a>(name: &'a str, value: &'a str) -> httparse::Header<'a> {
-        httparse::Header {
-            name,
-            value: value.as_bytes(),
-        }
-    }
+    use crate::http::test_header as h;
 
     #[test]
     fn table() {

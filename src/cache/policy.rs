@@ -210,12 +210,7 @@ pub fn http_date(v: &[u8]) -> Option<SystemTime> {
 /// Header fields from (name, value) pairs, for unit tests.
 #[cfg(test)]
 pub fn test_fields<'a>(list: &'a [(&'a str, &'a str)]) -> Vec<httparse::Header<'a>> {
-    list.iter()
-        .map(|(n, v)| httparse::Header {
-            name: n,
-            value: v.as_bytes(),
-        })
-        .collect()
+    list.iter().map(|(n, v)| crate::http::test_header(n, v)).collect()
 }
 
 #[cfg(test)]

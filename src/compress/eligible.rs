@@ -55,13 +55,7 @@ fn is_no_transform(directive: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn h<'a>(name: &'a str, value: &'a str) -> httparse::Header<'a> {
-        httparse::Header {
-            name,
-            value: value.as_bytes(),
-        }
-    }
+    use crate::http::test_header as h;
 
     #[test]
     fn request_rules() {

@@ -119,6 +119,15 @@ pub fn trim(mut s: &[u8]) -> &[u8] {
     s
 }
 
+/// A header field as httparse hands it over, for unit tests that build heads by hand.
+#[cfg(test)]
+pub fn test_header<'a>(name: &'a str, value: &'a str) -> httparse::Header<'a> {
+    httparse::Header {
+        name,
+        value: value.as_bytes(),
+    }
+}
+
 /// Iterates the comma-separated tokens of a header value, trimmed, skipping empty ones.
 pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value.split(|&b| b == b',').map(trim).filter(|t| !t.is_empty())

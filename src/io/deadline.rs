@@ -121,6 +121,7 @@ pub fn scoped<F: Future>(fut: F) -> Scoped<F> {
 impl<F: Future> Future for Scoped<F> {
     type Output = F::Output;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.get_mut();
         let _restore = Restore(CURRENT.with(|c| c.replace(Some(this.timer.clone()))));

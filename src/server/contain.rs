@@ -24,6 +24,7 @@ impl<F: Future<Output = ()> + Unpin> Contained<F> {
 impl<F: Future<Output = ()> + Unpin> Future for Contained<F> {
     type Output = ();
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let Some(fut) = self.inner.as_mut() else {
             return Poll::Ready(());

@@ -27,6 +27,7 @@ use super::counted::Counted;
 use crate::exchange::forward::Next;
 use crate::exchange::{access, Decision, Reply, WorkerCtx};
 use crate::http::client_info::ClientInfo;
+use crate::io::box_future;
 use crate::io::drain::Drain;
 use crate::observe::{ConnGauge, Record};
 use crate::upstream::UpstreamConn;
@@ -83,8 +84,7 @@ fn serve_requests<C: ClientStream + 'static, G: 'static>(
             }
             // Boxed: the per-request state (buffer, head read, decision, the exchange, the
             // record) exists only while the connection is active, not while it waits.
-            let active = serve_active(&ctx, &mut client, &info, idle);
-            match Box::pin(active).await {
+            match box_future(|| serve_active(&ctx, &mut client, &info, idle)).await {
                 Step::Next(timeout) => idle = timeout,
                 Step::Close => return,
                 Step::Tunnel(upstream, route, mut rec) => {
@@ -279,8 +279,8 @@ async fn serve_one<C: ClientStream>(
             next = Step::Next(Some(plan.routes[route].idle_timeout));
             // Boxed on its own: while a head is still arriving (slow clients, floods of partial
             // heads), the active period's box holds no room for the exchange's state.
-            let exchange = exchange::exchange(ctx, client, cbuf, head_len, out, outgoing, &mut rec);
-            let (upshot, buf) = Box::pin(exchange).await;
+            let exchange = box_future(|| exchange::exchange(ctx, client, cbuf, head_len, out, outgoing, &mut rec));
+            let (upshot, buf) = exchange.await;
             cbuf = buf;
             match upshot {
                 Next::KeepAlive => true,
