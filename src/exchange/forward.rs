@@ -9,10 +9,10 @@
 //! was streamed from the client).
 
 use super::cached::{self, After, Before, Pass, Tap};
-use super::client_side::{BodyAbort, ClientSide, Cut};
+use super::client_side::{BodyAbort, ClientSide, Cut, HeadSink};
 use super::outgoing::Outgoing;
 use super::reply::Reply;
-use super::response_head::{last_response_head, read_response_head};
+use super::response_head::{last_response_head, read_response_head, ResponsePlan};
 use super::worker::WorkerCtx;
 use crate::config::RoutePlan;
 use crate::io::owned::write_out;
@@ -237,15 +237,18 @@ async fn run<S: ClientSide>(
         }
         rbuf.clear();
         let mut any_byte = false;
-        // On a caching route the head is also kept for the cache and gets Cache-Status.
-        let mut head = Tap::new(side.head(), pass.as_deref_mut());
-        match read_response_head(&mut stream, rbuf, &mut head, plan, route, o, &mut any_byte).await {
+        let got = match pass.as_deref_mut() {
+            // On a caching route the head is also kept for the cache and gets Cache-Status.
+            Some(p) => {
+                let mut tap = Tap::new(side.head(), Some(p));
+                response_head(ctx, &mut stream, rbuf, &mut tap, route, o, &mut any_byte).await
+            }
+            // Elsewhere the head goes straight to the client's, not through the tap per line.
+            None => response_head(ctx, &mut stream, rbuf, side.head(), route, o, &mut any_byte).await,
+        };
+        match got {
             Ok(resp) => {
                 ctx.upstreams.answered(o.upstream, o.server);
-                let resp = match ctx.drain.is_draining() {
-                    true => last_response_head(rbuf, &mut head, plan, route, o, resp),
-                    false => resp,
-                };
                 rec.status = resp.status;
                 rec.upstream_time = Some(crate::io::clock::now().saturating_duration_since(started));
                 break (stream, resp);
@@ -301,6 +304,25 @@ async fn run<S: ClientSide>(
         keep,
         upstream,
         reusable: complete && resp.reusable && request_whole,
+    })
+}
+
+/// Reads the upstream's response head into `head`, the client's version of it; built again
+/// with `Connection: close` when the worker started draining meanwhile.
+async fn response_head<H: HeadSink>(
+    ctx: &WorkerCtx,
+    stream: &mut UpstreamConn,
+    rbuf: &mut Vec<u8>,
+    head: &mut H,
+    route: &RoutePlan,
+    o: &mut Outgoing,
+    any_byte: &mut bool,
+) -> Result<ResponsePlan, FailureKind> {
+    let plan = &*ctx.plan;
+    let resp = read_response_head(stream, rbuf, head, plan, route, o, any_byte).await?;
+    Ok(match ctx.drain.is_draining() {
+        true => last_response_head(rbuf, head, plan, route, o, resp),
+        false => resp,
     })
 }
 
