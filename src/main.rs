@@ -4,11 +4,55 @@
 
 use mimalloc::MiMalloc;
 use ringway::{config, inspect, server};
+use std::alloc::{GlobalAlloc, Layout};
+use std::ffi::c_void;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[global_allocator]
-static GLOBAL: MiMalloc = MiMalloc;
+static GLOBAL: Mimalloc = Mimalloc;
+
+/// mimalloc, asked through its plain entry points whenever any block meets the alignment. The
+/// `mimalloc` crate passes every request to `mi_malloc_aligned`, which serves a block over 1 KiB
+/// whose size class is not a power of two by over-allocating on its generic path: the per-request
+/// futures (2-3 KB) paid that on every request.
+struct Mimalloc;
+
+/// Every mimalloc block is aligned to at least a machine word.
+const WORD: usize = std::mem::size_of::<usize>();
+
+// SAFETY: each call forwards to mimalloc, whose plain functions return blocks aligned to at least
+// `WORD` (taken only for layouts asking no more) and the `MiMalloc` ones honour any alignment;
+// `mi_free` takes blocks from either.
+unsafe impl GlobalAlloc for Mimalloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if layout.align() <= WORD {
+            unsafe { libmimalloc_sys::mi_malloc(layout.size()) as *mut u8 }
+        } else {
+            unsafe { MiMalloc.alloc(layout) }
+        }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if layout.align() <= WORD {
+            unsafe { libmimalloc_sys::mi_zalloc(layout.size()) as *mut u8 }
+        } else {
+            unsafe { MiMalloc.alloc_zeroed(layout) }
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+        unsafe { libmimalloc_sys::mi_free(ptr as *mut c_void) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if layout.align() <= WORD {
+            unsafe { libmimalloc_sys::mi_realloc(ptr as *mut c_void, new_size) as *mut u8 }
+        } else {
+            unsafe { MiMalloc.realloc(ptr, layout, new_size) }
+        }
+    }
+}
 
 const USAGE: &str = "usage:
   ringway [--config PATH]                       run the proxy (default config/ringway.toml)
