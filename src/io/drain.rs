@@ -12,7 +12,7 @@ use std::os::fd::RawFd;
 use std::rc::Rc;
 
 use super::deadline::ConnTimer;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A worker's drain state and its connections, owned by its `WorkerCtx`.
 pub struct Drain {
@@ -123,12 +123,36 @@ impl Drain {
         }
     }
 
-    /// Hands the sweep a waiting connection's timer, to release at `at` if it still waits then.
-    pub fn release_timer_at(&self, slot: usize, at: Instant, timer: Rc<ConnTimer>) {
-        let at = self.millis(at);
+    /// Starts a connection's wait for a request at `now`, timed to end `wait` later (see
+    /// [`Drain::sweep`]), `idle` as in [`Drain::set_idle`]; its timer, if it has one, goes to the
+    /// sweep to release `keep` after `now` if the wait still lasts. One clock conversion and one
+    /// slot update per wait.
+    pub fn begin_wait(
+        &self,
+        slot: usize,
+        now: Instant,
+        wait: Duration,
+        idle: bool,
+        timer: Option<(Duration, Rc<ConnTimer>)>,
+    ) {
+        let base = self.millis(now);
+        let after = |d: Duration| base.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         if let Some(conn) = self.conns.borrow_mut().slots.get_mut(slot) {
-            conn.release = at;
-            conn.timer = Some(timer);
+            conn.idle = idle;
+            conn.until = after(wait);
+            if let Some((keep, timer)) = timer {
+                conn.release = after(keep);
+                conn.timer = Some(timer);
+            }
+        }
+    }
+
+    /// Ends a connection's wait for a request: busy again, untimed, its timer its own.
+    pub fn end_wait(&self, slot: usize) {
+        if let Some(conn) = self.conns.borrow_mut().slots.get_mut(slot) {
+            conn.idle = false;
+            conn.until = 0;
+            conn.timer = None;
         }
     }
 

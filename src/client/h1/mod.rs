@@ -78,7 +78,7 @@ fn serve_requests<C: ClientStream + 'static, G: 'static>(
             // Waits holding no buffer and no timer: the drain registry's sweep shuts the socket
             // down at the deadline, which ends this wait like a close.
             let ready = client.get_ref().wait_readable().await;
-            end_idle(&ctx.drain, info.slot);
+            ctx.drain.end_wait(info.slot);
             if ready.is_err() {
                 return;
             }
@@ -116,19 +116,10 @@ fn begin_idle(ctx: &WorkerCtx, slot: usize, idle: Option<Duration>) -> bool {
         return false;
     }
     let idle = idle.unwrap_or(ctx.plan.server.header_timeout);
-    let now = crate::io::clock::now();
-    d.set_wait_until(slot, Some(now + idle));
-    if let Some(timer) = crate::io::deadline::current_timer() {
-        // Kept through a short pause (the next request of a busy client), freed after.
-        d.release_timer_at(slot, now + TIMER_KEPT, timer);
-    }
-    d.set_idle(slot, served);
+    // A timer is kept through a short pause (the next request of a busy client), freed after.
+    let timer = crate::io::deadline::current_timer().map(|t| (TIMER_KEPT, t));
+    d.begin_wait(slot, crate::io::clock::now(), idle, served, timer);
     true
-}
-
-fn end_idle(d: &Drain, slot: usize) {
-    d.set_idle(slot, false);
-    d.set_wait_until(slot, None);
 }
 
 /// How long an idle connection keeps its timer before the sweep frees it.
