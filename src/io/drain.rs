@@ -110,19 +110,6 @@ impl Drain {
         }
     }
 
-    /// Times a connection's wait for a request (`Some(deadline)`), or ends the timing (`None`):
-    /// [`Drain::sweep`] shuts down a connection still waiting at its deadline, so the wait needs
-    /// no timer of its own.
-    pub fn set_wait_until(&self, slot: usize, until: Option<Instant>) {
-        let until = until.map_or(0, |t| self.millis(t));
-        if let Some(conn) = self.conns.borrow_mut().slots.get_mut(slot) {
-            conn.until = until;
-            if until == 0 {
-                conn.timer = None;
-            }
-        }
-    }
-
     /// Starts a connection's wait for a request at `now`, timed to end `wait` later (see
     /// [`Drain::sweep`]), `idle` as in [`Drain::set_idle`]; its timer, if it has one, goes to the
     /// sweep to release `keep` after `now` if the wait still lasts. One clock conversion and one
@@ -272,15 +259,15 @@ mod tests {
         let now = Instant::now();
         let late = d.join(late_here.as_raw_fd());
         let early = d.join(early_here.as_raw_fd());
-        d.set_wait_until(late, Some(now));
-        d.set_wait_until(early, Some(now + std::time::Duration::from_secs(60)));
+        d.begin_wait(late, now, Duration::ZERO, false, None);
+        d.begin_wait(early, now, Duration::from_secs(60), false, None);
         d.sweep(now);
         let mut buf = [0u8; 1];
         assert_eq!(late_peer.read(&mut buf).unwrap(), 0, "the expired wait was shut down");
         early_peer.set_nonblocking(true).unwrap();
         assert!((&early_peer).read(&mut buf).is_err(), "the other still waits");
-        d.set_wait_until(early, None);
-        d.sweep(now + std::time::Duration::from_secs(120));
+        d.end_wait(early);
+        d.sweep(now + Duration::from_secs(120));
         assert!((&early_peer).read(&mut buf).is_err(), "an ended wait is not timed");
     }
 }
