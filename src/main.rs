@@ -10,13 +10,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[global_allocator]
-static GLOBAL: Mimalloc = Mimalloc;
+static GLOBAL: PlainFirstMimalloc = PlainFirstMimalloc;
 
 /// mimalloc, asked through its plain entry points whenever any block meets the alignment. The
 /// `mimalloc` crate passes every request to `mi_malloc_aligned`, which serves a block over 1 KiB
 /// whose size class is not a power of two by over-allocating on its generic path: the per-request
 /// futures (2-3 KB) paid that on every request.
-struct Mimalloc;
+struct PlainFirstMimalloc;
 
 /// Every mimalloc block is aligned to at least a machine word.
 const WORD: usize = std::mem::size_of::<usize>();
@@ -24,7 +24,7 @@ const WORD: usize = std::mem::size_of::<usize>();
 // SAFETY: each call forwards to mimalloc, whose plain functions return blocks aligned to at least
 // `WORD` (taken only for layouts asking no more) and the `MiMalloc` ones honour any alignment;
 // `mi_free` takes blocks from either.
-unsafe impl GlobalAlloc for Mimalloc {
+unsafe impl GlobalAlloc for PlainFirstMimalloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if layout.align() <= WORD {
             unsafe { libmimalloc_sys::mi_malloc(layout.size()) as *mut u8 }
