@@ -7,6 +7,7 @@ use crate::auth::WorkerAccess;
 use crate::cache::{PurgeBoard, WorkerCache};
 use crate::config::Plan;
 use crate::io::drain::Drain;
+use crate::io::park::ParkSet;
 use crate::io::owned::BufPool;
 use crate::observe::WorkerObserve;
 use crate::tunnel::{PipePool, DEFAULT_MAX_IDLE_PIPES, DEFAULT_PIPE_SIZE};
@@ -33,6 +34,8 @@ pub struct WorkerCtx {
     pub access: WorkerAccess,
     /// Draining state (shutdown or takeover) and each connection's slot: keep-alive then ends.
     pub drain: Drain,
+    /// Idle plain keep-alive connections held outside any task until bytes arrive.
+    pub park: ParkSet,
     /// This worker's counters and access log.
     pub observe: WorkerObserve,
     /// This worker's share of the response cache, when a route caches.
@@ -52,6 +55,7 @@ impl WorkerCtx {
             pipes: PipePool::new(DEFAULT_PIPE_SIZE, DEFAULT_MAX_IDLE_PIPES),
             access: WorkerAccess::new(&plan),
             drain: Drain::default(),
+            park: ParkSet::default(),
             plan,
         }
     }

@@ -103,6 +103,14 @@ impl Drain {
         }
     }
 
+    /// The connection's socket is now `fd` (a parked connection holds a duplicate of the one
+    /// it was accepted with).
+    pub fn set_fd(&self, slot: usize, fd: RawFd) {
+        if let Some(conn) = self.conns.borrow_mut().slots.get_mut(slot) {
+            conn.fd = fd;
+        }
+    }
+
     /// Marks a connection as waiting for its next request (true) or busy (false).
     pub fn set_idle(&self, slot: usize, idle: bool) {
         if let Some(conn) = self.conns.borrow_mut().slots.get_mut(slot) {

@@ -1,14 +1,17 @@
 //! The bottom of the data path: owned-buffer reads and writes with deadlines (`owned`), one
 //! lazily armed timer per connection (`deadline`), the time read once per poll (`clock`),
-//! handing freed memory back to the system (`memory`), and boxing a future where it is built
+//! handing freed memory back to the system (`memory`), idle connections held outside any task
+//! (`park`, over `epoll`), and boxing a future where it is built
 //! (`box_future`).
 
 pub mod clock;
 pub mod deadline;
 pub mod drain;
+mod epoll;
 pub mod fd;
 pub mod memory;
 pub mod owned;
+pub mod park;
 pub mod socket;
 
 /// Boxes the future `make` returns, built in the box's memory: `Box::pin(make())` builds it on

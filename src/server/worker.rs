@@ -65,6 +65,7 @@ pub fn run(
         let open = Rc::new(Cell::new(0usize));
         monoio::spawn(tick(ctx.clone(), open.clone()));
         monoio::spawn(sweep_idle(ctx.clone()));
+        monoio::spawn(wake_parked(ctx.clone()));
         let per_worker_cap = match plan.server.max_connections {
             0 => usize::MAX,
             n => n.div_ceil(plan.server.workers),
@@ -121,6 +122,8 @@ pub fn run(
             ctx.observe.flush();
             monoio::time::sleep(Duration::from_millis(10)).await;
         }
+        // None is left (each holds an open count); the set holds the context, so empty it here.
+        ctx.park.close_all();
         ctx.observe.flush();
     });
 }
@@ -259,6 +262,31 @@ async fn sweep_idle(ctx: Rc<WorkerCtx>) {
     loop {
         monoio::time::sleep(SWEEP).await;
         ctx.drain.sweep(std::time::Instant::now());
+    }
+}
+
+/// Continues parked connections (`io::park`) in new tasks when bytes arrive for them; the
+/// set drops those hung up (at their deadline, at shutdown, or by the peer). Parking is enabled
+/// only once this task watches the set.
+async fn wake_parked(ctx: Rc<WorkerCtx>) {
+    let watcher = match ctx.park.watch() {
+        Ok(w) => w,
+        Err(e) => {
+            event(Level::Warn, format_args!("idle connections stay in their tasks: {e}"));
+            return;
+        }
+    };
+    loop {
+        if let Err(e) = watcher.readable(false).await {
+            event(Level::Error, format_args!("parked connections: {e}; closed, parking stopped"));
+            ctx.park.unwatch();
+            return;
+        }
+        for (fd, resume) in ctx.park.take_ready() {
+            if let Some((peer, conn)) = resume(fd) {
+                monoio::spawn(Contained::new(conn, peer));
+            }
+        }
     }
 }
 

@@ -13,6 +13,7 @@
 
 mod exchange;
 mod head;
+mod park;
 mod reply;
 mod request;
 mod request_body;
@@ -34,6 +35,7 @@ use crate::upstream::UpstreamConn;
 use head::{read_head, HeadRead};
 use reply::reply;
 use std::future::Future;
+use std::pin::pin;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -47,7 +49,7 @@ pub fn serve<C: ClientStream + 'static, G: 'static>(
 ) -> impl Future<Output = ()> {
     let gauge = ConnGauge::new(&ctx.observe);
     // One timer for every read and write deadline of this connection (see `deadline`).
-    crate::io::deadline::scoped(serve_requests(ctx, Counted::new(client), info, (guard, gauge)))
+    crate::io::deadline::scoped(serve_requests(ctx, Counted::new(client), info, (guard, gauge), None))
 }
 
 /// The connection between requests. Its future is what an idle connection costs, so it holds
@@ -63,24 +65,45 @@ fn serve_requests<C: ClientStream + 'static, G: 'static>(
     client: Counted<C>,
     info: ClientInfo,
     guards: (G, ConnGauge),
+    resumed: Option<Duration>,
 ) -> impl Future<Output = ()> {
     let mut client = client;
     async move {
         // The wait for the next request: `None` before the first one (header_timeout), then the
         // route's idle timeout. While draining, every connection gets its next request answered,
         // with `Connection: close`; only connections still idle near the end of shutdown_timeout
-        // are closed (the first request's wait is not idle in that sense).
-        let mut idle: Option<Duration> = None;
+        // are closed (the first request's wait is not idle in that sense). A connection resumed
+        // from the park set (`resumed`) is readable already: it skips the first wait.
+        let mut idle: Option<Duration> = resumed;
+        let mut waited = resumed.is_some();
         loop {
-            if !begin_idle(&ctx, info.slot, idle) {
-                return;
-            }
-            // Waits holding no buffer and no timer: the drain registry's sweep shuts the socket
-            // down at the deadline, which ends this wait like a close.
-            let ready = client.get_ref().wait_readable().await;
-            ctx.drain.end_wait(info.slot);
-            if ready.is_err() {
-                return;
+            if !std::mem::take(&mut waited) {
+                // Plain connections that already served a request wait here for a second, then
+                // park outside the task (`park`); busy clients never get that far.
+                let parks = C::PARKS && ctx.park.accepts();
+                if !begin_idle(&ctx, info.slot, idle, !parks) {
+                    return;
+                }
+                // Waits holding no buffer: the drain registry's sweep shuts the socket down at
+                // the deadline, which ends this wait like a close.
+                let ready = match idle {
+                    Some(idle) if parks => {
+                        let wait = crate::io::deadline::timeout(
+                            park::PARK_AFTER,
+                            pin!(client.get_ref().wait_readable()),
+                        )
+                        .await;
+                        match wait {
+                            Ok(ready) => ready,
+                            Err(_) => return park::park_idle(ctx, client, info, guards, idle),
+                        }
+                    }
+                    _ => client.get_ref().wait_readable().await,
+                };
+                ctx.drain.end_wait(info.slot);
+                if ready.is_err() {
+                    return;
+                }
             }
             // Boxed: the per-request state (buffer, head read, decision, the exchange, the
             // record) exists only while the connection is active, not while it waits.
@@ -109,15 +132,19 @@ fn serve_requests<C: ClientStream + 'static, G: 'static>(
 /// request, under header_timeout), in the worker's drain registry, whose sweep ends the wait at
 /// that deadline and frees the connection's timer if the wait lasts. `false`: a drain is closing
 /// idle connections, so this one closes instead.
-fn begin_idle(ctx: &WorkerCtx, slot: usize, idle: Option<Duration>) -> bool {
+fn begin_idle(ctx: &WorkerCtx, slot: usize, idle: Option<Duration>, lend_timer: bool) -> bool {
     let d = &ctx.drain;
     let served = idle.is_some();
     if served && d.is_closing_idle() {
         return false;
     }
     let idle = idle.unwrap_or(ctx.plan.server.header_timeout);
-    // A timer is kept through a short pause (the next request of a busy client), freed after.
-    let timer = crate::io::deadline::current_timer().map(|t| (TIMER_KEPT, t));
+    // A timer is kept through a short pause (the next request of a busy client), freed after;
+    // not lent when the wait itself is timed (before parking).
+    let timer = lend_timer
+        .then(crate::io::deadline::current_timer)
+        .flatten()
+        .map(|t| (TIMER_KEPT, t));
     d.begin_wait(slot, crate::io::clock::now(), idle, served, timer);
     true
 }

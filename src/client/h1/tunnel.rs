@@ -10,6 +10,7 @@ use crate::upstream::UpstreamConn;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 use std::future::Future;
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
 
 /// A client connection that can become a tunnel: plain TCP to plain TCP splices; anything with
@@ -32,6 +33,21 @@ pub trait ClientStream: AsyncReadRent + AsyncWriteRent + SpliceClient + RelayEnd
         RelayEnd::try_read(self, buf)
     }
 
+    /// Whether an idle connection of this kind can be parked outside its task
+    /// ([`ClientStream::park`]); TLS connections cannot (their session state is in the stream).
+    const PARKS: bool = false;
+
+    /// Gives up the runtime's socket for a plain fd to park (`io::park`); `Err` keeps it.
+    fn park(self) -> Result<OwnedFd, Self> {
+        Err(self)
+    }
+
+    /// The runtime's socket again for a parked fd.
+    fn unpark(fd: OwnedFd) -> std::io::Result<Self> {
+        drop(fd);
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+
     fn spawn_tunnel<G: 'static>(
         self,
         upstream: UpstreamConn,
@@ -44,6 +60,22 @@ pub trait ClientStream: AsyncReadRent + AsyncWriteRent + SpliceClient + RelayEnd
 impl ClientStream for TcpStream {
     fn wait_readable(&self) -> impl Future<Output = std::io::Result<()>> {
         self.readable(false)
+    }
+
+    const PARKS: bool = true;
+
+    /// A duplicate of the socket's fd; the runtime's socket is then dropped. Not the fd
+    /// itself: on io_uring a cancelled readiness wait keeps a reference to the runtime's socket
+    /// until its cancellation completes, so the fd cannot be taken out of it synchronously.
+    fn park(self) -> Result<OwnedFd, Self> {
+        match crate::io::fd::socket_fd(&self).try_clone_to_owned() {
+            Ok(fd) => Ok(fd),
+            Err(_) => Err(self),
+        }
+    }
+
+    fn unpark(fd: OwnedFd) -> std::io::Result<Self> {
+        TcpStream::from_std(std::net::TcpStream::from(fd))
     }
 
     fn spawn_tunnel<G: 'static>(
