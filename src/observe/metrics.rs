@@ -35,8 +35,9 @@ pub enum Global {
     CacheStale,
     CacheBytes,
     CacheEvictions,
+    ParkedConnections,
 }
-const NAMED_GLOBALS: usize = 14;
+const NAMED_GLOBALS: usize = 15;
 /// Per encoding (zstd, br, gzip): compressed responses, body bytes in, compressed bytes out.
 const COMPRESS_AT: usize = NAMED_GLOBALS;
 const GLOBALS: usize = NAMED_GLOBALS + 3 * Encoding::ALL.len();
@@ -126,6 +127,12 @@ const GLOBAL_FAMILIES: [(&str, &str, &str, Global); NAMED_GLOBALS] = [
         "counter",
         "Stored responses dropped to make room (least recently used first).",
         Global::CacheEvictions,
+    ),
+    (
+        "ringway_parked_connections",
+        "gauge",
+        "Idle plain keep-alive client connections held outside any task (sampled each second per worker; also counted in ringway_open_connections).",
+        Global::ParkedConnections,
     ),
 ];
 

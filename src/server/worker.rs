@@ -311,6 +311,7 @@ async fn tick(ctx: Rc<WorkerCtx>, open: Rc<Cell<usize>>) {
             }
         }
         o.metrics.set_global(Global::IdlePipes, ctx.pipes.idle() as u64);
+        o.metrics.set_global(Global::ParkedConnections, ctx.park.len() as u64);
         o.reopen_if_asked();
         o.flush();
     }
