@@ -64,8 +64,15 @@ fn parked_connection_resumes_for_whole_pipelined_piecemeal_and_closing_requests(
     let mut c = RawClient::connect(p.addr());
     roundtrip(&mut c, "/first");
     thread::sleep(PARKED);
-    assert!(wait_gauge(&p, "ringway_parked_connections", 1.0), "the idle connection was parked");
-    assert_eq!(gauge(&p, "ringway_open_connections"), 1.0, "and is still counted as open");
+    assert!(
+        wait_gauge(&p, "ringway_parked_connections", 1.0),
+        "the idle connection was parked"
+    );
+    assert_eq!(
+        gauge(&p, "ringway_open_connections"),
+        1.0,
+        "and is still counted as open"
+    );
     roundtrip(&mut c, "/after-park");
 
     thread::sleep(PARKED);
@@ -106,8 +113,14 @@ fn parked_connection_closes_at_its_idle_timeout() {
     assert_eq!(gauge(&p, "ringway_open_connections"), 1.0);
     assert!(c.closed_within(Duration::from_secs(5)), "closed at the idle timeout");
     let after = idle_from.elapsed();
-    assert!(after >= Duration::from_millis(2900), "closed after {after:?}, before its idle timeout");
-    assert!(wait_gauge(&p, "ringway_open_connections", 0.0), "the open-connection gauge falls");
+    assert!(
+        after >= Duration::from_millis(2900),
+        "closed after {after:?}, before its idle timeout"
+    );
+    assert!(
+        wait_gauge(&p, "ringway_open_connections", 0.0),
+        "the open-connection gauge falls"
+    );
     assert!(wait_gauge(&p, "ringway_parked_connections", 0.0));
     p.assert_healthy();
 }
@@ -128,7 +141,10 @@ fn max_connections_counts_parked_connections_and_frees_their_slots() {
         "a third connection is over max_connections although both others are parked"
     );
     drop(a);
-    assert!(wait_gauge(&p, "ringway_open_connections", 1.0), "a parked connection whose client left is closed");
+    assert!(
+        wait_gauge(&p, "ringway_open_connections", 1.0),
+        "a parked connection whose client left is closed"
+    );
     let mut c = RawClient::connect(p.addr());
     roundtrip(&mut c, "/c");
     roundtrip(&mut b, "/b-again");
@@ -145,8 +161,15 @@ fn sigterm_closes_parked_connections_and_the_process_exits() {
     assert!(wait_gauge(&p, "ringway_parked_connections", 1.0));
     // SAFETY: kill(2) with the pid of a child this test spawned and has not reaped.
     assert_eq!(unsafe { libc::kill(p.pid() as libc::pid_t, libc::SIGTERM) }, 0);
-    assert!(c.closed_within(Duration::from_secs(4)), "the parked connection is closed");
-    assert!(p.exited_within(Duration::from_secs(5)), "ringway exits:\n{}", p.stderr());
+    assert!(
+        c.closed_within(Duration::from_secs(4)),
+        "the parked connection is closed"
+    );
+    assert!(
+        p.exited_within(Duration::from_secs(5)),
+        "ringway exits:\n{}",
+        p.stderr()
+    );
 }
 
 #[test]

@@ -278,7 +278,10 @@ async fn wake_parked(ctx: Rc<WorkerCtx>) {
     };
     loop {
         if let Err(e) = watcher.readable(false).await {
-            event(Level::Error, format_args!("parked connections: {e}; closed, parking stopped"));
+            event(
+                Level::Error,
+                format_args!("parked connections: {e}; closed, parking stopped"),
+            );
             ctx.park.unwatch();
             return;
         }
@@ -292,13 +295,18 @@ async fn wake_parked(ctx: Rc<WorkerCtx>) {
 
 /// The worker's once-a-second chores: sample the gauges only the worker can see (in-flight
 /// requests, pooled connections, idle pipes), reopen the log after SIGUSR1, flush it, and hand
-/// memory back to the system once a burst of connections has closed.
+/// memory back to the system once a burst of connections has closed, or has gone idle and been
+/// parked (their tasks' memory is then free).
 async fn tick(ctx: Rc<WorkerCtx>, open: Rc<Cell<usize>>) {
     let o = &ctx.observe;
-    let mut collector = Collector::default();
+    let mut closed = Collector::default();
+    let mut parked = Collector::default();
     loop {
         monoio::time::sleep(Duration::from_secs(1)).await;
-        if collector.should_collect(open.get()) {
+        let open = open.get();
+        let in_tasks = open.saturating_sub(ctx.park.len());
+        // Both note their count every second: `|`, not `||`.
+        if closed.should_collect(open) | parked.should_collect(in_tasks) {
             collect();
         }
         let plan = &ctx.plan;

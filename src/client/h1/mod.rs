@@ -9,7 +9,10 @@
 //! keep-alive, otherwise closed. Bytes of a pipelined next request skip `Idle`: its buffer is
 //! kept. While idle the connection's future holds only its identity and the timeout; the
 //! requests of an active period, and their buffer, live in a boxed future of their own
-//! (`serve_active`), one allocation however many requests it serves.
+//! (`serve_active`), one allocation however many requests it serves. A plain connection idle
+//! for a second after a request goes further: `Parked` (`park`), its task ended, its socket
+//! and identity held by the worker's park set until bytes arrive, then resumed in a new task
+//! at `Head`.
 
 mod exchange;
 mod head;
@@ -80,7 +83,7 @@ fn serve_requests<C: ClientStream + 'static, G: 'static>(
             if !std::mem::take(&mut waited) {
                 // Plain connections that already served a request wait here for a second, then
                 // park outside the task (`park`); busy clients never get that far.
-                let parks = C::PARKS && ctx.park.accepts();
+                let parks = C::PARKS && idle.is_some() && ctx.park.accepts();
                 if !begin_idle(&ctx, info.slot, idle, !parks) {
                     return;
                 }
@@ -88,11 +91,9 @@ fn serve_requests<C: ClientStream + 'static, G: 'static>(
                 // the deadline, which ends this wait like a close.
                 let ready = match idle {
                     Some(idle) if parks => {
-                        let wait = crate::io::deadline::timeout(
-                            park::PARK_AFTER,
-                            pin!(client.get_ref().wait_readable()),
-                        )
-                        .await;
+                        let wait =
+                            crate::io::deadline::timeout(park::PARK_AFTER, pin!(client.get_ref().wait_readable()))
+                                .await;
                         match wait {
                             Ok(ready) => ready,
                             Err(_) => return park::park_idle(ctx, client, info, guards, idle),

@@ -48,3 +48,26 @@ pub(super) fn park_idle<C: ClientStream + 'static, G: 'static>(
     // On failure the closure is dropped with the socket: the connection closes.
     let _ = park.park.park(fd, resume);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_parked_connection_keeps_stays_small() {
+        // The resume closure's captures: context, identity, the worker's open guard (two `Rc`s
+        // and a slot), the gauge, the idle timeout.
+        type Captured = (
+            Rc<WorkerCtx>,
+            ClientInfo,
+            ((Rc<()>, Rc<()>, usize), ConnGauge),
+            Duration,
+        );
+        let size = std::mem::size_of::<Captured>();
+        eprintln!(
+            "parked closure: {size} B, ClientInfo {} B",
+            std::mem::size_of::<ClientInfo>()
+        );
+        assert!(size <= 192, "{size}");
+    }
+}
