@@ -17,6 +17,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 
 /// A resumed connection's task: its peer (for the panic message of `server::contain`) and its
 /// future.
@@ -38,6 +39,9 @@ pub struct ParkSet {
     /// Whether a park task watches the set: parking is refused until one does (and after its
     /// watch failed), so no connection is parked where nothing would wake it.
     watched: Cell<bool>,
+    /// Set by [`ParkSet::stop`]; the park task's waker, to be told.
+    stopped: Cell<bool>,
+    stop_waker: Cell<Option<Waker>>,
     entries: RefCell<Entries>,
 }
 
@@ -54,6 +58,8 @@ impl Default for ParkSet {
             // Without an epoll instance (fd exhaustion at start) connections wait in their tasks.
             epoll: Epoll::new().ok(),
             watched: Cell::new(false),
+            stopped: Cell::new(false),
+            stop_waker: Cell::new(None),
             entries: RefCell::default(),
         }
     }
@@ -62,7 +68,7 @@ impl Default for ParkSet {
 impl ParkSet {
     /// Whether a connection parked now would be woken.
     pub fn accepts(&self) -> bool {
-        self.watched.get() && self.epoll.is_some()
+        self.watched.get() && !self.stopped.get() && self.epoll.is_some()
     }
 
     /// How many connections are parked.
@@ -77,7 +83,7 @@ impl ParkSet {
     /// Parks `fd` until it is readable or hung up. On failure `resume` is dropped, which
     /// closes the connection: the caller has already given its socket away.
     pub fn park(&self, fd: OwnedFd, resume: Resume) -> io::Result<()> {
-        let Some(epoll) = self.epoll.as_ref().filter(|_| self.watched.get()) else {
+        let Some(epoll) = self.epoll.as_ref().filter(|_| self.accepts()) else {
             return Err(io::ErrorKind::Unsupported.into());
         };
         let mut e = self.entries.borrow_mut();
@@ -106,16 +112,33 @@ impl ParkSet {
     /// [`ParkSet::take_ready`] empties the set's ready list every time).
     pub fn watch(&self) -> io::Result<monoio::net::UnixStream> {
         let epoll = self.epoll.as_ref().ok_or(io::ErrorKind::Unsupported)?;
+        if self.stopped.get() {
+            return Err(io::ErrorKind::Unsupported.into());
+        }
         let dup = epoll.as_fd().try_clone_to_owned()?;
         let watcher = monoio::net::UnixStream::from_std(std::os::unix::net::UnixStream::from(dup))?;
         self.watched.set(true);
         Ok(watcher)
     }
 
-    /// Stops parking (the watch failed); connections already parked close.
-    pub fn unwatch(&self) {
+    /// Stops parking (the worker ends, or the watch failed): connections already parked close,
+    /// and the park task is told to end ([`ParkSet::poll_stopped`]).
+    pub fn stop(&self) {
         self.watched.set(false);
+        self.stopped.set(true);
         self.close_all();
+        if let Some(w) = self.stop_waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Ready once [`ParkSet::stop`] was called; the park task polls it beside its wait.
+    pub fn poll_stopped(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.stopped.get() {
+            return Poll::Ready(());
+        }
+        self.stop_waker.set(Some(cx.waker().clone()));
+        Poll::Pending
     }
 
     /// Takes every connection that is ready now out of the set. Those with bytes to read (or

@@ -20,10 +20,13 @@ use crate::observe::{event, Level};
 use monoio::io::{CancelHandle, Canceller};
 use monoio::net::TcpListener;
 use std::cell::Cell;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::os::fd::AsRawFd;
+use std::pin::pin;
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
+use std::task::Poll;
 use std::time::Duration;
 
 /// Serves until drained. `sockets` pairs each listening socket with its index in
@@ -65,7 +68,6 @@ pub fn run(
         let open = Rc::new(Cell::new(0usize));
         monoio::spawn(tick(ctx.clone(), open.clone()));
         monoio::spawn(sweep_idle(ctx.clone()));
-        monoio::spawn(wake_parked(ctx.clone()));
         let per_worker_cap = match plan.server.max_connections {
             0 => usize::MAX,
             n => n.div_ceil(plan.server.workers),
@@ -96,6 +98,7 @@ pub fn run(
                 canceller.handle(),
             )));
         }
+        let parked = monoio::spawn(wake_parked(ctx.clone()));
         let _ = ready.send(Ok(driver));
         drain.wait().await;
         ctx.begin_drain();
@@ -122,8 +125,11 @@ pub fn run(
             ctx.observe.flush();
             monoio::time::sleep(Duration::from_millis(10)).await;
         }
-        // None is left (each holds an open count); the set holds the context, so empty it here.
-        ctx.park.close_all();
+        // None is left (each holds an open count). The park task must end before the runtime
+        // does: its pending wait would keep the io_uring driver alive, and with it the
+        // unsubmitted closes of this worker's sockets (its listeners', among them).
+        ctx.park.stop();
+        parked.await;
         ctx.observe.flush();
     });
 }
@@ -277,13 +283,25 @@ async fn wake_parked(ctx: Rc<WorkerCtx>) {
         }
     };
     loop {
-        if let Err(e) = watcher.readable(false).await {
-            event(
-                Level::Error,
-                format_args!("parked connections: {e}; closed, parking stopped"),
-            );
-            ctx.park.unwatch();
-            return;
+        let ready = {
+            let mut readable = pin!(watcher.readable(false));
+            poll_fn(|cx| match ctx.park.poll_stopped(cx) {
+                Poll::Ready(()) => Poll::Ready(None),
+                Poll::Pending => readable.as_mut().poll(cx).map(Some),
+            })
+            .await
+        };
+        match ready {
+            None => return,
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                event(
+                    Level::Error,
+                    format_args!("parked connections: {e}; closed, parking stopped"),
+                );
+                ctx.park.stop();
+                return;
+            }
         }
         for (fd, resume) in ctx.park.take_ready() {
             if let Some((peer, conn)) = resume(fd) {
