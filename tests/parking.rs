@@ -57,6 +57,18 @@ fn expect(c: &mut RawClient, path: &str) {
     assert_eq!(Echo::parse(&String::from_utf8_lossy(&r.body)).url, path);
 }
 
+/// A connection that served `path` and has been parked since.
+fn parked_client(p: &Ringway, path: &str) -> RawClient {
+    let mut c = RawClient::connect(p.addr());
+    roundtrip(&mut c, path);
+    thread::sleep(PARKED);
+    assert!(
+        wait_gauge(p, "ringway_parked_connections", 1.0),
+        "the idle connection was parked"
+    );
+    c
+}
+
 #[test]
 fn parked_connection_resumes_for_whole_pipelined_piecemeal_and_closing_requests() {
     let backend = Backend::echo();
@@ -105,11 +117,9 @@ fn parked_connection_resumes_for_whole_pipelined_piecemeal_and_closing_requests(
 fn parked_connection_closes_at_its_idle_timeout() {
     let backend = Backend::echo();
     let mut p = Ringway::start(&config(backend.addr, "", "idle_timeout = \"3s\""));
-    let mut c = RawClient::connect(p.addr());
-    roundtrip(&mut c, "/one");
+    // Before the request: the idle time is shorter than this, never longer.
     let idle_from = Instant::now();
-    thread::sleep(PARKED);
-    assert!(wait_gauge(&p, "ringway_parked_connections", 1.0));
+    let mut c = parked_client(&p, "/one");
     assert_eq!(gauge(&p, "ringway_open_connections"), 1.0);
     assert!(c.closed_within(Duration::from_secs(5)), "closed at the idle timeout");
     let after = idle_from.elapsed();
@@ -155,10 +165,7 @@ fn max_connections_counts_parked_connections_and_frees_their_slots() {
 fn sigterm_closes_parked_connections_and_the_process_exits() {
     let backend = Backend::echo();
     let mut p = Ringway::start(&config(backend.addr, "shutdown_timeout = \"2s\"", ""));
-    let mut c = RawClient::connect(p.addr());
-    roundtrip(&mut c, "/one");
-    thread::sleep(PARKED);
-    assert!(wait_gauge(&p, "ringway_parked_connections", 1.0));
+    let mut c = parked_client(&p, "/one");
     // SAFETY: kill(2) with the pid of a child this test spawned and has not reaped.
     assert_eq!(unsafe { libc::kill(p.pid() as libc::pid_t, libc::SIGTERM) }, 0);
     assert!(
