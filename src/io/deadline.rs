@@ -31,10 +31,6 @@ pub struct ConnTimer {
     sleep: RefCell<Option<Pin<Box<Sleep>>>>,
     /// When the sleep is set to fire, while it has not been seen firing.
     armed: Cell<Option<Instant>>,
-    /// A wait for the next request that may end early once the connection has been idle for a
-    /// while (to be parked): its waker, and whether that time has come (see [`ConnTimer::release`]).
-    idle_waiter: Cell<Option<std::task::Waker>>,
-    idle_passed: Cell<bool>,
 }
 
 impl ConnTimer {
@@ -73,37 +69,10 @@ impl ConnTimer {
 
 impl ConnTimer {
     /// Frees the timer's `Sleep` (640 bytes) until the connection's next timed operation: an
-    /// idle keep-alive connection's wait is timed by the worker's idle sweep (`drain`). Also
-    /// ends a [`ConnTimer::wait_or_released`] in progress.
+    /// idle keep-alive connection's wait is timed by the worker's idle sweep (`drain`).
     pub fn release(&self) {
         self.sleep.borrow_mut().take();
         self.armed.set(None);
-        self.idle_passed.set(true);
-        if let Some(w) = self.idle_waiter.take() {
-            w.wake();
-        }
-    }
-
-    /// Polls `wait` (a wait for the next request) and ends it with `None` once the drain
-    /// registry's sweep has released this timer during it, the idle connection's cue to leave its
-    /// task. Costs a busy connection one waker clone per wait, and no timer.
-    pub async fn wait_or_released<T>(&self, wait: impl Future<Output = T>) -> Option<T> {
-        self.idle_passed.set(false);
-        let mut wait = std::pin::pin!(wait);
-        let out = poll_fn(|cx| {
-            if let Poll::Ready(v) = wait.as_mut().poll(cx) {
-                return Poll::Ready(Some(v));
-            }
-            if self.idle_passed.get() {
-                return Poll::Ready(None);
-            }
-            self.idle_waiter.set(Some(cx.waker().clone()));
-            Poll::Pending
-        })
-        .await;
-        // The waker refers to the task that owns this timer: not kept past the wait.
-        self.idle_waiter.take();
-        out
     }
 }
 

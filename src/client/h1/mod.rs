@@ -32,13 +32,13 @@ use crate::exchange::forward::Next;
 use crate::exchange::{access, Decision, Reply, WorkerCtx};
 use crate::http::client_info::ClientInfo;
 use crate::io::box_future;
-use crate::io::deadline::ConnTimer;
 use crate::io::drain::Drain;
 use crate::observe::{ConnGauge, Record};
 use crate::upstream::UpstreamConn;
 use head::{read_head, HeadRead};
 use reply::reply;
 use std::future::Future;
+use std::pin::pin;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -84,20 +84,19 @@ fn serve_requests<C: ClientStream + 'static, G: 'static>(
                 // Plain connections that already served a request wait here for a second, then
                 // park outside the task (`park`); busy clients never get that far.
                 let parks = C::PARKS && idle.is_some() && ctx.park.accepts();
-                let timer = crate::io::deadline::current_timer();
-                if !begin_idle(&ctx, info.slot, idle, timer.clone()) {
+                if !begin_idle(&ctx, info.slot, idle, !parks) {
                     return;
                 }
                 // Waits holding no buffer: the drain registry's sweep shuts the socket down at
-                // the deadline, which ends this wait like a close. The same sweep releases the
-                // connection's timer after a second of waiting, which parks a plain connection.
-                let ready = match (idle, timer) {
-                    (Some(idle), Some(timer)) if parks => {
-                        let wait = timer.wait_or_released(client.get_ref().wait_readable()).await;
-                        drop(timer);
+                // the deadline, which ends this wait like a close.
+                let ready = match idle {
+                    Some(idle) if parks => {
+                        let wait =
+                            crate::io::deadline::timeout(park::PARK_AFTER, pin!(client.get_ref().wait_readable()))
+                                .await;
                         match wait {
-                            Some(ready) => ready,
-                            None => return park::park_idle(ctx, client, info, guards, idle),
+                            Ok(ready) => ready,
+                            Err(_) => return park::park_idle(ctx, client, info, guards, idle),
                         }
                     }
                     _ => client.get_ref().wait_readable().await,
@@ -134,15 +133,19 @@ fn serve_requests<C: ClientStream + 'static, G: 'static>(
 /// request, under header_timeout), in the worker's drain registry, whose sweep ends the wait at
 /// that deadline and frees the connection's timer if the wait lasts. `false`: a drain is closing
 /// idle connections, so this one closes instead.
-fn begin_idle(ctx: &WorkerCtx, slot: usize, idle: Option<Duration>, timer: Option<Rc<ConnTimer>>) -> bool {
+fn begin_idle(ctx: &WorkerCtx, slot: usize, idle: Option<Duration>, lend_timer: bool) -> bool {
     let d = &ctx.drain;
     let served = idle.is_some();
     if served && d.is_closing_idle() {
         return false;
     }
     let idle = idle.unwrap_or(ctx.plan.server.header_timeout);
-    // A timer is kept through a short pause (the next request of a busy client), freed after.
-    let timer = timer.map(|t| (TIMER_KEPT, t));
+    // A timer is kept through a short pause (the next request of a busy client), freed after;
+    // not lent when the wait itself is timed (before parking).
+    let timer = lend_timer
+        .then(crate::io::deadline::current_timer)
+        .flatten()
+        .map(|t| (TIMER_KEPT, t));
     d.begin_wait(slot, crate::io::clock::now(), idle, served, timer);
     true
 }

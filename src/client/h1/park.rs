@@ -1,4 +1,4 @@
-//! Parking an idle plain keep-alive connection: after a second without a byte, the
+//! Parking an idle plain keep-alive connection: after [`PARK_AFTER`] without a byte, the
 //! connection's task ends and the connection goes to the worker's park set (`io::park`) as its
 //! socket and a closure holding its identity and guards. When bytes arrive the worker's park
 //! task calls the closure, which continues the connection in a new task exactly where the wait
@@ -14,9 +14,11 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
-/// Parks a connection that served a request and has been idle for a second (when the drain
-/// registry's sweep releases its timer, `TIMER_KEPT`: a busy keep-alive client sends its next
-/// request well within it and never pays for a park and a resume), to continue
+/// How long an idle connection waits in its task before it is parked: a busy keep-alive client
+/// sends its next request well within it and never pays for a park and a resume.
+pub(super) const PARK_AFTER: Duration = Duration::from_secs(1);
+
+/// Parks a connection that served a request and has been idle for [`PARK_AFTER`], to continue
 /// with the idle timeout `idle` when bytes arrive. Its keep-alive deadline stays in the drain
 /// registry. Where it cannot be parked (draining, no fd left to duplicate it) it is closed,
 /// as an idle keep-alive connection may be.
