@@ -33,6 +33,9 @@ struct Parked {
     resume: Resume,
 }
 
+/// Ready connections collected per `epoll_wait`.
+const READY_BATCH: usize = 64;
+
 /// The park set of one worker, owned by its `WorkerCtx`.
 pub struct ParkSet {
     epoll: Option<Epoll>,
@@ -49,7 +52,6 @@ pub struct ParkSet {
 struct Entries {
     slots: Vec<Option<Parked>>,
     free: Vec<usize>,
-    len: usize,
 }
 
 impl Default for ParkSet {
@@ -73,7 +75,8 @@ impl ParkSet {
 
     /// How many connections are parked.
     pub fn len(&self) -> usize {
-        self.entries.borrow().len
+        let e = self.entries.borrow();
+        e.slots.len() - e.free.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -99,7 +102,6 @@ impl ParkSet {
             return Err(err);
         }
         e.slots[slot] = Some(Parked { fd, resume });
-        e.len += 1;
         Ok(())
     }
 
@@ -151,7 +153,7 @@ impl ParkSet {
         };
         let mut ready = Vec::new();
         let mut closed = Vec::new();
-        let mut events: Vec<Event> = Vec::with_capacity(64);
+        let mut events: Vec<Event> = Vec::with_capacity(READY_BATCH);
         loop {
             events.clear();
             let n = epoll.ready(&mut events).unwrap_or(0);
@@ -162,7 +164,6 @@ impl ParkSet {
                     continue;
                 };
                 e.free.push(slot);
-                e.len -= 1;
                 epoll.remove(parked.fd.as_fd());
                 if ev.events & (libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0 {
                     closed.push(parked);
@@ -171,7 +172,8 @@ impl ParkSet {
                 }
             }
             drop(e);
-            if n < events.capacity().min(64) {
+            // A short batch: nothing more is ready.
+            if n < READY_BATCH {
                 break;
             }
         }
@@ -186,7 +188,6 @@ impl ParkSet {
             let mut e = self.entries.borrow_mut();
             let taken = e.slots.drain(..).flatten().collect();
             e.free.clear();
-            e.len = 0;
             taken
         };
         if let Some(epoll) = &self.epoll {

@@ -37,7 +37,7 @@ pub(super) fn park_idle<C: ClientStream + 'static, G: 'static>(
     };
     // Before anything else runs: the fd number the drain registry shuts down at the deadline.
     ctx.drain.set_fd(info.slot, fd.as_raw_fd());
-    let park = ctx.clone();
+    let worker = ctx.clone();
     let resume: Resume = Box::new(move |fd| {
         ctx.drain.end_wait(info.slot);
         let client = C::unpark(fd).ok()?;
@@ -46,7 +46,7 @@ pub(super) fn park_idle<C: ClientStream + 'static, G: 'static>(
         Some((peer, Box::pin(crate::io::deadline::scoped(conn))))
     });
     // On failure the closure is dropped with the socket: the connection closes.
-    let _ = park.park.park(fd, resume);
+    let _ = worker.park.park(fd, resume);
 }
 
 #[cfg(test)]
